@@ -1,0 +1,135 @@
+"""The two configuration objects of basam: model size and attention (BA-SAM) settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one SAM size. `img_size` is the pretraining input side (the pos_embed grid
+    is img_size/patch_size tokens per side); the model itself runs at any H×W."""
+
+    name: str
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    window_size: int = 14
+    patch_size: int = 16
+    img_size: int = 1024
+    prompt_embed_dim: int = 256
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+    num_multimask_outputs: int = 3
+
+    @property
+    def train_grid(self) -> tuple[int, int]:
+        side = self.img_size // self.patch_size
+        return side, side
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
+        return cls(**d)
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    "vit_b": ModelConfig("vit_b", 768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": ModelConfig("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": ModelConfig("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    # For tests: a 16×16 pretraining grid, 4-token windows, two global blocks, small decoder.
+    "tiny": ModelConfig(
+        "tiny", 64, 4, 2, (1, 3), window_size=4, img_size=256, prompt_embed_dim=32,
+        mask_in_chans=4, decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32,
+    ),
+}
+
+
+# Presets of AttentionConfig, by name. `basam` is the paper's method; `official` mirrors the
+# released BA-SAM code (see README) and is kept for fidelity comparisons only.
+ATTENTION_PRESETS: dict[str, dict] = {
+    "sam": {},
+    "nsf": {"nsf": True},
+    "bm": {"bias": True},
+    "basam": {"nsf": True, "bias": True},
+    "official": {"nsf": True, "official": True},
+}
+
+
+@dataclass
+class AttentionConfig:
+    """How every attention call of the image encoder scales and biases its scores.
+
+    nsf:            λ(N) = (ln N / ln N_train)/√d instead of 1/√d (the new scaling factor)
+    nsf_blocks:     "global" | "all" — blocks that use λ(N) (windowed blocks have N fixed anyway)
+    bias:           add the bias-mode attention mask (BM-AM)
+    bm_distance:    "euclidean" | "manhattan" | "raster"
+    bm_slope_scale: multiplies the ALiBi slopes 2^(-8h/H)
+    bm_offset:      "0" or "train": the bias is −m·max(0, dist − offset); "train" = radius of the
+                    pretraining grid, so the bias vanishes inside the trained range
+    bm_blocks:      "global" | "all"
+    bm_learnable:   slopes are parameters (fine-tuning) rather than fixed
+    official:       the released BA-SAM code's variant (per-block rel-pos gain, no pretrained
+                    rel-pos tables, no pos_embed)
+    chunk_mb:       largest score tensor (MiB) one attention call may hold; queries are chunked
+    """
+
+    preset: str = "sam"
+    nsf: bool = False
+    nsf_blocks: str = "global"
+    bias: bool = False
+    bm_distance: str = "euclidean"
+    bm_slope_scale: float = 1.0
+    bm_offset: str = "0"
+    bm_blocks: str = "global"
+    bm_learnable: bool = False
+    official: bool = False
+    chunk_mb: float = 256.0
+
+    _CHOICES = {
+        "nsf_blocks": ("global", "all"),
+        "bm_distance": ("euclidean", "manhattan", "raster"),
+        "bm_blocks": ("global", "all"),
+    }
+
+    def __post_init__(self):
+        for name, allowed in self._CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"attention option {name}={getattr(self, name)!r}: expected one of {allowed}")
+        self.bm_offset = str(self.bm_offset)
+        if self.bm_offset != "train":
+            try:
+                if float(self.bm_offset) < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"attention option bm_offset={self.bm_offset!r}: expected 'train' or a number ≥ 0") from None
+        if self.chunk_mb <= 0:
+            raise ValueError("attention option chunk_mb must be > 0")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "AttentionConfig":
+        if name not in ATTENTION_PRESETS:
+            raise ValueError(f"unknown attention preset {name!r}; choose from {', '.join(ATTENTION_PRESETS)}")
+        return cls(preset=name, **{**ATTENTION_PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AttentionConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def describe(self) -> str:
+        changed = {k: v for k, v in self.to_dict().items() if k != "preset" and v != getattr(AttentionConfig, k)}
+        extra = ", ".join(f"{k}={v}" for k, v in changed.items())
+        return f"{self.preset}" + (f" ({extra})" if extra else "")
