@@ -1,0 +1,161 @@
+"""BA-SAM's two changes to SAM's attention, and the one attention function every encoder block calls.
+
+The paper in two formulas (Song et al., CVPR 2024; ../DESIGN.md §1):
+
+    λ(N)            = (ln N / ln N_train) / √d                      new scaling factor (NSF)
+    bias_h(i, j)    = −m_h · max(0, dist(p_i, p_j) − offset)        bias-mode attention mask (BM-AM)
+
+and a global block computes softmax(λ(N)·q kᵀ + relpos(q) + bias) v, where relpos is SAM's own
+decomposed relative-position term. With NSF and BM-AM off this is SAM exactly.
+
+Memory: scores are never materialised for all queries at once. Queries are processed in chunks so
+that one chunk's (B, heads, chunk, N) mask stays under `AttentionConfig.chunk_mb`; the bias is
+built per chunk from a cached distance table (kept only while that table itself is small).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AttentionConfig
+
+
+def nsf_scale(n_tokens: int, n_train: int, head_dim: int) -> float:
+    """λ(N) = log_{N_train}(N)/√d. Equals SAM's 1/√d when N == N_train."""
+    return math.log(n_tokens) / math.log(n_train) / math.sqrt(head_dim)
+
+
+def alibi_slopes(num_heads: int) -> list[float]:
+    """ALiBi's head slopes 2^(−8h/H), h = 1..H. For H not a power of two, ALiBi takes the slopes of
+    the nearest lower power of two n, then every other slope of 2n for the remaining heads."""
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * h / n) for h in range(1, n + 1)]
+
+    n = 2 ** int(math.floor(math.log2(num_heads)))
+    if n == num_heads:
+        return power_of_two(n)
+    return power_of_two(n) + power_of_two(2 * n)[0::2][: num_heads - n]
+
+
+def grid_diameter(grid_hw: tuple[int, int], distance: str) -> float:
+    """Largest token-to-token distance on a grid: the `train` offset, beyond which a distance was
+    never seen in pretraining."""
+    h, w = grid_hw
+    return {"euclidean": math.hypot(h - 1, w - 1), "manhattan": float(h - 1 + w - 1), "raster": float(h * w - 1)}[
+        distance
+    ]
+
+
+def token_distance(grid_hw: tuple[int, int], distance: str, rows: slice, device=None) -> torch.Tensor:
+    """Distances between query tokens `rows` and all keys of an H×W grid (row-major order).
+    Returns (len(rows), H·W) float32."""
+    h, w = grid_hw
+    idx = torch.arange(h * w, device=device)
+    q = idx[rows]
+    if distance == "raster":
+        return (q[:, None] - idx[None, :]).abs().float()
+    dy = (q // w)[:, None] - (idx // w)[None, :]
+    dx = (q % w)[:, None] - (idx % w)[None, :]
+    if distance == "manhattan":
+        return (dy.abs() + dx.abs()).float()
+    return torch.sqrt((dy * dy + dx * dx).float())
+
+
+@lru_cache(maxsize=8)
+def _cached_excess_distance(grid_hw, distance, offset, device) -> torch.Tensor:
+    return (token_distance(grid_hw, distance, slice(None), device) - offset).clamp_min(0)
+
+
+# A distance table is cached whole only below this many entries (64 MiB of float32); bigger grids
+# build their rows chunk by chunk, which costs little next to the attention matmul.
+_CACHE_MAX_ENTRIES = 16 * 2**20
+
+
+def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows: slice, device) -> torch.Tensor:
+    """max(0, dist − offset) for query rows `rows` of the grid: (len(rows), H·W) float32.
+    Cached per (grid, distance, offset, device) and shared by every block with those settings."""
+    n = grid_hw[0] * grid_hw[1]
+    if n * n <= _CACHE_MAX_ENTRIES:
+        return _cached_excess_distance(tuple(grid_hw), distance, float(offset), torch.device(device))[rows]
+    return (token_distance(grid_hw, distance, rows, device) - offset).clamp_min(0)
+
+
+class BlockAttentionMode(nn.Module):
+    """What one encoder block's attention adds to plain SAM, decided once from the config.
+
+    Holds the BM-AM slopes (a buffer, or a parameter when learnable) and, for the `official`
+    preset, the released code's per-block gain on the rel-pos term. For the `sam` preset it holds
+    nothing, so the state dict is exactly SAM's.
+    """
+
+    def __init__(self, cfg: AttentionConfig, num_heads: int, head_dim: int, is_global: bool,
+                 attn_grid: tuple[int, int], train_grid: tuple[int, int]):
+        """attn_grid: the grid this block attends over in pretraining (its window, or the whole
+        pretraining grid in a global block); train_grid: the pretraining token grid (N_train)."""
+        super().__init__()
+        self.head_dim = head_dim
+        self.n_train = train_grid[0] * train_grid[1]
+        self.use_nsf = cfg.nsf and (is_global or cfg.nsf_blocks == "all")
+        self.use_bias = cfg.bias and (is_global or cfg.bm_blocks == "all")
+        self.distance = cfg.bm_distance
+        # A windowed block was trained on its window, so "train" means the window's diameter there.
+        self.offset = grid_diameter(attn_grid, cfg.bm_distance) if cfg.bm_offset == "train" else float(cfg.bm_offset)
+        self.chunk_bytes = int(cfg.chunk_mb * 2**20)
+        if self.use_bias:
+            slopes = torch.tensor(alibi_slopes(num_heads)) * cfg.bm_slope_scale
+            if cfg.bm_learnable:
+                self.slopes = nn.Parameter(slopes)
+            else:
+                self.register_buffer("slopes", slopes, persistent=False)
+        if cfg.official:
+            self.relpos_gain = nn.Parameter(torch.tensor([0.1]))
+
+    def scale(self, n_image_tokens: int) -> float:
+        """The softmax temperature: λ(N) of the whole image grid when NSF applies, else 1/√d."""
+        if self.use_nsf:
+            return nsf_scale(n_image_tokens, self.n_train, self.head_dim)
+        return self.head_dim**-0.5
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    grid_hw: tuple[int, int],
+    mode: BlockAttentionMode,
+    scale: float,
+    rel_h: torch.Tensor | None = None,
+    rel_w: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """softmax(scale·q kᵀ + relpos + bias) v, in query chunks.
+
+    q, k, v: (B, heads, N, d) with N = H·W tokens of `grid_hw` (a window or the whole image).
+    rel_h:   (B, heads, N, H) and rel_w: (B, heads, N, W), SAM's decomposed rel-pos terms.
+    Returns (B, heads, N, d).
+    """
+    b, heads, n, _ = q.shape
+    gain = getattr(mode, "relpos_gain", None)
+    bytes_per_row = b * heads * n * max(q.element_size(), 4)
+    chunk = max(1, min(n, mode.chunk_bytes // bytes_per_row))
+    outputs = []
+    for start in range(0, n, chunk):
+        rows = slice(start, min(n, start + chunk))
+        mask = None
+        if rel_h is not None:
+            mask = (rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(-2)
+            if gain is not None:
+                mask = gain * mask
+        if mode.use_bias:
+            dist = excess_distance(grid_hw, mode.distance, mode.offset, rows, q.device)
+            bias = -mode.slopes[:, None, None] * dist
+            mask = bias if mask is None else mask + bias
+        if mask is not None:
+            mask = mask.to(q.dtype)
+        outputs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale))
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)

@@ -1,0 +1,165 @@
+"""Load and save models: official SAM .pth files, safetensors, and basam's own exports.
+
+Loading is strict. BA-SAM's own parameters (learnable slopes, the `official` preset's gains) are the
+only keys a checkpoint may lack: they start from their initial values, as they would for a user
+switching BA-SAM on over an official checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .config import MODEL_CONFIGS, AttentionConfig, ModelConfig
+from .modeling.sam import Sam
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
+_BASAM_KEY = ".mode."  # every BA-SAM parameter lives in an encoder block's attention mode
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message says why in one line."""
+
+
+def load_model(
+    model_type: str = "default",
+    checkpoint: str | os.PathLike | None = None,
+    attn: str | AttentionConfig | None = None,
+    device: str | torch.device = "cpu",
+    **attn_overrides,
+) -> Sam:
+    """Build a model and load its weights.
+
+    model_type: "vit_b" | "vit_l" | "vit_h" | "tiny" | "default" (the embedded model).
+    checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
+        safetensors file, or a basam export.
+    attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
+        exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
+    """
+    state, saved = ({}, {})
+    if model_type == "default" and checkpoint is None:
+        if not DEFAULT_WEIGHTS.exists():
+            raise CheckpointError(f"the embedded default model is missing ({DEFAULT_WEIGHTS}); reinstall basam")
+        checkpoint = DEFAULT_WEIGHTS
+    if checkpoint is not None:
+        state, saved = read_checkpoint(checkpoint)
+    cfg = _model_config(model_type, saved, checkpoint)
+    attn_cfg = _attention_config(attn, saved, attn_overrides)
+    model = Sam(cfg, attn_cfg)
+    if checkpoint is not None:
+        load_state(model, state, str(checkpoint))
+        if attn_cfg.official and not saved.get("attention", {}).get("official"):
+            _drop_pretrained_rel_pos(model)
+    return model.to(device).eval()
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """→ (state dict, basam metadata or {}). Any unreadable file becomes a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            saved = json.loads(meta["basam"]) if "basam" in meta else {}
+        else:
+            state, saved = torch.load(path, map_location="cpu", weights_only=True), {}
+            if isinstance(state, dict) and isinstance(state.get("model"), dict):  # a training checkpoint
+                saved = state.get("basam", {})
+                state = state["model"]
+    except Exception as e:  # truncated, corrupt, not a checkpoint at all
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    # DistributedDataParallel prefixes every key with "module."
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state, saved
+
+
+def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict load, with one readable error naming what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and _BASAM_KEY not in k]
+    unexpected = [k for k in state if k not in own and _BASAM_KEY not in k]
+    dropped = [k for k in state if k not in own and _BASAM_KEY in k]
+    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"{source} does not fit model {model.cfg.name}"]
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+            if keys:
+                parts.append(f"{len(keys)} {label}: {_first(keys)}")
+        guess = guess_model_type(state)
+        parts.append(f"the file looks like {guess}" if guess else "the file matches no known SAM size")
+        raise CheckpointError("; ".join(parts))
+    if dropped:
+        warnings.warn(f"{source}: ignoring {len(dropped)} BA-SAM parameters the chosen attention setting does not use")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
+    """The SAM size whose encoder width, depth and pos_embed grid match the state dict."""
+    pos = state.get("image_encoder.pos_embed")
+    if pos is None or pos.ndim != 4:
+        return None
+    depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
+    for name, cfg in MODEL_CONFIGS.items():
+        if (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (pos.shape[3], depth, tuple(pos.shape[1:3])):
+            return name
+    return f"an unknown size (width {pos.shape[3]}, {depth} blocks, {pos.shape[1]}×{pos.shape[2]} grid)"
+
+
+def save_model(model: Sam, path: str | os.PathLike) -> Path:
+    """Write a safetensors file whose metadata holds the model and attention configs, so that
+    `load_model` can rebuild it without being told the size."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"basam": json.dumps({"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()})}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def _model_config(model_type: str, saved: dict, checkpoint) -> ModelConfig:
+    if "model" in saved:
+        cfg = ModelConfig.from_dict(saved["model"])
+        if model_type not in ("default", cfg.name) and model_type in MODEL_CONFIGS:
+            raise CheckpointError(f"{checkpoint} holds a {cfg.name} model, not {model_type}")
+        return cfg
+    if model_type not in MODEL_CONFIGS:
+        raise CheckpointError(f"unknown model type {model_type!r}; choose from {', '.join([*MODEL_CONFIGS, 'default'])}")
+    return MODEL_CONFIGS[model_type]
+
+
+def _attention_config(attn, saved: dict, overrides: dict) -> AttentionConfig:
+    if isinstance(attn, AttentionConfig):
+        base = attn
+    elif attn is None and "attention" in saved:
+        base = AttentionConfig.from_dict(saved["attention"])
+    else:
+        return AttentionConfig.from_preset(attn or "sam", **overrides)
+    return AttentionConfig.from_dict({**base.to_dict(), **overrides}) if overrides else base
+
+
+def _drop_pretrained_rel_pos(model: Sam) -> None:
+    """The released BA-SAM code trains rel-pos tables from zero instead of loading SAM's."""
+    with torch.no_grad():
+        for block in model.image_encoder.blocks:
+            block.attn.rel_pos_h.zero_()
+            block.attn.rel_pos_w.zero_()
+
+
+def _first(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f", … (+{len(keys) - n})" if len(keys) > n else "")

@@ -1,0 +1,191 @@
+"""SAM's ViT image encoder (windowed + global blocks), at any input H×W.
+
+Parameter names and shapes are those of the official release, so its checkpoints load strictly.
+What differs is that nothing is tied to 1024 px: the 64×64 pos_embed is resized (bicubic) to the
+actual token grid, the global blocks' rel-pos tables are resized (linear) as SAM itself does for
+mismatched sizes, and attention goes through `basam.attention.attend`, where BA-SAM lives.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attention import BlockAttentionMode, attend
+from ..config import AttentionConfig, ModelConfig
+from .common import LayerNorm2d, MLPBlock
+
+
+class ImageEncoderViT(nn.Module):
+    """(B, 3, H, W) normalised image, H and W multiples of the patch size → (B, C_out, H/16, W/16)."""
+
+    def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
+        super().__init__()
+        dim, p = cfg.encoder_embed_dim, cfg.patch_size
+        self.patch_size = p
+        self.train_grid = cfg.train_grid
+        self.patch_embed = PatchEmbed(p, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, *cfg.train_grid, dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                dim,
+                cfg.encoder_num_heads,
+                window_size=0 if i in cfg.encoder_global_attn_indexes else cfg.window_size,
+                train_grid=cfg.train_grid,
+                attn_cfg=attn_cfg,
+            )
+            for i in range(cfg.encoder_depth)
+        )
+        out = cfg.prompt_embed_dim
+        self.neck = nn.Sequential(
+            nn.Conv2d(dim, out, kernel_size=1, bias=False),
+            LayerNorm2d(out),
+            nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out),
+        )
+        self.use_pos_embed = not attn_cfg.official
+
+    def set_attention(self, attn_cfg: AttentionConfig) -> None:
+        """Switch the BA-SAM settings in place; the SAM weights are untouched."""
+        for block in self.blocks:
+            block.attn.set_mode(attn_cfg)
+        self.use_pos_embed = not attn_cfg.official
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
+        x = self.patch_embed(x)  # B, Hg, Wg, C
+        if self.use_pos_embed:
+            x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2))
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """(1, Ht, Wt, C) pretraining pos_embed → (1, Hg, Wg, C), bicubic."""
+    if tuple(pos_embed.shape[1:3]) == tuple(grid_hw):
+        return pos_embed
+    resized = F.interpolate(pos_embed.permute(0, 3, 1, 2), size=tuple(grid_hw), mode="bicubic", align_corners=False)
+    return resized.permute(0, 2, 3, 1)
+
+
+class PatchEmbed(nn.Module):
+    """(B, 3, H, W) → (B, H/p, W/p, C) by a p×p stride-p convolution."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block on a (B, H, W, C) token grid; window_size 0 means global."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, train_grid: tuple[int, int],
+                 attn_cfg: AttentionConfig, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        is_global = window_size == 0
+        attn_grid = train_grid if is_global else (window_size, window_size)
+        self.attn = Attention(dim, num_heads, is_global, attn_grid, train_grid, attn_cfg)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image_grid = x.shape[1:3]
+        y = self.norm1(x)
+        if self.window_size > 0:
+            windows, padded = window_partition(y, self.window_size)
+            y = self.attn(windows, image_grid)
+            y = window_unpartition(y, self.window_size, padded, image_grid)
+        else:
+            y = self.attn(y, image_grid)
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with SAM's decomposed relative positions, over (B, H, W, C).
+
+    `attn_grid` is the grid the rel-pos tables were trained for (the window, or the pretraining
+    token grid in a global block).
+    """
+
+    def __init__(self, dim: int, num_heads: int, is_global: bool, attn_grid: tuple[int, int],
+                 train_grid: tuple[int, int], attn_cfg: AttentionConfig):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.is_global = is_global
+        self.attn_grid = attn_grid
+        self.train_grid = train_grid
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_pos_h = nn.Parameter(torch.zeros(2 * attn_grid[0] - 1, self.head_dim))
+        self.rel_pos_w = nn.Parameter(torch.zeros(2 * attn_grid[1] - 1, self.head_dim))
+        self.set_mode(attn_cfg)
+
+    def set_mode(self, attn_cfg: AttentionConfig) -> None:
+        self.mode = BlockAttentionMode(attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid,
+                                       self.train_grid)
+        self.mode.to(self.qkv.weight.device)
+
+    def forward(self, x: torch.Tensor, image_grid: tuple[int, int]) -> torch.Tensor:
+        """x: (B, h, w, C) — a window batch or the whole grid; image_grid: the full token grid,
+        whose size sets λ(N). Returns (B, h, w, C)."""
+        b, h, w, c = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each B, heads, N, d
+        rel_h, rel_w = decomposed_rel_pos(q, (h, w), self.rel_pos_h, self.rel_pos_w)
+        scale = self.mode.scale(image_grid[0] * image_grid[1])
+        out = attend(q, k, v, (h, w), self.mode, scale, rel_h, rel_w)
+        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+
+
+def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
+    """Embeddings of all offsets between `size` query and key positions on one axis:
+    (size, size, d). The (2L−1, d) table is linearly resized when the axis length changed."""
+    length = 2 * size - 1
+    if table.shape[0] != length:
+        table = F.interpolate(table.T[None], size=length, mode="linear")[0].T
+    pos = torch.arange(size, device=table.device)
+    return table[pos[:, None] - pos[None, :] + size - 1]
+
+
+def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: torch.Tensor,
+                       rel_pos_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's rel-pos logits (MViTv2), kept factored: q (B, heads, N, d) →
+    rel_h (B, heads, N, H) and rel_w (B, heads, N, W); the full term is rel_h[..., :, None] + rel_w[..., None, :]."""
+    h, w = grid_hw
+    b, heads, n, d = q.shape
+    grid_q = q.reshape(b, heads, h, w, d)
+    rel_h = torch.einsum("bnhwd,hkd->bnhwk", grid_q, rel_pos_table(h, rel_pos_h).to(q.dtype))
+    rel_w = torch.einsum("bnhwd,wkd->bnhwk", grid_q, rel_pos_table(w, rel_pos_w).to(q.dtype))
+    return rel_h.reshape(b, heads, n, h), rel_w.reshape(b, heads, n, w)
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) → (B·nW, window, window, C), zero-padding H and W up to multiples of window."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = -h % window, -w % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window, window, c), (hp, wp)
+
+
+def window_unpartition(windows: torch.Tensor, window: int, padded_hw: tuple[int, int],
+                       grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of window_partition: (B·nW, window, window, C) → (B, H, W, C)."""
+    hp, wp = padded_hw
+    b = windows.shape[0] // ((hp // window) * (wp // window))
+    x = windows.view(b, hp // window, wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, hp, wp, -1)
+    return x[:, : grid_hw[0], : grid_hw[1]].contiguous()

@@ -1,0 +1,136 @@
+"""SAM's mask decoder, for any token grid Hg×Wg (square or not).
+
+Parameter names match the official release.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import LayerNorm2d
+
+
+class MLP(nn.Module):
+    """Plain MLP with ReLU between layers: (..., input_dim) -> (..., output_dim)."""
+
+    def __init__(
+        self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, sigmoid_output: bool = False
+    ) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = F.relu(layer(x))
+        x = self.layers[-1](x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
+
+
+class MaskDecoder(nn.Module):
+    """Predicts masks and their IoU scores from an image embedding and prompt embeddings.
+
+    Output tokens: one IoU token, then num_multimask_outputs + 1 mask tokens. Mask token 0 is the
+    single-mask answer; tokens 1.. are the multimask (ambiguity-resolving) answers.
+    """
+
+    def __init__(
+        self,
+        transformer_dim: int,
+        transformer: nn.Module,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+
+        # Two stride-2 transposed convs: Hg×Wg tokens -> 4Hg×4Wg low-res mask, C -> C/8 channels.
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        # Each mask token becomes the weights of a per-pixel linear map over the C/8 channels.
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode masks.
+
+        image_embeddings:         (1 or B, C, Hg, Wg); a single image is shared by all B prompts
+        image_pe:                 (1, C, Hg, Wg)
+        sparse_prompt_embeddings: (B, n, C)
+        dense_prompt_embeddings:  (B, C, Hg, Wg)
+        Returns masks (B, M, 4Hg, 4Wg) logits and iou_pred (B, M), M = num_multimask_outputs if
+        multimask_output else 1.
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        keep = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, keep], iou_pred[:, keep]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All num_mask_tokens masks (B, T, 4Hg, 4Wg) and scores (B, T); see forward."""
+        bs = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(bs, -1, -1), sparse_prompt_embeddings], dim=1)
+
+        # The official code always repeats the image once per prompt set, which is right for the
+        # usual single image but gives B² rows for B images; pair images and prompts one to one.
+        if image_embeddings.shape[0] == 1:
+            src = image_embeddings.expand(bs, -1, -1, -1)
+        elif image_embeddings.shape[0] == bs:
+            src = image_embeddings
+        else:
+            raise ValueError(
+                f"{image_embeddings.shape[0]} image embeddings for {bs} prompt sets: expected 1 or {bs}"
+            )
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(bs, -1, -1, -1)
+        b, c, h, w = src.shape
+
+        hs, keys = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        # keys are (B, Hg·Wg, C) in row-major order; fold them back into the grid.
+        src = keys.transpose(1, 2).reshape(b, c, h, w)
+        upscaled = self.output_upscaling(src)  # (B, C/8, 4Hg, 4Wg)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )  # (B, T, C/8)
+        b, c8, uh, uw = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, -1, uh, uw)
+
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred
