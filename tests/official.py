@@ -18,3 +18,43 @@ def official_modeling():
     import segment_anything.modeling as modeling
 
     return modeling
+
+
+def official_sam(cfg):
+    """The official Sam built with the sizes of a basam ModelConfig."""
+    from functools import partial
+
+    import torch
+
+    m = official_modeling()
+    grid = cfg.img_size // cfg.patch_size
+    encoder = m.ImageEncoderViT(
+        depth=cfg.encoder_depth, embed_dim=cfg.encoder_embed_dim, img_size=cfg.img_size, mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=cfg.encoder_num_heads,
+        patch_size=cfg.patch_size, qkv_bias=True, use_rel_pos=True,
+        global_attn_indexes=cfg.encoder_global_attn_indexes, window_size=cfg.window_size,
+        out_chans=cfg.prompt_embed_dim,
+    )
+    prompt_encoder = m.PromptEncoder(
+        embed_dim=cfg.prompt_embed_dim, image_embedding_size=(grid, grid),
+        input_image_size=(cfg.img_size, cfg.img_size), mask_in_chans=cfg.mask_in_chans,
+    )
+    transformer = m.TwoWayTransformer(depth=cfg.decoder_depth, embedding_dim=cfg.prompt_embed_dim,
+                                      mlp_dim=cfg.decoder_mlp_dim, num_heads=cfg.decoder_num_heads)
+    decoder = m.MaskDecoder(num_multimask_outputs=cfg.num_multimask_outputs, transformer=transformer,
+                            transformer_dim=cfg.prompt_embed_dim, iou_head_depth=3,
+                            iou_head_hidden_dim=cfg.iou_head_hidden_dim)
+    return m.Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder).eval()
+
+
+def randomize(model, seed=0, std=0.05):
+    """Give every parameter (rel-pos tables and pos_embed included, which init to zero) random
+    values, so that an equivalence test exercises all of them. LayerNorms keep weight ≈ 1."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * std
+            p.copy_(1 + noise if ("norm" in name and name.endswith("weight")) else noise)
+    return model

@@ -94,9 +94,8 @@ class TwoWayAttentionBlock(nn.Module):
 
         queries = self.norm3(queries + self.mlp(queries))
 
+        # keys have not changed since the token->image step, so k (keys + key_pe) is reused.
         q = queries + query_pe
-        # k is recomputed from unchanged keys: identical to the one above, kept explicit for clarity.
-        k = keys + key_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
 

@@ -1,0 +1,478 @@
+"""Synthetic multi-resolution segmentation benchmark.
+
+A `Scene` is defined once, independently of resolution: shapes in continuous scene units (see
+`textures` for the coordinate convention), textures by parameters and seeds. `render(scene, H, W)`
+draws it anti-aliased at any size: masks come from analytic pixel coverage (signed distance +
+the exact area of a unit pixel behind a straight edge), so a 2048 px mask box-downsampled to
+512 px agrees with the 512 px mask, while textures and thin structures gain detail with size.
+
+Families mirror the paper's datasets: "salient" (DUTS-like: distinct object on a photo),
+"camouflaged" (COD10K-like: object textured like its surroundings), "thin" (DIS-like: branches,
+grilles, wheels, perforations, wires with widths fixed in scene units, sub-pixel at low
+resolution) and "lesion" (ISIC-like: soft-edged blob on procedural skin, hairs on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import math
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .textures import DETAILS, PHOTOS, Frame, Texture, make_frame, render_texture
+
+FAMILIES = ("salient", "camouflaged", "thin", "lesion")
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Star:
+    """Star-shaped primitive: superellipse (exponent) or regular polygon (sides >= 3), scaled by
+    aspect, rotated by angle, radius modulated by (1 + Σ amp·cos(k·θ + phase)) for k, amp, phase in
+    harmonics; holes (Stars) are subtracted. Units: scene units relative to the object anchor."""
+
+    cx: float
+    cy: float
+    radius: float
+    angle: float = 0.0
+    aspect: float = 1.0
+    exponent: float = 2.0
+    sides: int = 0
+    harmonics: tuple = ()
+    holes: tuple = ()
+
+
+@dataclass(frozen=True)
+class Capsule:
+    """Segment (x0, y0)-(x1, y1) with round caps and a width in scene units."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    width: float
+
+
+def _extent(p) -> tuple[float, float, float, float]:
+    """Conservative (xmin, xmax, ymin, ymax) of a primitive, scene units."""
+    if isinstance(p, Capsule):
+        h = p.width / 2
+        return min(p.x0, p.x1) - h, max(p.x0, p.x1) + h, min(p.y0, p.y1) - h, max(p.y0, p.y1) + h
+    r = p.radius * max(p.aspect, 1 / p.aspect) * (2.0 if p.sides == 3 else 1.45)
+    r *= 1 + sum(abs(a) for _, a, _ in p.harmonics)
+    return p.cx - r, p.cx + r, p.cy - r, p.cy + r
+
+
+def _halfplane(t, a, b):
+    """Area of a unit pixel on the inner side of a straight edge whose line lies t px beyond the
+    pixel centre (t > 0: centre inside); a >= b are the sorted |components| of the edge normal.
+    The projection of a unit square on the normal is a trapezoid, so the area is its CDF."""
+    b = np.maximum(b, 0.02)
+    a = np.maximum(a, b)
+    u = np.clip(t + 0.5 * (a + b), 0.0, a + b)
+    ab2 = 2 * a * b
+    return np.where(u < b, u * u / ab2, np.where(u > a, 1 - (a + b - u) ** 2 / ab2, (u - 0.5 * b) / a))
+
+
+def _window(xs, ys, ext, L, pad_px=2.0):
+    """Index slices (rows, cols) of the grid xs (w,), ys (h,) covering extent ext plus a margin."""
+    pad = pad_px / L
+    c0, c1 = np.searchsorted(xs, [ext[0] - pad, ext[1] + pad])
+    r0, r1 = np.searchsorted(ys, [ext[2] - pad, ext[3] + pad])
+    return slice(int(r0), int(r1)), slice(int(c0), int(c1))
+
+
+def _star(p: Star, xs, ys, L):
+    """Coverage (h, w) in [0, 1] and signed distance (h, w) in px (< 0 inside) of a Star."""
+    dx, dy = xs[None, :] - p.cx, ys[:, None] - p.cy
+    c, s = math.cos(p.angle), math.sin(p.angle)
+    u = (c * dx + s * dy) / (p.radius * p.aspect)
+    v = (c * dy - s * dx) * (p.aspect / p.radius)
+    rho, th = np.hypot(u, v), np.arctan2(v, u)
+    if p.sides >= 3:
+        seg = 2 * math.pi / p.sides
+        rr = math.cos(seg / 2) / np.cos(np.mod(th, seg) - seg / 2)
+    elif p.exponent != 2.0:
+        rr = (np.abs(np.cos(th)) ** p.exponent + np.abs(np.sin(th)) ** p.exponent) ** (-1 / p.exponent)
+    else:
+        rr = 1.0
+    if p.harmonics:
+        rr = rr * (1 + sum(a * np.cos(k * th + ph) for k, a, ph in p.harmonics))
+    f = ((rho - rr) * (p.radius * L)).astype(np.float32)
+    # f is an implicit function, not a distance: normalise by its pixel gradient (first-order
+    # distance near the edge, which is all the coverage needs) and read the edge normal from it.
+    gy = np.gradient(f, axis=0) if f.shape[0] > 1 else np.zeros_like(f)
+    gx = np.gradient(f, axis=1) if f.shape[1] > 1 else np.zeros_like(f)
+    g = np.hypot(gx, gy) + 1e-6
+    d = f / g
+    ax, ay = np.abs(gx) / g, np.abs(gy) / g
+    cov = _halfplane(-d, np.maximum(ax, ay), np.minimum(ax, ay))
+    for hole in p.holes:  # disjoint holes: subtracting areas is exact, thin bars stay thin
+        rs, cs = _window(xs, ys, _extent(hole), L)
+        if rs.stop > rs.start and cs.stop > cs.start:
+            hc, hd = _star(hole, xs[cs], ys[rs], L)
+            cov[rs, cs] -= hc
+            d[rs, cs] = np.maximum(d[rs, cs], -hd)
+    return np.clip(cov, 0.0, 1.0), d
+
+
+def _capsule(p: Capsule, xs, ys, L):
+    """Coverage and signed distance (px) of a capsule: the exact area of a pixel inside a strip,
+    so a 0.3 px wire has coverage <= 0.3 (absent from the binary mask) but still shows."""
+    ex, ey = p.x1 - p.x0, p.y1 - p.y0
+    l2 = ex * ex + ey * ey + 1e-12
+    px, py = xs[None, :] - p.x0, ys[:, None] - p.y0
+    t = np.clip((px * ex + py * ey) / l2, 0.0, 1.0)
+    dist = np.hypot(px - t * ex, py - t * ey) * L
+    a, b = abs(ey) / math.sqrt(l2), abs(ex) / math.sqrt(l2)
+    a, b = max(a, b), min(a, b)
+    r = p.width * L / 2
+    return _halfplane(r - dist, a, b) - _halfplane(-r - dist, a, b), dist - r
+
+
+# --- scenes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One object: union of parts (Stars, Capsules) placed at anchor, a fraction (x, y) of the
+    image width and height. softness (scene units) blurs its drawn edge only (the mask keeps the
+    coverage >= 0.5 boundary); rim darkens (or, < 0, lightens) it towards its edge."""
+
+    name: str
+    anchor: tuple
+    parts: tuple
+    texture: Texture
+    softness: float = 0.0
+    rim: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Resolution-independent scene: objects back to front, objects[target] is the one the prompt
+    selects; overlays are drawn on top but are not objects (hairs over a lesion)."""
+
+    family: str
+    seed: int
+    background: Texture
+    objects: tuple
+    target: int
+    overlays: tuple = ()
+    vignette: float = 0.0
+
+
+@dataclass
+class RenderedScene:
+    """image (H, W, 3) uint8; mask (H, W) bool = masks[target]; masks (K, H, W) bool, the visible
+    part of each object (coverage >= 0.5 after occlusion); coverage (H, W) float32, the target's
+    anti-aliased visible coverage."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    masks: np.ndarray
+    coverage: np.ndarray
+    target: int
+
+
+def _object_layer(obj: SceneObject, fr: Frame):
+    """-> (rows, cols, coverage, alpha, colour) on the object's pixel box, or None if off-image."""
+    ax, ay = (obj.anchor[0] - 0.5) * fr.W / fr.L, (obj.anchor[1] - 0.5) * fr.H / fr.L
+    xs, ys = fr.xs - np.float32(ax), fr.ys - np.float32(ay)
+    exts = [_extent(p) for p in obj.parts]
+    ext = (min(e[0] for e in exts), max(e[1] for e in exts), min(e[2] for e in exts), max(e[3] for e in exts))
+    rs, cs = _window(xs, ys, ext, fr.L, 2.0 + 2.5 * obj.softness * fr.L)
+    if rs.stop <= rs.start or cs.stop <= cs.start:
+        return None
+    cov = np.zeros((rs.stop - rs.start, cs.stop - cs.start), np.float32)
+    d = np.full(cov.shape, 1e4, np.float32)
+    for p, e in zip(obj.parts, exts):
+        prs, pcs = _window(xs[cs], ys[rs], e, fr.L)
+        if prs.stop <= prs.start or pcs.stop <= pcs.start:
+            continue
+        fn = _capsule if isinstance(p, Capsule) else _star
+        pc, pd = fn(p, xs[cs][pcs], ys[rs][prs], fr.L)
+        np.maximum(cov[prs, pcs], pc, out=cov[prs, pcs])
+        np.minimum(d[prs, pcs], pd, out=d[prs, pcs])
+    alpha = cov
+    if obj.softness > 0:  # smoothstep across the edge, 0.5 exactly on it
+        s = np.clip(0.5 - d / (2 * obj.softness * fr.L), 0, 1)
+        alpha = s * s * (3 - 2 * s)
+    rgb = render_texture(obj.texture, fr, rs, cs)
+    if obj.rim:
+        width = 0.15 * max(ext[1] - ext[0], ext[3] - ext[2]) * fr.L
+        rgb = rgb * (1 - obj.rim * np.exp(np.minimum(d, 0) / width))[..., None]
+    return rs, cs, cov, alpha, rgb
+
+
+def render(scene: Scene, height: int, width: int) -> RenderedScene:
+    """Draw scene at height × width pixels (any size >= 1, square or not). Deterministic."""
+    if int(height) != height or int(width) != width or height < 1 or width < 1:
+        raise ValueError(f"render size must be positive integers, got {height}x{width}")
+    fr = make_frame(int(height), int(width))
+    H, W = fr.H, fr.W
+    img = render_texture(scene.background, fr, slice(0, H), slice(0, W))
+    layers = []
+    for obj in (*scene.objects, *scene.overlays):
+        lay = _object_layer(obj, fr)
+        layers.append(lay)
+        if lay is not None:
+            rs, cs, _, a, rgb = lay
+            img[rs, cs] += (rgb - img[rs, cs]) * a[..., None]
+    if scene.vignette:  # dermoscope-style dark surround, image only
+        r = 2 * np.hypot(fr.xs[None, :] * fr.L / W, fr.ys[:, None] * fr.L / H)
+        s = np.clip((r - 0.85) / 0.5, 0, 1)
+        img *= (1 - scene.vignette * s * s * (3 - 2 * s))[..., None]
+    K = len(scene.objects)
+    masks = np.zeros((K, H, W), bool)
+    coverage = np.zeros((H, W), np.float32)
+    trans = np.ones((H, W), np.float32)  # light passing the objects above: occlusion
+    for k in range(K - 1, -1, -1):
+        if layers[k] is None:
+            continue
+        rs, cs, cov = layers[k][:3]
+        vis = cov * trans[rs, cs]
+        masks[k, rs, cs] = vis >= 0.5
+        if k == scene.target:
+            coverage[rs, cs] = vis
+        trans[rs, cs] *= 1 - cov
+    image = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return RenderedScene(image, masks[scene.target].copy(), masks, coverage, scene.target)
+
+
+# --- scene generation ----------------------------------------------------------------------------
+
+
+def _u(rng, a, b):
+    return float(rng.uniform(a, b))
+
+
+def _logu(rng, a, b):
+    return float(math.exp(rng.uniform(math.log(a), math.log(b))))
+
+
+def _hsv(h, s, v):
+    return tuple(float(c) for c in colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0), 1), min(max(v, 0), 1)))
+
+
+def _seed(rng) -> int:
+    return int(rng.integers(0, 2**31))
+
+
+def _blob(rng, radius, irregular=0.3, p_poly=0.0, elong=1.5) -> Star:
+    ks = rng.choice(np.arange(2, 8), size=int(rng.integers(1, 4)), replace=False)
+    amps = rng.dirichlet(np.ones(len(ks))) * _u(rng, 0.03, irregular)
+    harm = tuple((int(k), float(a / (1 + 0.3 * k)), _u(rng, 0, 2 * math.pi)) for k, a in zip(ks, amps))
+    sides = int(rng.choice([3, 4, 5, 6, 8])) if rng.random() < p_poly else 0
+    expo = _u(rng, 1.6, 5.0) if rng.random() < 0.4 else 2.0
+    return Star(0.0, 0.0, radius, _u(rng, 0, math.pi), _logu(rng, 1 / elong, elong), expo, sides, harm)
+
+
+def _place(rng, rb, placed, inside=False):
+    """Anchor (fractions of W, H) for an object of bounding radius rb (units, square geometry),
+    away from those already placed; inside=True keeps it whole in the image."""
+    lo = min(0.49, rb + 0.02) if inside else min(0.45, 0.6 * rb)
+    for _ in range(80):
+        fx, fy = (float(v) for v in rng.uniform(lo, 1 - lo, 2))
+        if all(math.hypot(fx - x, fy - y) > rb + r + 0.02 for x, y, r in placed):
+            break
+    placed.append((fx, fy, rb))
+    return fx, fy
+
+
+def _radius(parts) -> float:
+    e = [_extent(p) for p in parts]
+    return max(max(abs(v) for v in x) for x in e)
+
+
+def _vivid(rng) -> Texture:
+    h = rng.random()
+    pattern = str(rng.choice(["fbm", "spots", "stripes", "tile"], p=[0.45, 0.2, 0.2, 0.15]))
+    return Texture((_hsv(h, _u(rng, .6, 1), _u(rng, .35, .95)), _hsv(h + _u(rng, -.12, .12), _u(rng, .3, 1), _u(rng, .3, 1))),
+                   _seed(rng), pattern, _logu(rng, 2, 12), _u(rng, .6, .8), _u(rng, 1.0, 3.0), _u(rng, 0, math.pi),
+                   photo=str(rng.choice(PHOTOS[:6])), grain=_u(rng, 0.01, 0.05),
+                   detail=str(rng.choice(DETAILS)), detail_amp=_u(rng, 0, 0.15))
+
+
+def _photo_bg(rng) -> Texture:
+    return Texture(seed=_seed(rng), pattern="photo", photo=str(rng.choice(PHOTOS)), zoom=_logu(rng, 1, 2.5),
+                   offset=(_u(rng, 0, 1), _u(rng, 0, 1)), grain=_u(rng, 0.02, 0.06),
+                   detail=str(rng.choice(DETAILS)), detail_amp=_u(rng, 0.05, 0.2))
+
+
+def _salient(rng):
+    n, placed, objs = int(rng.integers(1, 5)), [], []
+    for i in range(n):
+        r = _logu(rng, 0.07, 0.28) if i == 0 else _logu(rng, 0.02, 0.7 * objs[0][1].parts[0].radius)
+        part = _blob(rng, r, 0.35, 0.3)
+        objs.append((i, SceneObject("object", _place(rng, _radius([part]), placed, i == 0), (part,),
+                                    _vivid(rng), rim=_u(rng, 0.15, 0.6))))
+    return _photo_bg(rng), objs, ()
+
+
+_NATURAL = ((.36, .42, .2), (.58, .48, .32), (.42, .31, .2), (.47, .46, .43), (.24, .34, .19), (.72, .66, .53),
+            (.5, .38, .3), (.3, .33, .36))
+
+
+def _camouflaged(rng):
+    base = np.array(_NATURAL[int(rng.integers(len(_NATURAL)))]) * _u(rng, 0.8, 1.2)
+    cols = (tuple(base * _u(rng, .4, .7)), tuple(np.minimum(base * _u(rng, 1.2, 1.7), 1)))
+    bg = Texture(cols, _seed(rng), str(rng.choice(["fbm", "spots", "ridged"], p=[.6, .25, .15])), _logu(rng, 3, 14),
+                 _u(rng, .62, .8), _u(rng, 1.5, 3), grain=_u(rng, .03, .08), detail=str(rng.choice(DETAILS)),
+                 detail_amp=_u(rng, 0.1, 0.35))
+    n, placed, objs = int(rng.integers(1, 4)), [], []
+    for i in range(n):
+        part = _blob(rng, _logu(rng, 0.07, 0.28) if i == 0 else _logu(rng, 0.04, 0.2), 0.4, 0.0, 2.2)
+        shift = rng.normal(0, 0.035, 3) + _u(rng, -0.06, 0.06)   # subtle colour cue, never zero
+        tex = replace(bg, seed=_seed(rng), freq=bg.freq * _u(rng, 0.7, 1.4), contrast=bg.contrast * _u(rng, .8, 1.2),
+                      colors=tuple(tuple(np.clip(np.array(c) + shift, 0, 1)) for c in cols))
+        objs.append((i, SceneObject("animal", _place(rng, _radius([part]), placed, i == 0), (part,), tex,
+                                    rim=_u(rng, 0, 0.15))))
+    return bg, objs, ()
+
+
+def _polyline(rng, pts, width):
+    return tuple(Capsule(*pts[i], *pts[i + 1], width) for i in range(len(pts) - 1))
+
+
+def _tree(rng, size):
+    segs = []
+
+    def grow(x, y, ang, length, w, depth):
+        for _ in range(3):
+            ang += float(rng.normal(0, 0.15))
+            nx, ny = x + math.cos(ang) * length / 3, y + math.sin(ang) * length / 3
+            segs.append(Capsule(x, y, nx, ny, w))
+            x, y = nx, ny
+        if depth == 0 or w * 0.6 < 0.004 or len(segs) > 150:
+            return
+        kids = 3 if rng.random() < 0.25 else 2
+        spread = _u(rng, 0.3, 0.8)
+        for c in range(kids):
+            grow(x, y, ang + spread * (c - (kids - 1) / 2) + float(rng.normal(0, 0.1)),
+                 length * _u(rng, .6, .8), w * _u(rng, .55, .7), depth - 1)
+
+    grow(0.0, 0.0, -math.pi / 2 + float(rng.normal(0, 0.2)), size * 0.45, _u(rng, 0.02, 0.04), 5)
+    e = [_extent(s) for s in segs]
+    mx = (min(v[0] for v in e) + max(v[1] for v in e)) / 2
+    my = (min(v[2] for v in e) + max(v[3] for v in e)) / 2
+    return tuple(Capsule(s.x0 - mx, s.y0 - my, s.x1 - mx, s.y1 - my, s.width) for s in segs)
+
+
+def _grille(rng, r):
+    asp, ang, bar = _logu(rng, .7, 1.4), _u(rng, -.4, .4), _logu(rng, 0.005, 0.014)
+    rx, ry = r * asp, r / asp
+    m, k = max(2, round(1.6 * rx / _u(rng, .03, .08))), max(2, round(1.6 * ry / _u(rng, .03, .08)))
+    cw, ch = 1.6 * rx / m, 1.6 * ry / k
+    hw, hh = (cw - bar) / 2, (ch - bar) / 2
+    he = 2.0 if rng.random() < 0.3 else _u(rng, 4, 10)
+    c, s = math.cos(ang), math.sin(ang)
+    holes = []
+    for i in range(m):
+        for j in range(k):
+            u, v = -0.8 * rx + (i + .5) * cw, -0.8 * ry + (j + .5) * ch
+            holes.append(Star(c * u - s * v, s * u + c * v, math.sqrt(hw * hh), ang, math.sqrt(hw / hh), he))
+    return (Star(0.0, 0.0, r, ang, asp, _u(rng, 6, 12), holes=tuple(holes)),)
+
+
+def _wheel(rng, r):
+    rw, sw, n = r * _u(rng, .08, .2), _logu(rng, 0.005, 0.012), int(rng.integers(5, 17))
+    parts = [Star(0.0, 0.0, r, holes=(Star(0.0, 0.0, r - rw),))]
+    a0 = _u(rng, 0, math.pi)
+    for i in range(n):
+        a = a0 + 2 * math.pi * i / n
+        parts.append(Capsule(0.0, 0.0, math.cos(a) * (r - rw / 2), math.sin(a) * (r - rw / 2), sw))
+    parts.append(Star(0.0, 0.0, max(0.15 * r, 1.5 * sw)))
+    return tuple(parts)
+
+
+def _perforated(rng, r):
+    outer = _blob(rng, r, 0.15)
+    holes = []
+    for _ in range(int(rng.integers(4, 20)) * 4):
+        hr, rad, a = _logu(rng, 0.004, 0.25 * r), r * 0.6 * math.sqrt(rng.random()), _u(rng, 0, 2 * math.pi)
+        x, y = rad * math.cos(a), rad * math.sin(a)
+        if rad + hr < 0.7 * r * (1 - 0.15) and all(math.hypot(x - h.cx, y - h.cy) > hr + h.radius + 0.006 for h in holes):
+            holes.append(Star(x, y, hr))
+    return (replace(outer, holes=tuple(holes)),)
+
+
+def _thin(rng):
+    if rng.random() < 0.5:
+        bg = _photo_bg(rng)
+    else:
+        h = rng.random()
+        bg = Texture((_hsv(h, _u(rng, 0, .3), _u(rng, .6, .85)), _hsv(h, _u(rng, 0, .2), _u(rng, .85, 1))), _seed(rng),
+                     "fbm", _logu(rng, 1.5, 4), 0.7, _u(rng, .5, 1.5), grain=_u(rng, 0.01, 0.04))
+    objs, placed = [], []
+    for i in range(int(rng.integers(1, 5))):  # wires first: behind everything
+        ang, off, sag = _u(rng, 0, math.pi), _u(rng, -.35, .35), _u(rng, -.15, .15)
+        c, s = math.cos(ang), math.sin(ang)
+        pts = [(c * t - s * (off + sag * (1 - (t / .75) ** 2)), s * t + c * (off + sag * (1 - (t / .75) ** 2)))
+               for t in np.linspace(-.75, .75, 13)]
+        tex = Texture((_hsv(0, 0, _u(rng, 0, .2)), _hsv(0, 0, _u(rng, .1, .35))), _seed(rng), freq=30.0)
+        objs.append((None, SceneObject("wire", (0.5, 0.5), _polyline(rng, pts, _logu(rng, 0.0012, 0.004)), tex)))
+    kind = str(rng.choice(["tree", "grille", "wheel", "perforated"]))
+    r = _logu(rng, 0.15, 0.35) if kind == "tree" else _logu(rng, 0.1, 0.3)
+    parts = {"tree": _tree, "grille": _grille, "wheel": _wheel, "perforated": _perforated}[kind](rng, r)
+    h = rng.random()
+    tex = Texture((_hsv(h, _u(rng, 0, 1), _u(rng, .02, .3)), _hsv(h, _u(rng, 0, 1), _u(rng, .2, .6))), _seed(rng),
+                  freq=_logu(rng, 4, 20), contrast=_u(rng, .5, 1.5), grain=0.03)
+    rb = _radius(parts)
+    solids = [(0, SceneObject(kind, _place(rng, rb, placed, True), parts, tex, rim=_u(rng, 0, .3)))]
+    for i in range(int(rng.integers(0, 3))):
+        part = _blob(rng, _logu(rng, 0.02, 0.08), 0.3, 0.3)
+        solids.append((i + 1, SceneObject("object", _place(rng, _radius([part]), placed), (part,), _vivid(rng))))
+    return bg, objs + [solids[j] for j in rng.permutation(len(solids))], ()
+
+
+_SKIN = ((.96, .80, .69), (.92, .72, .60), (.85, .64, .50), (.76, .55, .42), (.62, .44, .32), (.45, .31, .22))
+
+
+def _lesion(rng):
+    tone = np.array(_SKIN[int(rng.integers(len(_SKIN)))]) * _u(rng, 0.92, 1.05)
+    bg = Texture((tuple(np.clip(tone * (.9, .82, .82), 0, 1)), tuple(np.clip(tone * 1.05, 0, 1))), _seed(rng), "fbm",
+                 _logu(rng, 1.5, 5), 0.75, _u(rng, .6, 1.5), grain=_u(rng, 0.01, 0.04))
+    dark = np.array((_u(rng, .2, .45), _u(rng, .1, .25), _u(rng, .05, .18)))
+    objs, placed = [], []
+    for i in range(1 + int(rng.integers(0, 4))):
+        r = _logu(rng, 0.08, 0.3) if i == 0 else _logu(rng, 0.01, 0.04)
+        part = _blob(rng, r, 0.3 if i == 0 else 0.1, 0.0, 1.4)
+        lo = dark * _u(rng, .4, .9)
+        tex = Texture((tuple(lo), tuple(np.clip(dark * _u(rng, 1.3, 2.2), 0, 1))), _seed(rng),
+                      str(rng.choice(["fbm", "ridged"])), _logu(rng, 6, 25), 0.7, _u(rng, .8, 2), grain=0.03)
+        soft = _logu(rng, 0.002, 0.03) if i == 0 else _logu(rng, 0.001, 0.005)
+        objs.append((i, SceneObject("lesion" if i == 0 else "mole", _place(rng, _radius([part]), placed, i == 0),
+                                    (part,), tex, soft, -_u(rng, 0, 0.5))))
+    hairs = []
+    for _ in range(int(rng.integers(0, 12)) if rng.random() < 0.6 else 0):
+        p0, a, ln, bend = rng.uniform(-.6, .6, 2), _u(rng, 0, 2 * math.pi), _u(rng, .1, .6), _u(rng, -.8, .8)
+        pts = [(float(p0[0] + ln * t * math.cos(a + bend * t)), float(p0[1] + ln * t * math.sin(a + bend * t)))
+               for t in np.linspace(0, 1, 8)]
+        tex = Texture(((.05, .03, .02), (.2, .12, .08)), _seed(rng))
+        hairs.append(SceneObject("hair", (0.5, 0.5), _polyline(rng, pts, _logu(rng, 0.0015, 0.004)), tex))
+    vignette = _u(rng, 0.3, 0.9) if rng.random() < 0.35 else 0.0
+    return bg, objs, tuple(hairs), vignette
+
+
+def make_scene(seed: int, family: str) -> Scene:
+    """The scene of family number `seed` (a non-negative int). Pure function of (seed, family)."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"scene seed must be a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng([int(seed), FAMILIES.index(family)])
+    bg, objs, overlays, *rest = {"salient": _salient, "camouflaged": _camouflaged, "thin": _thin,
+                                 "lesion": _lesion}[family](rng)
+    if family in ("salient", "camouflaged"):  # random depth order; the first generated is the target
+        objs = [objs[j] for j in rng.permutation(len(objs))]
+    target = next(k for k, (tag, _) in enumerate(objs) if tag == 0)
+    return Scene(family, int(seed), bg, tuple(o for _, o in objs), target, overlays, rest[0] if rest else 0.0)
