@@ -81,7 +81,7 @@ def resize_image(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     h, w = int(hw[0]), int(hw[1])
     if (h, w) == image.shape[:2]:
         return image.copy()
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+    return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
 def normalize_and_pad(image: np.ndarray, padded_hw: tuple[int, int]) -> torch.Tensor:

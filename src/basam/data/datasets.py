@@ -27,33 +27,34 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 LAYOUTS = ("duts", "dis5k", "cod10k", "isic2016", "coco", "generic")
 
 # Per layout: split -> [(subset folder relative to the root, image dir, mask dir)].
+_ISIC_PARTS = (("train", "Training"), ("test", "Test"))
 _DIS_TE = [(f"DIS-TE{i}", "im", "gt") for i in range(1, 5)]
 _TABLES = {
     "duts": {"train": [("DUTS-TR", "DUTS-TR-Image", "DUTS-TR-Mask")],
              "test": [("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask")]},
     "dis5k": {"train": [("DIS-TR", "im", "gt")], "val": [("DIS-VD", "im", "gt")],
               **{f"te{i}": [_DIS_TE[i - 1]] for i in range(1, 5)}, "test": _DIS_TE},
-    "isic2016": {sp: [("", f"ISBI2016_ISIC_Part1_{p}_Data", f"ISBI2016_ISIC_Part1_{p}_GroundTruth")
-                       ] for sp, p in (("train", "Training"), ("test", "Test"))},
-    "cod10k": {"train": [("Train", "Image", "GT_Object")], "test": [("Test", "Image", "GT_Object")]},
+    "isic2016": {sp: [("", f"ISBI2016_ISIC_Part1_{p}_Data",
+                       f"ISBI2016_ISIC_Part1_{p}_GroundTruth")] for sp, p in _ISIC_PARTS},
+    "cod10k": {"train": [("Train", "Image", "GT_Object")],
+               "test": [("Test", "Image", "GT_Object")]},
     # The reorganised COD layout most COD code ships (SINet/PraNet style).
     "cod10k-reorg": {"train": [("TrainDataset", "Imgs", "GT")],
                      "test": [("TestDataset/COD10K", "Imgs", "GT")],
-                     **{k.lower(): [(f"TestDataset/{k}", "Imgs", "GT")] for k in ("CAMO", "NC4K")}},
+                     **{k.lower(): [(f"TestDataset/{k}", "Imgs", "GT")]
+                        for k in ("CAMO", "CHAMELEON", "NC4K")}},
 }
-_EXPECTED = ("duts: DUTS-TR|DUTS-TE/ with DUTS-*-Image/ + DUTS-*-Mask/; dis5k: DIS-TR|DIS-VD|"
-             "DIS-TE1..4/ with im/ + gt/; cod10k: Train|Test/ with Image/ + GT_Object/, or "
-             "TrainDataset/, TestDataset/COD10K/ with Imgs/ + GT/; isic2016: ISBI2016_ISIC_Part1_"
-             "{Training,Test}_{Data,GroundTruth}/; coco: annotations/instances_<split>2017.json + "
-             "<split>2017/ (or the json); generic: images/ + masks/ paired by file stem")
+_EXPECTED = ("duts: DUTS-TR|TE/DUTS-*-{Image,Mask}/; dis5k: DIS-TR|VD|TE1..4/{im,gt}/; cod10k: "
+             "Train|Test/{Image,GT_Object}/ or TrainDataset|TestDataset/COD10K/{Imgs,GT}/; "
+             "isic2016: ISBI2016_ISIC_Part1_{Training,Test}_{Data,GroundTruth}/; coco: annotations/"
+             "instances_<split>2017.json + <split>2017/; generic: images/ + masks/ (by file stem)")
 # Pairing keys (image stem -> key, mask stem -> key; `str` is the identity); None excludes the
 # file (counted). Raw COD10K: only camouflaged COD10K-CAM-* images are the COD benchmark.
 _KEYS = {"isic2016": (lambda s: None if s.endswith("_superpixels") else s,
                       lambda s: s.removesuffix("_Segmentation")),
          "cod10k": (lambda s: s if "-CAM-" in s else None,) * 2}
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # 16/32-bit: scaled, not clipped, to 8-bit
-_GENERIC_IMG = ("images", "image", "imgs", "img")
-_GENERIC_MASK = ("masks", "mask", "gt", "gts", "labels")
+_GENERIC_IMG, _GENERIC_MASK = ("images", "image", "imgs", "img"), ("masks", "mask", "gt", "labels")
 
 
 class SampleError(Exception):
@@ -103,7 +104,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     return a * 255 if a.size and a.max() == 1 else a  # label-style 0/1 masks
 
 
-def _has_eoi(path: Path) -> bool:
+def _has_eoi(path: Path) -> bool:  # JPEG end-of-image marker (padding after it is common)
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 1024))
         return f.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
@@ -245,7 +246,6 @@ def _as_subset(table: dict, root: Path):
         if len(entries) == 1 and sub and sub.split("/")[-1].lower() == root.name.lower():
             if (dirs := _dirs(root, "", img, mask)) is not None:
                 return sp, sub, dirs
-    return None
 
 
 def _matches(table: dict, root: Path) -> bool:
@@ -358,16 +358,13 @@ def _open_coco(root: Path, split: str | None, verify: bool) -> Dataset:
 
     json_path = _coco_json(root, split)
     if json_path is None:
-        raise ValueError(f"coco needs {root}/annotations/instances_{split or 'val'}2017.json"
-                         " (or the path of an instances json)")
+        raise ValueError(f"coco needs {root}/annotations/instances_{split or 'val'}2017.json")
     folder = json_path.stem.removeprefix("instances_")  # val2017
     split = split or re.sub(r"\d{4}$", "", folder)
     base = json_path.parent.parent
     cands = [base / folder, json_path.parent / folder, base / "images" / folder, base / "images"]
-    img_dir = next((c for c in cands if c.is_dir()), None)
-    if img_dir is None:
-        raise ValueError(f"coco images for {json_path.name} not found; looked in "
-                         + ", ".join(str(c) for c in cands))
+    if (img_dir := next((c for c in cands if c.is_dir()), None)) is None:
+        raise ValueError(f"coco images for {json_path.name} not found in {list(map(str, cands))}")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         try:
             coco = COCO(str(json_path))

@@ -476,3 +476,84 @@ def make_scene(seed: int, family: str) -> Scene:
         objs = [objs[j] for j in rng.permutation(len(objs))]
     target = next(k for k, (tag, _) in enumerate(objs) if tag == 0)
     return Scene(family, int(seed), bg, tuple(o for _, o in objs), target, overlays, rest[0] if rest else 0.0)
+
+
+# --- benchmark files and CLI ----------------------------------------------------------------------
+
+
+def scene_seed(seed: int, split: str, index: int) -> int:
+    """Scene seed of sample `index` of `split`: injective in (seed, split, index) for the named
+    splits train/val/test, so they never share a scene (other split names hash to other codes)."""
+    code = _SPLITS.get(split, 3 + zlib.crc32(split.encode()) % (2**32 - 3))
+    return ((int(seed) << 32 | code) << 32) | int(index)
+
+
+def _random_size(sseed: int, family: str) -> tuple[int, int]:
+    rng = np.random.default_rng([sseed, FAMILIES.index(family), 7])
+    long = int(round(math.exp(rng.uniform(math.log(96), math.log(2048)))))
+    ratio = float(rng.choice([1.0, 1.0, 4 / 3, 3 / 2, 16 / 9, 2.0]))
+    short = max(96, int(round(long / ratio)))
+    return (long, short) if rng.random() < 0.5 else (short, long)
+
+
+def write_benchmark(out_dir, n_per_family: int, size=None, families=FAMILIES, seed: int = 0,
+                    split: str = "test") -> Path:
+    """Render n_per_family scenes per family into the generic layout:
+    out_dir/images/<family>_<split>_<index:04d>.png (RGB) and out_dir/masks/<same stem>.png (0/255
+    uint8), plus out_dir/synth.json (per stem: family, scene seed, size, target object).
+    size: int (square), (H, W), or None for a per-scene size drawn from 96..2048 px with varied
+    aspect ratios. Returns out_dir as a Path."""
+    if isinstance(families, str):
+        families = tuple(f.strip() for f in families.split(",") if f.strip())
+    bad = [f for f in families if f not in FAMILIES]
+    if bad or not families:
+        raise ValueError(f"unknown families {bad or families}; expected some of {', '.join(FAMILIES)}")
+    if int(n_per_family) != n_per_family or n_per_family < 1:
+        raise ValueError(f"n_per_family must be a positive integer, got {n_per_family!r}")
+    if size is not None:
+        hw = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+        if len(hw) != 2 or min(hw) < 16:
+            raise ValueError(f"size must be an int or (H, W) of at least 16 px, got {size!r}")
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    index = {}
+    for family in families:
+        for i in range(int(n_per_family)):
+            sseed = scene_seed(seed, split, i)
+            h, w = hw if size is not None else _random_size(sseed, family)
+            scene = make_scene(sseed, family)
+            r = render(scene, h, w)
+            stem = f"{family}_{split}_{i:04d}"
+            Image.fromarray(r.image).save(out / "images" / f"{stem}.png", compress_level=3)
+            Image.fromarray(r.mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png", compress_level=3)
+            index[stem] = {"family": family, "seed": sseed, "height": h, "width": w,
+                           "target": scene.objects[scene.target].name}
+    manifest = out / "synth.json"
+    old = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    manifest.write_text(json.dumps({**old, **index}, indent=1))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `basam synth`."""
+    parser.add_argument("--out", required=True, help="output folder (images/, masks/, synth.json)")
+    parser.add_argument("--n", type=int, default=10, help="scenes per family")
+    parser.add_argument("--size", default="random", help="S (square), HxW, or random (96..2048 px, varied aspect)")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of " + ",".join(FAMILIES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", help="train | val | test: disjoint scene sets")
+
+
+def run(args: argparse.Namespace) -> int:
+    text = str(args.size).lower().strip()
+    try:
+        size = None if text == "random" else tuple(int(v) for v in text.split("x")) if "x" in text else int(text)
+    except ValueError:
+        raise ValueError(f"--size {args.size!r}: expected S, HxW or random") from None
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    out = write_benchmark(args.out, args.n, size, args.families, args.seed, args.split)
+    fams = [f for f in str(args.families).split(",") if f.strip()]
+    print(f"wrote {args.n * len(fams)} image/mask pairs ({args.split}, {', '.join(fams)}) to {out}")
+    return 0
