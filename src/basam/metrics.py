@@ -42,9 +42,11 @@ def _check(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"pred shape {pred.shape} != gt shape {gt.shape}: metrics are taken at "
                          "the ground truth's original resolution; resize the prediction to it")
     pred = pred.astype(np.float64)
-    if not np.isfinite(pred).all() or pred.min(initial=0) < 0 or pred.max(initial=0) > 1:
-        raise ValueError(f"pred must be a probability map in [0, 1], got range "
-                         f"[{np.nanmin(pred)}, {np.nanmax(pred)}] (apply a sigmoid to logits)")
+    if not np.isfinite(pred).all():
+        raise ValueError("pred must be a probability map in [0, 1]; it holds NaN or inf")
+    if pred.size and (pred.min() < 0 or pred.max() > 1):
+        raise ValueError(f"pred must be a probability map in [0, 1], got range [{pred.min()}, "
+                         f"{pred.max()}] (apply a sigmoid to logits)")
     if gt.dtype == bool:
         gt = gt.astype(np.uint8) * 255
     elif gt.dtype != np.uint8:

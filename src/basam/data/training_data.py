@@ -1,0 +1,266 @@
+"""Training data: sources (any reader, or the synthetic benchmark on the fly), a weighted mixture
+sampler, augmentations, prompt sampling and batch collation.
+
+Everything is a pure function of (seed, step, position in the global batch): the data position
+of a run is just its step, a resumed run sees exactly the batches it would have seen, and a rank
+of a distributed run takes its slice of the same global batch a single process would build.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..transforms import boxes_to_model, coords_to_model, model_input_size, normalize_and_pad, resize_image
+from .datasets import SampleError, open_dataset
+from .prompts import KINDS, sample_prompt
+from .synth import FAMILIES, make_scene, render, scene_seed
+
+SYNTH_SEED = 0  # the benchmark's scene-set seed: train/val/test scenes are disjoint under it
+_ASPECTS = (1.0, 1.0, 4 / 3, 3 / 2, 16 / 9)
+
+
+def parse_data(specs: list[str] | str) -> list[tuple[str, float]]:
+    """"LAYOUT:PATH[@w][,LAYOUT:PATH[@w]…]" (or several strings) → [(spec, weight)].
+
+    `synth:FAMILY[,FAMILY…]` takes the comma-separated family names that follow it
+    (`synth:salient,thin,duts:/data/DUTS@2` is two sources); `synth:all` is every family.
+    """
+    out: list[tuple[str, float]] = []
+    for text in [specs] if isinstance(specs, str) else specs:
+        for token in filter(None, (t.strip() for t in str(text).split(","))):
+            name = token.rsplit("@", 1)[0]
+            if out and out[-1][0].startswith("synth:") and (name in FAMILIES or name == "all"):
+                spec, weight = out.pop()
+                out.append((f"{spec},{name}", weight))
+                token = token[len(name):]
+                if token:  # the weight written after the last family belongs to the whole synth spec
+                    out[-1] = (out[-1][0], _weight(token[1:], out[-1][0]))
+                continue
+            spec, _, w = token.partition("@") if "@" in token and not token.startswith("@") else (token, "", "")
+            out.append((spec, _weight(w, spec) if w else 1.0))
+    if not out:
+        raise ValueError("--data: no dataset given (LAYOUT:PATH or synth:FAMILIES)")
+    return out
+
+
+def _weight(text: str, spec: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        w = -1.0
+    if not w > 0:
+        raise ValueError(f"--data {spec}@{text}: the weight must be a number > 0")
+    return w
+
+
+class SynthSource:
+    """The synthetic benchmark as an endless dataset: sample i is family i mod F, scene i div F of
+    `split`, rendered with its long side at the requested resolution."""
+
+    def __init__(self, families: str, split: str):
+        names = [f.strip() for f in families.split(",") if f.strip()]
+        names = list(FAMILIES) if names == ["all"] else names
+        bad = [f for f in names if f not in FAMILIES]
+        if bad or not names:
+            raise ValueError(f"synth:{families}: unknown families {bad}; expected 'all' or some of {', '.join(FAMILIES)}")
+        self.families, self.split = tuple(names), split
+        self.name = f"synth:{','.join(names)}:{split}"
+        self.size = None  # endless
+
+    def load(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """→ (name, image uint8 (H, W, 3), gt uint8 (H, W) 0/255)."""
+        family = self.families[index % len(self.families)]
+        number = index // len(self.families)
+        sseed = scene_seed(SYNTH_SEED, self.split, number)
+        rng = np.random.default_rng([sseed, 11])
+        ratio = float(rng.choice(_ASPECTS))
+        short = max(16, int(round(long_side / ratio)))
+        h, w = (long_side, short) if rng.random() < 0.5 else (short, long_side)
+        r = render(make_scene(sseed, family), h, w)
+        return f"{family}_{self.split}_{number:06d}", r.image, r.mask.astype(np.uint8) * 255
+
+
+class DatasetSource:
+    """A dataset opened by any reader of `basam.data.datasets`."""
+
+    def __init__(self, spec: str, split: str):
+        self.dataset = open_dataset(spec, split)
+        if not len(self.dataset):
+            raise ValueError(f"dataset {spec} (split {split}) has no usable sample"
+                             + (f"; first problem: {self.dataset.problems[0]}" if self.dataset.problems else ""))
+        self.name, self.size = f"{self.dataset.name}", len(self.dataset)
+
+    def load(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray]:
+        # A file that breaks after opening is skipped for the next one: deterministic, and reported.
+        for k in range(self.size):
+            sample = self.dataset[(index + k) % self.size]
+            try:
+                image, gt = sample.load()
+                return sample.name, image, gt
+            except SampleError as e:
+                warnings.warn(f"skipping unreadable training sample {e}")
+        raise ValueError(f"no sample of {self.name} can be read")
+
+
+def open_source(spec: str, split: str):
+    if spec.startswith("synth:"):
+        return SynthSource(spec[len("synth:"):], split)
+    return DatasetSource(spec, split)
+
+
+class MixtureSampler:
+    """Draws (source, sample index) pairs: the source with probability weight/Σweights, then a
+    sample uniformly (endless sources: any index < 2³¹). Pure function of (seed, step)."""
+
+    def __init__(self, sizes: list[int | None], weights: list[float], seed: int):
+        self.sizes, self.seed = sizes, seed
+        w = np.asarray(weights, dtype=np.float64)
+        self.p = w / w.sum()
+
+    def draw(self, step: int, n: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, step, 0])
+        which = rng.choice(len(self.p), size=n, p=self.p)
+        return [(int(s), int(rng.integers(self.sizes[s] or 2**31))) for s in which]
+
+
+def augment(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, flip: bool, min_scale: float):
+    """Random horizontal flip and scale-crop (a random window of side fraction U(min_scale, 1)),
+    the same on image (H, W, 3) and gt (H, W). A crop that would lose the whole object is not made."""
+    if flip and rng.random() < 0.5:
+        image, gt = image[:, ::-1], gt[:, ::-1]
+    if min_scale < 1:
+        h, w = gt.shape
+        s = rng.uniform(min_scale, 1.0)
+        ch, cw = max(16, int(round(h * s))), max(16, int(round(w * s)))
+        y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        crop = gt[y0:y0 + ch, x0:x0 + cw]
+        if (crop > 127).any() or not (gt > 127).any():
+            image, gt = image[y0:y0 + ch, x0:x0 + cw], crop
+    return np.ascontiguousarray(image), np.ascontiguousarray(gt)
+
+
+@dataclass
+class Example:
+    """One training/validation example in the model-input frame (padded R×R).
+
+    image (3, R, R) normalised; target (R, R) float 0/1 (0 in the padding); valid (R, R) bool,
+    the unpadded area; kind the prompt kind; points (N, 2) xy + labels (N,) or None; box (4,) or None.
+    """
+
+    image: torch.Tensor
+    target: torch.Tensor
+    valid: torch.Tensor
+    kind: str
+    points: torch.Tensor | None
+    labels: torch.Tensor | None
+    box: torch.Tensor | None
+    name: str = ""
+    gt: np.ndarray | None = None  # the original gt (validation: metrics at the original size)
+
+
+def make_example(image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, rng, box_jitter: float,
+                 n_points: int, name: str = "", keep_gt: bool = False) -> Example:
+    """Resize to SAM's policy (long side → resolution, pad to resolution²), sample the prompt on
+    the ground truth and convert it to model-input pixels."""
+    mask = gt > 127
+    if not mask.any():
+        kind = "none"  # nothing to point at: learn to predict nothing
+    prompt = sample_prompt(mask, kind, rng, box_jitter=box_jitter, n_pos=n_points)
+    orig_hw = gt.shape
+    resized_hw, padded_hw = model_input_size(orig_hw, resolution)
+    x = normalize_and_pad(resize_image(image, resized_hw), padded_hw)[0]
+    small = np.asarray(Image.fromarray(gt).resize(resized_hw[::-1], Image.BILINEAR)) > 127
+    target = torch.zeros(padded_hw)
+    target[: resized_hw[0], : resized_hw[1]] = torch.from_numpy(small.astype(np.float32))
+    valid = torch.zeros(padded_hw, dtype=torch.bool)
+    valid[: resized_hw[0], : resized_hw[1]] = True
+    points = labels = box = None
+    if prompt.point_coords is not None:
+        points = torch.as_tensor(coords_to_model(prompt.point_coords, orig_hw, resized_hw), dtype=torch.float32)
+        labels = torch.as_tensor(prompt.point_labels, dtype=torch.int64)
+    if prompt.box is not None:
+        box = torch.as_tensor(boxes_to_model(prompt.box[None], orig_hw, resized_hw)[0], dtype=torch.float32)
+    return Example(x, target, valid, kind, points, labels, box, name, gt if keep_gt else None)
+
+
+class TrainData(torch.utils.data.Dataset):
+    """Map-style dataset keyed by (step, position in the global batch): the whole data pipeline
+    as one pure function, so DataLoader workers, ranks and resumes all agree."""
+
+    def __init__(self, specs: list[tuple[str, float]], resolutions: list[int], kinds: list[str], seed: int,
+                 flip: bool = True, min_scale: float = 0.6, box_jitter: float = 0.1, n_points: int = 3,
+                 global_batch: int = 1):
+        bad = [k for k in kinds if k not in KINDS]
+        if bad or not kinds:
+            raise ValueError(f"--prompt {','.join(kinds)}: expected some of {', '.join(KINDS)}")
+        self.sources = [open_source(spec, "train") for spec, _ in specs]
+        self.sampler = MixtureSampler([s.size for s in self.sources], [w for _, w in specs], seed)
+        self.resolutions, self.kinds, self.seed = resolutions, kinds, seed
+        self.flip, self.min_scale, self.box_jitter, self.n_points = flip, min_scale, box_jitter, n_points
+        self.global_batch = global_batch
+
+    def resolution(self, step: int) -> int:
+        """The step's resolution (one per step: a batch must stack)."""
+        return self.resolutions[int(np.random.default_rng([self.seed, step, 2]).integers(len(self.resolutions)))]
+
+    def __getitem__(self, key: tuple[int, int]) -> Example:
+        step, j = key
+        source, index = self.sampler.draw(step, self.global_batch)[j]
+        res = self.resolution(step)
+        name, image, gt = self.sources[source].load(index, res)
+        rng = np.random.default_rng([self.seed, step, j, 1])
+        image, gt = augment(image, gt, rng, self.flip, self.min_scale)
+        kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        return make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
+
+
+def step_batches(start_step: int, steps: int, global_batch: int, rank: int, world: int, accum: int):
+    """The distributed sampler: for each step from start_step, this rank's slice of the global
+    batch, cut into `accum` micro-batches → lists of (step, j) keys."""
+    per_rank = global_batch // world
+    micro = per_rank // accum
+    for step in range(start_step, steps):
+        first = rank * per_rank
+        for m in range(accum):
+            yield [(step, first + m * micro + i) for i in range(micro)]
+
+
+def collate(examples: list[Example]) -> dict:
+    """→ {"images" (B, 3, R, R), "targets" (B, R, R), "valid" (B, R, R), "groups": {kind: (idx
+    (b,), points (b, N, 2) | None, labels (b, N) | None, boxes (b, 4) | None)}}. Samples with
+    the same prompt kind are decoded together (prompt tensors of one kind have one shape)."""
+    groups = {}
+    for kind in dict.fromkeys(e.kind for e in examples):
+        idx = [i for i, e in enumerate(examples) if e.kind == kind]
+        sel = [examples[i] for i in idx]
+        groups[kind] = (
+            torch.tensor(idx),
+            torch.stack([e.points for e in sel]) if sel[0].points is not None else None,
+            torch.stack([e.labels for e in sel]) if sel[0].labels is not None else None,
+            torch.stack([e.box for e in sel]) if sel[0].box is not None else None,
+        )
+    return {"images": torch.stack([e.image for e in examples]), "targets": torch.stack([e.target for e in examples]),
+            "valid": torch.stack([e.valid for e in examples]), "groups": groups}
+
+
+def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
+                   seed: int) -> list[Example]:
+    """Up to `size` held-out examples, spread evenly over each source (synth: the first scenes of
+    the split, families in turn); prompts without jitter, fixed by (seed, sample name)."""
+    from .prompts import prompt_rng
+
+    out = []
+    per_source = max(1, size // len(specs))
+    for spec, _ in specs:
+        source = open_source(spec, split)
+        n = per_source if source.size is None else min(per_source, source.size)
+        picks = range(n) if source.size is None else np.linspace(0, source.size - 1, n).round().astype(int)
+        for i in picks:
+            name, image, gt = source.load(int(i), resolution)
+            out.append(make_example(image, gt, resolution, kind, prompt_rng(seed, name), 0.0, 1, name, keep_gt=True))
+    return out
