@@ -32,9 +32,9 @@ def _mask(path: Path, size=(16, 12), gray=False) -> Path:
     return path
 
 
-def _truncate(path: Path) -> Path:
+def _truncate(path: Path, keep: float = 0.5) -> Path:
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(len(data) * keep)])
     return path
 
 
@@ -54,6 +54,11 @@ def test_duts_parent_subset_and_problems(tmp_path):
     _pairs(te_i, te_m, ["ILSVRC2012_test_00000003", "sun_a", "sun_b"])
     _pairs(root / "DUTS-TR" / "DUTS-TR-Image", root / "DUTS-TR" / "DUTS-TR-Mask", ["tr1", "tr2"])
     _truncate(_img(te_i / "broken.jpg")); _mask(te_m / "broken.png")
+    # cut inside the scan data: the header still parses, only a decode or the EOI check sees it
+    _truncate(_img(te_i / "cut_late.jpg", (64, 48)), keep=0.9)
+    _mask(te_m / "cut_late.png", (64, 48))
+    with open(te_i / "sun_a.jpg", "ab") as f:
+        f.write(b"\x00" * 7)  # padding after the end-of-image marker is legal
     _img(te_i / "lonely_image.jpg")
     _mask(te_m / "lonely_mask.png")
     _img(te_i / "wrong_size.jpg", (16, 16)); _mask(te_m / "wrong_size.png", (16, 12))
@@ -63,13 +68,13 @@ def test_duts_parent_subset_and_problems(tmp_path):
     assert ds.layout == "duts" and ds.split == "test" and ds.name == "duts-test"
     assert [s.name for s in ds.samples] == ["ILSVRC2012_test_00000003", "sun_a", "sun_b"]
     r = _reasons(ds)
-    assert set(r) == {"broken", "lonely_image", "lonely_mask", "wrong_size"}
-    assert "unreadable broken.jpg" in r["broken"]
+    assert set(r) == {"broken", "cut_late", "lonely_image", "lonely_mask", "wrong_size"}
+    assert "unreadable broken.jpg" in r["broken"] and "unreadable cut_late.jpg" in r["cut_late"]
     assert "image without mask" in r["lonely_image"]
     assert "mask without image" in r["lonely_mask"]
     assert "size mismatch" in r["wrong_size"]
     summ = ds.summary()
-    assert summ["samples"] == 3 and summ["problems"] == 4 and summ["skipped"] == {"hidden files": 1}
+    assert summ["samples"] == 3 and summ["problems"] == 5 and summ["skipped"] == {"hidden files": 1}
     assert {p["name"] for p in summ["problem_list"]} == set(r)
 
     image, gt = ds[0].load()
@@ -79,7 +84,7 @@ def test_duts_parent_subset_and_problems(tmp_path):
     tr = open_dataset(f"duts:{root}", split="train")
     assert [s.name for s in tr.samples] == ["tr1", "tr2"] and not tr.problems
     one = open_dataset(root / "DUTS-TE")  # pointing at the subset itself
-    assert one.split == "test" and len(one) == 3 and len(one.problems) == 4
+    assert one.split == "test" and len(one) == 3 and len(one.problems) == 5
     with pytest.raises(ValueError, match="not split 'train'"):
         open_dataset(root / "DUTS-TE", split="train")
     with pytest.raises(ValueError, match="unknown split 'val'"):
@@ -146,7 +151,8 @@ def test_cod10k_reorganised_layout(tmp_path):
            ["camourflage_00001"])
 
     ds = open_dataset(f"cod10k:{root}")
-    assert ds.split == "test" and [s.name for s in ds.samples] == ["COD10K-CAM-1-Aquatic-1-BatFish-1"]
+    assert ds.split == "test"
+    assert [s.name for s in ds.samples] == ["COD10K-CAM-1-Aquatic-1-BatFish-1"]
     assert _reasons(ds) == {"COD10K-CAM-9-orphan": "mask without image (COD10K-CAM-9-orphan.png)"}
     assert len(open_dataset(root, split="train")) == 2
     assert open_dataset(root, split="camo").samples[0].name == "camourflage_00001"
@@ -159,7 +165,7 @@ def test_isic2016_layout(tmp_path):
         _pairs(root / f"ISBI2016_ISIC_Part1_{part}_Data",
                root / f"ISBI2016_ISIC_Part1_{part}_GroundTruth",
                ["ISIC_0000000", "ISIC_0000001"], mask_suffix="_Segmentation")
-    (root / "ISBI2016_ISIC_Part1_Test_Data" / "ISBI2016_ISIC_Part1_Test_GroundTruth.csv").write_text("a,b\n")
+    (root / "ISBI2016_ISIC_Part1_Test_Data" / "metadata.csv").write_text("a,b\n")
     _img(root / "ISBI2016_ISIC_Part1_Test_Data" / "ISIC_0000009.jpg")
     _truncate(_img(root / "ISBI2016_ISIC_Part1_Test_Data" / "ISIC_0000010.jpg"))
     _mask(root / "ISBI2016_ISIC_Part1_Test_GroundTruth" / "ISIC_0000010_Segmentation.png")
@@ -178,7 +184,8 @@ def test_generic_layout_formats_and_load_errors(tmp_path):
     _img(root / "images" / "a.png"); _mask(root / "masks" / "a.png")
     _img(root / "images" / "b.BMP"); _mask(root / "masks" / "b.tif")
     _img(root / "images" / "c.TIFF"); _mask(root / "masks" / "c.bmp")
-    _img(root / "images" / "d.png"); _img(root / "images" / "d.jpg"); _mask(root / "masks" / "d.png")
+    _img(root / "images" / "d.png"); _img(root / "images" / "d.jpg")
+    _mask(root / "masks" / "d.png")
     _truncate(_img(root / "images" / "e.png")); _mask(root / "masks" / "e.png")
     _truncate(_img(root / "images" / "f.bmp")); _mask(root / "masks" / "f.png")
 
@@ -276,7 +283,7 @@ def test_mask_modes(tmp_path):
     rgb[m] = (255, 0, 0)
     Image.fromarray(rgb).save(tmp_path / "red.png")
     pal = Image.fromarray(m.astype(np.uint8), mode="P")
-    pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+    pal.putpalette([0, 0, 0, 0, 90, 0] + [0] * 762)  # dark green: a label, not a gray level
     pal.save(tmp_path / "palette.png")
     Image.fromarray(m.astype(np.uint16) * 65535).save(tmp_path / "sixteen.tif")
     for name in ["one_bit.png", "label01.png", "red.png", "palette.png", "sixteen.tif"]:

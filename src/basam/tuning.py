@@ -185,3 +185,9 @@ def export_copy(model: nn.Module) -> nn.Module:
     for p in out.parameters():
         p.requires_grad_(False)
     return out
+
+
+def frozen_fingerprint(model: nn.Module) -> float:
+    """Σ|w| of the frozen weights: a resumed run must start from the same base model."""
+    with torch.no_grad():
+        return float(sum(p.detach().double().abs().sum() for p in model.parameters() if not p.requires_grad))

@@ -127,7 +127,7 @@ def check_file(path: Path) -> tuple[str | None, tuple[int, int] | None]:
         return f"unreadable {path.name}: {type(e).__name__}: {e}", None
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: `box` is an array
 class Sample:
     """One image and its ground truth. `box` (4,) float xyxy comes with COCO instances;
     `mask_fn` replaces `mask_path` where the mask is not a file (COCO)."""

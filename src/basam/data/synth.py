@@ -352,7 +352,7 @@ def _tree(rng, size):
             nx, ny = x + math.cos(ang) * length / 3, y + math.sin(ang) * length / 3
             segs.append(Capsule(x, y, nx, ny, w))
             x, y = nx, ny
-        if depth == 0 or w * 0.6 < 0.004 or len(segs) > 150:
+        if depth == 0 or w * 0.6 < 0.007 or len(segs) > 150:  # twigs >= 0.007: 0.7 px at 96
             return
         kids = 3 if rng.random() < 0.25 else 2
         spread = _u(rng, 0.3, 0.8)
@@ -368,7 +368,7 @@ def _tree(rng, size):
 
 
 def _grille(rng, r):
-    asp, ang, bar = _logu(rng, .7, 1.4), _u(rng, -.4, .4), _logu(rng, 0.005, 0.014)
+    asp, ang, bar = _logu(rng, .7, 1.4), _u(rng, -.4, .4), _logu(rng, 0.007, 0.016)
     rx, ry = r * asp, r / asp
     m, k = max(2, round(1.6 * rx / _u(rng, .03, .08))), max(2, round(1.6 * ry / _u(rng, .03, .08)))
     cw, ch = 1.6 * rx / m, 1.6 * ry / k
@@ -384,7 +384,7 @@ def _grille(rng, r):
 
 
 def _wheel(rng, r):
-    rw, sw, n = r * _u(rng, .08, .2), _logu(rng, 0.005, 0.012), int(rng.integers(5, 17))
+    rw, sw, n = r * _u(rng, .08, .2), _logu(rng, 0.007, 0.014), int(rng.integers(5, 17))
     parts = [Star(0.0, 0.0, r, holes=(Star(0.0, 0.0, r - rw),))]
     a0 = _u(rng, 0, math.pi)
     for i in range(n):
@@ -421,7 +421,7 @@ def _thin(rng):
         tex = Texture((_hsv(0, 0, _u(rng, 0, .2)), _hsv(0, 0, _u(rng, .1, .35))), _seed(rng), freq=30.0)
         objs.append((None, SceneObject("wire", (0.5, 0.5), _polyline(rng, pts, _logu(rng, 0.0012, 0.004)), tex)))
     kind = str(rng.choice(["tree", "grille", "wheel", "perforated"]))
-    r = _logu(rng, 0.15, 0.35) if kind == "tree" else _logu(rng, 0.1, 0.3)
+    r = _logu(rng, 0.2, 0.35) if kind == "tree" else _logu(rng, 0.1, 0.3)
     parts = {"tree": _tree, "grille": _grille, "wheel": _wheel, "perforated": _perforated}[kind](rng, r)
     h = rng.random()
     tex = Texture((_hsv(h, _u(rng, 0, 1), _u(rng, .02, .3)), _hsv(h, _u(rng, 0, 1), _u(rng, .2, .6))), _seed(rng),

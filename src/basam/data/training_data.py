@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
 from ..transforms import boxes_to_model, coords_to_model, model_input_size, normalize_and_pad, resize_image
 from .datasets import SampleError, open_dataset
@@ -33,29 +35,27 @@ def parse_data(specs: list[str] | str) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     for text in [specs] if isinstance(specs, str) else specs:
         for token in filter(None, (t.strip() for t in str(text).split(","))):
-            name = token.rsplit("@", 1)[0]
-            if out and out[-1][0].startswith("synth:") and (name in FAMILIES or name == "all"):
-                spec, weight = out.pop()
-                out.append((f"{spec},{name}", weight))
-                token = token[len(name):]
-                if token:  # the weight written after the last family belongs to the whole synth spec
-                    out[-1] = (out[-1][0], _weight(token[1:], out[-1][0]))
-                continue
-            spec, _, w = token.partition("@") if "@" in token and not token.startswith("@") else (token, "", "")
-            out.append((spec, _weight(w, spec) if w else 1.0))
+            body, weight = _split_weight(token)
+            if out and out[-1][0].startswith("synth:") and (body in FAMILIES or body == "all"):
+                spec, previous = out.pop()  # another family of the synth spec before it
+                out.append((f"{spec},{body}", previous if weight is None else weight))
+            else:
+                out.append((body, 1.0 if weight is None else weight))
     if not out:
         raise ValueError("--data: no dataset given (LAYOUT:PATH or synth:FAMILIES)")
     return out
 
 
-def _weight(text: str, spec: str) -> float:
+def _split_weight(token: str) -> tuple[str, float | None]:
+    """"spec@2.5" → ("spec", 2.5); no "@NUMBER" suffix → (token, None)."""
+    body, at, text = token.rpartition("@")
     try:
-        w = float(text)
+        weight = float(text) if at else None
     except ValueError:
-        w = -1.0
-    if not w > 0:
-        raise ValueError(f"--data {spec}@{text}: the weight must be a number > 0")
-    return w
+        return token, None
+    if weight is not None and not weight > 0:
+        raise ValueError(f"--data {token}: the weight after @ must be > 0")
+    return (body, weight) if at else (token, None)
 
 
 class SynthSource:
@@ -219,15 +219,21 @@ class TrainData(torch.utils.data.Dataset):
         return make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
 
 
-def step_batches(start_step: int, steps: int, global_batch: int, rank: int, world: int, accum: int):
-    """The distributed sampler: for each step from start_step, this rank's slice of the global
-    batch, cut into `accum` micro-batches → lists of (step, j) keys."""
-    per_rank = global_batch // world
-    micro = per_rank // accum
-    for step in range(start_step, steps):
-        first = rank * per_rank
-        for m in range(accum):
-            yield [(step, first + m * micro + i) for i in range(micro)]
+class StepBatches:
+    """The distributed batch sampler: for each step from `start`, this rank's slice of the global
+    batch cut into `accum` micro-batches, as lists of (step, j) keys of `TrainData`."""
+
+    def __init__(self, start: int, steps: int, global_batch: int, rank: int, world: int, accum: int):
+        self.start, self.steps, self.accum = start, steps, accum
+        self.first, self.micro = rank * (global_batch // world), global_batch // world // accum
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            for m in range(self.accum):
+                yield [(step, self.first + m * self.micro + i) for i in range(self.micro)]
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.accum
 
 
 def collate(examples: list[Example]) -> dict:
@@ -248,6 +254,49 @@ def collate(examples: list[Example]) -> dict:
             "valid": torch.stack([e.valid for e in examples]), "groups": groups}
 
 
+def segmentation_loss(low_res: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                      pos_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample BCE + Dice + IoU-head MSE.
+
+    low_res (b, 1, H/4, W/4) logits are upsampled (bilinear) to the model input; the losses are
+    taken over the unpadded area `valid` (b, H, W) against target (b, H, W) in {0, 1}. The IoU
+    head (b, 1) learns the true IoU of (logits > 0) with the target. → (loss (b,), parts (b, 3)).
+    """
+    logits = F.interpolate(low_res.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    v = valid.float()
+    area = v.sum((1, 2)).clamp_min(1)
+    pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
+    bce = (F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none") * v).sum((1, 2)) / area
+    prob = torch.sigmoid(logits) * v
+    dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + target.sum((1, 2)) + 1)
+    with torch.no_grad():
+        pred, gt = (logits > 0) & valid, target > 0.5
+        inter, union = (pred & gt).sum((1, 2)).float(), (pred | gt).sum((1, 2)).float()
+        true_iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    iou_mse = (iou_pred[:, 0].float() - true_iou) ** 2
+    return bce + dice + iou_mse, torch.stack([bce, dice, iou_mse], dim=1)
+
+
+class TrainStep(nn.Module):
+    """The forward pass of a micro-batch as one module, so DDP sees one forward per backward.
+    The image encoder runs once; samples are decoded in groups of one prompt kind."""
+
+    def __init__(self, model: nn.Module, pos_weight: float | None):
+        super().__init__()
+        self.model, self.pos_weight = model, pos_weight
+
+    def forward(self, images, targets, valid, groups) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (b, 3, R, R) → (loss (b,), parts (b, 3)) in the batch's sample order."""
+        emb = self.model.image_encoder(images)
+        loss, parts = torch.zeros(len(images), device=images.device), torch.zeros(len(images), 3, device=images.device)
+        for idx, points, labels, boxes in groups.values():
+            low, iou = self.model.decode(emb[idx], tuple(images.shape[-2:]), None if points is None else (points, labels),
+                                         boxes, multimask_output=False)
+            l, p = segmentation_loss(low, iou, targets[idx], valid[idx], self.pos_weight)
+            loss, parts = loss.index_put((idx,), l), parts.index_put((idx,), p)
+        return loss, parts
+
+
 def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
                    seed: int) -> list[Example]:
     """Up to `size` held-out examples, spread evenly over each source (synth: the first scenes of
@@ -264,3 +313,23 @@ def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolu
             name, image, gt = source.load(int(i), resolution)
             out.append(make_example(image, gt, resolution, kind, prompt_rng(seed, name), 0.0, 1, name, keep_gt=True))
     return out
+
+
+@torch.no_grad()
+def validate(model, examples: list, device, use_bf16: bool = False) -> dict:
+    """SegMetrics over the held-out examples, masks at the original gt size; one image at a time."""
+    from ..metrics import SegMetrics
+    from ..transforms import masks_to_original
+
+    model.eval()
+    metrics = SegMetrics()
+    for e in examples:
+        resized = (int(e.valid[:, 0].sum()), int(e.valid[0].sum()))
+        points = None if e.points is None else (e.points[None].to(device), e.labels[None].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            low, _ = model(e.image[None].to(device), points=points,
+                           boxes=None if e.box is None else e.box[None].to(device), multimask_output=False)
+        prob = torch.sigmoid(masks_to_original(low.float(), tuple(e.image.shape[-2:]), resized, e.gt.shape))
+        metrics.update(prob[0, 0].cpu().numpy(), e.gt)
+    model.train()
+    return metrics.results()

@@ -1,0 +1,272 @@
+"""`basam eval` and `basam sweep`: the field's metrics at the ground truth's own resolution, for one
+setting or for attention presets × resolutions (the paper's Figure 1, right).
+
+Each image is encoded at the resolution policy, prompted from its ground truth (deterministic by
+seed and sample name), and the predicted probability map — brought back to the original image
+size — is scored against the original ground truth. Under torchrun each rank takes every
+world-th sample and rank 0 merges the per-image results exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import distributed
+from .config import AttentionConfig
+from .data.datasets import Dataset, SampleError, binarize, open_dataset
+from .data.prompts import sample_prompt, prompt_rng
+from .metrics import SegMetrics, write_per_image_csv, write_summary_json
+from .predictor import Predictor
+
+HEADLINE = ("mIoU", "mDice", "MAE", "Smeasure", "maxFm", "meanEm", "wFmeasure")
+
+
+@dataclass
+class EvalSettings:
+    """How samples are prompted and which ones are scored."""
+
+    prompt: str = "box"
+    box_jitter: float = 0.0
+    n_pos: int = 1
+    n_neg: int = 0
+    seed: int = 0
+    limit: int | None = None
+    hce: bool = False
+    group_by_prefix: bool = False  # per-group metrics, the group being the name up to its first "_"
+
+
+@dataclass
+class EvalResult:
+    metrics: SegMetrics
+    groups: dict[str, SegMetrics]
+    rows: list[dict]
+    problems: list[tuple[str, str]]
+
+    def summary(self) -> dict:
+        out = {**self.metrics.results(), "problems": len(self.problems)}
+        if self.groups:
+            out["groups"] = {g: m.results() for g, m in sorted(self.groups.items())}
+        return out
+
+
+def evaluate(predictor: Predictor, dataset: Dataset, settings: EvalSettings, rank: int = 0, world: int = 1,
+             progress: bool = True) -> EvalResult:
+    """Score this rank's share of `dataset`; with world > 1, call `merge_ranks` after."""
+    from tqdm import tqdm
+
+    indices = range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset)))
+    mine = [i for i in indices if i % world == rank]
+    metrics, groups, rows, problems = SegMetrics(hce=settings.hce), {}, [], []
+    for i in tqdm(mine, desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
+                  unit="img", leave=False):
+        sample = dataset[i]
+        try:
+            image, gt = sample.load()
+            prompt = _prompt(sample, gt, settings)
+        except SampleError as e:
+            problems.append((e.name, e.reason))
+            continue
+        except ValueError as e:  # an empty ground truth cannot be prompted
+            problems.append((sample.name, str(e)))
+            continue
+        start = time.perf_counter()
+        predictor.set_image(image)
+        prob = predictor.predict_proba(**prompt.as_kwargs())
+        row = {"index": i, "name": sample.name, **metrics.update(prob, gt, key=i),
+               "seconds": round(time.perf_counter() - start, 4)}
+        if settings.group_by_prefix:
+            groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
+        rows.append(row)
+    return EvalResult(metrics, groups, rows, problems)
+
+
+def merge_ranks(part: EvalResult) -> EvalResult | None:
+    """Gather every rank's results on rank 0 (None on the others), in sample order."""
+    parts = distributed.gather_to_rank0((part.metrics.state(), {g: m.state() for g, m in part.groups.items()},
+                                         part.rows, part.problems))
+    if parts is None:
+        return None
+    if len(parts) == 1:
+        return part
+    metrics = SegMetrics.merge([p[0] for p in parts])
+    names = sorted({g for p in parts for g in p[1]})
+    groups = {g: SegMetrics.merge([p[1][g] for p in parts if g in p[1]]) for g in names}
+    rows = sorted((r for p in parts for r in p[2]), key=lambda r: r["index"])
+    problems = [x for p in parts for x in p[3]]
+    return EvalResult(metrics, groups, rows, problems)
+
+
+def _prompt(sample, gt, settings: EvalSettings):
+    from .data.prompts import Prompt
+
+    if settings.prompt == "box" and sample.box is not None:  # COCO: the annotation's own box
+        return Prompt(box=np.asarray(sample.box, dtype=np.float64))
+    return sample_prompt(binarize(gt), settings.prompt, prompt_rng(settings.seed, sample.name),
+                         box_jitter=settings.box_jitter, n_pos=settings.n_pos, n_neg=settings.n_neg)
+
+
+def _group(name: str) -> str:
+    return name.split("_", 1)[0]
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    from .cli import add_model_arguments
+
+    p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, generic)")
+    p.add_argument("--split", default=None, help="dataset split (default: the test split)")
+    add_model_arguments(p)
+    p.add_argument("--prompt", default="box", help="box | center | points | box+center | none")
+    p.add_argument("--box-jitter", type=float, default=0.0, help="box jitter, fraction of the box side")
+    p.add_argument("--n-pos", type=int, default=1, help="positive points for --prompt points")
+    p.add_argument("--n-neg", type=int, default=0, help="negative points for --prompt points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
+    p.add_argument("--hce", choices=("auto", "on", "off"), default="auto", help="HCE (default: on for DIS5K)")
+    p.add_argument("--group-by-prefix", action="store_true", help="also report per name prefix (e.g. synthetic family)")
+    p.add_argument("--out", default="basam-eval")
+
+
+def _settings(args, dataset: Dataset) -> EvalSettings:
+    hce = dataset.layout == "dis5k" if args.hce == "auto" else args.hce == "on"
+    return EvalSettings(args.prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
+                        args.group_by_prefix)
+
+
+def _open(args) -> Dataset:
+    dataset = open_dataset(args.data, args.split)
+    if len(dataset) == 0:
+        raise ValueError(f"{args.data}: no image/mask pairs found ({len(dataset.problems)} problems: "
+                         f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})")
+    return dataset
+
+
+def _report_problems(dataset: Dataset, result: EvalResult) -> None:
+    problems = dataset.problems + result.problems
+    if problems:
+        print(f"{len(problems)} file(s) not scored:")
+        for name, reason in problems:
+            print(f"  {name}: {reason}")
+
+
+def eval_add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("--resolution", default="1024", help="1024 | N | native")
+
+
+def eval_run(args) -> int:
+    from .cli import load_model_from_args
+
+    rank, world = distributed.setup(args.device)
+    dataset = _open(args)
+    settings = _settings(args, dataset)
+    model = load_model_from_args(args)
+    result = merge_ranks(evaluate(Predictor(model, args.resolution), dataset, settings, rank, world))
+    distributed.teardown()
+    if result is None:
+        return 0
+    out = Path(args.out)
+    summary = {"dataset": dataset.summary(), "model": model.cfg.name, "checkpoint": args.checkpoint,
+               "attention": model.attn_cfg.to_dict(), "resolution": args.resolution, "settings": asdict(settings),
+               "processes": world, "metrics": result.summary(),
+               "not_scored": [{"name": n, "reason": r} for n, r in result.problems]}
+    write_per_image_csv(result.rows, out / "per_image.csv")
+    write_summary_json(summary, out / "summary.json")
+    scores = result.metrics.results()
+    print(f"{dataset.name}: {scores['count']} images, attention {model.attn_cfg.describe()}, resolution {args.resolution}")
+    print("  " + "  ".join(f"{k} {scores[k]:.4f}" for k in (*HEADLINE, *(["HCE"] if settings.hce else []))))
+    _report_problems(dataset, result)
+    print(f"wrote {out}/per_image.csv and {out}/summary.json")
+    return 0
+
+
+def sweep_add_arguments(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("--resolution", default="512,1024,1536,2048", help="comma-separated policies: N or native")
+    p.add_argument("--metric", default="mIoU", help=f"metric of the table and plot ({', '.join(HEADLINE)}, …)")
+
+
+def sweep_run(args) -> int:
+    from .cli import attention_overrides, load_model_from_args
+    from .transforms import parse_resolution
+
+    rank, world = distributed.setup(args.device)
+    presets = [p.strip() for p in (args.attn or "sam,nsf,bm,basam").split(",") if p.strip()]
+    resolutions = [parse_resolution(r) for r in args.resolution.split(",") if r.strip()]
+    configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
+    dataset = _open(args)
+    settings = _settings(args, dataset)
+    model = load_model_from_args(args, attn=presets[0])
+    records, problems = [], None
+    for preset in presets:
+        model.set_attention(configs[preset])
+        for res in resolutions:
+            result = merge_ranks(evaluate(Predictor(model, res), dataset, settings, rank, world))
+            if result is not None:
+                problems = result.problems if problems is None else problems  # the same in every run
+                records.append({"preset": preset, "resolution": str(res), **result.summary()})
+                print(f"{preset:>9} @ {res!s:>6}: {args.metric} {records[-1][args.metric]:.4f}")
+    distributed.teardown()
+    if rank != 0:
+        return 0
+    if args.metric not in records[0]:
+        raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(k for k in records[0] if k != 'groups')}")
+    out = Path(args.out)
+    write_sweep(records, out, args.metric, title=f"{dataset.name} ({model.cfg.name}, prompt {settings.prompt})")
+    table = sweep_table(records, args.metric)
+    print(table)
+    _report_problems(dataset, EvalResult(SegMetrics(), {}, [], problems))
+    print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
+    return 0
+
+
+def sweep_table(records: list[dict], metric: str) -> str:
+    """Markdown: one row per preset, one column per resolution."""
+    resolutions = list(dict.fromkeys(r["resolution"] for r in records))
+    presets = list(dict.fromkeys(r["preset"] for r in records))
+    value = {(r["preset"], r["resolution"]): r[metric] for r in records}
+    lines = [f"| {metric} | " + " | ".join(resolutions) + " |", "|---" * (len(resolutions) + 1) + "|"]
+    for p in presets:
+        lines.append(f"| {p} | " + " | ".join(f"{value[(p, r)]:.4f}" for r in resolutions) + " |")
+    return "\n".join(lines)
+
+
+def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") -> None:
+    """sweep.md (table), sweep.csv (every metric), sweep.json (with per-group results), sweep.png."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(sweep_table(records, metric) + "\n")
+    flat = [{k: v for k, v in r.items() if k != "groups"} for r in records]
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+    (out / "sweep.json").write_text(json.dumps(records, indent=1, default=float))
+    resolutions = list(dict.fromkeys(r["resolution"] for r in records))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for preset in dict.fromkeys(r["preset"] for r in records):
+        ys = [next(r[metric] for r in records if r["preset"] == preset and r["resolution"] == res) for res in resolutions]
+        ax.plot(range(len(resolutions)), ys, marker="o", label=preset)
+    ax.set_xticks(range(len(resolutions)), resolutions)
+    ax.set_xlabel("input resolution (long side, px)")
+    ax.set_ylabel(metric)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=120)
+    plt.close(fig)
