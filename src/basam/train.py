@@ -127,9 +127,6 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-# --- checkpoints -----------------------------------------------------------------------------------
-
-
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary file, then os.replace: a crash mid-write leaves the previous file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -152,9 +149,6 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"]), np.random.set_state((kind, key.numpy(), *rest)), torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# --- the loop --------------------------------------------------------------------------------------
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -334,8 +328,6 @@ class _Log:
                 f.close()
 
 
-# --- command line ----------------------------------------------------------------------------------
-
 HELP = {
     "config": "YAML file of TrainConfig fields (names as the flags, - or _); flags given here win",
     "data": "LAYOUT:PATH[@w][,…] or synth:FAMILIES (all | salient,thin,…); repeatable; @w = mixture weight",
@@ -397,9 +389,8 @@ def _read_yaml(path, names: set) -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"config {path}: expected a mapping of TrainConfig fields")
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"config {path}: unknown fields {', '.join(unknown)}")
+    if set(values) - names:
+        raise ValueError(f"config {path}: unknown fields {', '.join(sorted(set(values) - names))}")
     return values
 
 

@@ -1,5 +1,6 @@
 """Training data: sources (any reader, or the synthetic benchmark on the fly), a weighted mixture
-sampler, augmentations, prompt sampling and batch collation.
+sampler, augmentations, prompt sampling, batch collation, and what a batch is scored by: the
+loss (`TrainStep`, `segmentation_loss`) and the validation metrics (`validate`).
 
 Everything is a pure function of (seed, step, position in the global batch): the data position
 of a run is just its step, a resumed run sees exactly the batches it would have seen, and a rank
