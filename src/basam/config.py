@@ -46,6 +46,12 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "vit_b": ModelConfig("vit_b", 768, 12, 12, (2, 5, 8, 11)),
     "vit_l": ModelConfig("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": ModelConfig("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    # The embedded default model's architecture ("default" = this size + the shipped weights):
+    # trained at 256 px only, a 16×16 token grid, as SAM was at 64×64.
+    "mini": ModelConfig(
+        "mini", 192, 6, 3, (1, 3, 5), window_size=8, img_size=256, prompt_embed_dim=128,
+        decoder_mlp_dim=512, decoder_num_heads=4, iou_head_hidden_dim=128,
+    ),
     # For tests: a 16×16 pretraining grid, 4-token windows, two global blocks, small decoder.
     "tiny": ModelConfig(
         "tiny", 64, 4, 2, (1, 3), window_size=4, img_size=256, prompt_embed_dim=32,

@@ -102,6 +102,65 @@ def merge_ranks(part: EvalResult) -> EvalResult | None:
     return EvalResult(metrics, groups, rows, problems)
 
 
+class SynthDataset:
+    """Held-out synthetic scenes rendered at size×size on demand: the `synth[:FAMILIES]` data spec.
+    Rendering at the evaluated resolution, rather than resizing one file, gives every resolution
+    its own detail (thin wires, fine texture), which is the point of a resolution sweep."""
+
+    layout = "synth"
+
+    def __init__(self, families: tuple[str, ...], n_per_family: int, size: int, split: str = "test", seed: int = 0):
+        from .data.synth import scene_seed
+
+        self.name, self.split, self.problems = f"synth-{split}@{size}", split, []
+        self.samples = [_SynthSample(f"{fam}_{split}_{i:04d}", fam, scene_seed(seed, split, i), size)
+                        for fam in families for i in range(n_per_family)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return self.samples[i]
+
+    def summary(self) -> dict:
+        return {"name": self.name, "layout": "synth", "split": self.split, "samples": len(self), "problems": 0,
+                "problem_list": []}
+
+
+@dataclass
+class _SynthSample:
+    name: str
+    family: str
+    seed: int
+    size: int
+    box = None
+
+    def load(self):
+        from .data.synth import make_scene, render
+
+        scene = render(make_scene(self.seed, self.family), self.size, self.size)
+        return scene.image, scene.mask.astype(np.uint8) * 255
+
+
+def open_eval_data(spec: str, split: str | None, resolution, n_per_family: int = 10):
+    """A dataset from disk (any reader layout), or `synth[:FAMILIES]` rendered at `resolution`."""
+    from .data.synth import FAMILIES
+
+    layout, _, rest = spec.partition(":")
+    if layout != "synth":
+        dataset = open_dataset(spec, split)
+        if len(dataset) == 0:
+            raise ValueError(f"{spec}: no image/mask pairs found ({len(dataset.problems)} problems: "
+                             f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})")
+        return dataset
+    families = FAMILIES if rest in ("", "all") else tuple(f.strip() for f in rest.split(","))
+    if bad := [f for f in families if f not in FAMILIES]:
+        raise ValueError(f"unknown synthetic families {bad}; choose from {', '.join(FAMILIES)} or all")
+    if not isinstance(resolution, int):
+        raise ValueError("synthetic data is rendered at each resolution N (square): give N, not native")
+    return SynthDataset(families, n_per_family, resolution, split or "test")
+
+
 def _prompt(sample, gt, settings: EvalSettings):
     from .data.prompts import Prompt
 
@@ -121,7 +180,9 @@ def _group(name: str) -> str:
 def _add_common(p: argparse.ArgumentParser) -> None:
     from .cli import add_model_arguments
 
-    p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, generic)")
+    p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, "
+                                                  "generic), or synth[:FAMILIES] rendered at each resolution")
+    p.add_argument("--n", type=int, default=10, help="scenes per family for --data synth")
     p.add_argument("--split", default=None, help="dataset split (default: the test split)")
     add_model_arguments(p)
     p.add_argument("--prompt", default="box", help="box | center | points | box+center | none")
@@ -141,14 +202,6 @@ def _settings(args, dataset: Dataset) -> EvalSettings:
                         args.group_by_prefix)
 
 
-def _open(args) -> Dataset:
-    dataset = open_dataset(args.data, args.split)
-    if len(dataset) == 0:
-        raise ValueError(f"{args.data}: no image/mask pairs found ({len(dataset.problems)} problems: "
-                         f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})")
-    return dataset
-
-
 def _report_problems(dataset: Dataset, result: EvalResult) -> None:
     problems = dataset.problems + result.problems
     if problems:
@@ -165,8 +218,10 @@ def eval_add_arguments(p: argparse.ArgumentParser) -> None:
 def eval_run(args) -> int:
     from .cli import load_model_from_args
 
+    from .transforms import parse_resolution
+
     rank, world = distributed.setup(args.device)
-    dataset = _open(args)
+    dataset = open_eval_data(args.data, args.split, parse_resolution(args.resolution), args.n)
     settings = _settings(args, dataset)
     model = load_model_from_args(args)
     result = merge_ranks(evaluate(Predictor(model, args.resolution), dataset, settings, rank, world))
@@ -202,18 +257,20 @@ def sweep_run(args) -> int:
     presets = [p.strip() for p in (args.attn or "sam,nsf,bm,basam").split(",") if p.strip()]
     resolutions = [parse_resolution(r) for r in args.resolution.split(",") if r.strip()]
     configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
-    dataset = _open(args)
-    settings = _settings(args, dataset)
     model = load_model_from_args(args, attn=presets[0])
-    records, problems = [], None
-    for preset in presets:
-        model.set_attention(configs[preset])
-        for res in resolutions:
+    records, problems, dataset = [], None, None
+    for res in resolutions:
+        if dataset is None or dataset.layout == "synth":  # files are opened once, scenes rendered per size
+            dataset = open_eval_data(args.data, args.split, res, args.n)
+        settings = _settings(args, dataset)
+        for preset in presets:
+            model.set_attention(configs[preset])
             result = merge_ranks(evaluate(Predictor(model, res), dataset, settings, rank, world))
             if result is not None:
                 problems = result.problems if problems is None else problems  # the same in every run
                 records.append({"preset": preset, "resolution": str(res), **result.summary()})
                 print(f"{preset:>9} @ {res!s:>6}: {args.metric} {records[-1][args.metric]:.4f}")
+    records.sort(key=lambda r: presets.index(r["preset"]))  # stable: resolutions stay in order
     distributed.teardown()
     if rank != 0:
         return 0
