@@ -18,6 +18,7 @@ import argparse
 import colorsys
 import json
 import math
+import re
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,142 +26,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .textures import DETAILS, PHOTOS, Frame, Texture, make_frame, render_texture
+from .textures import (DETAILS, PHOTOS, Capsule, SceneObject, Star, Texture, extent, make_frame, object_layer,
+                       render_texture)
 
 FAMILIES = ("salient", "camouflaged", "thin", "lesion")
-_SPLITS = {"train": 0, "val": 1, "test": 2}
-
-
-# --- geometry ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Star:
-    """Star-shaped primitive: superellipse (exponent) or regular polygon (sides >= 3), scaled by
-    aspect, rotated by angle, radius modulated by (1 + Σ amp·cos(k·θ + phase)) for k, amp, phase in
-    harmonics; holes (Stars) are subtracted. Units: scene units relative to the object anchor."""
-
-    cx: float
-    cy: float
-    radius: float
-    angle: float = 0.0
-    aspect: float = 1.0
-    exponent: float = 2.0
-    sides: int = 0
-    harmonics: tuple = ()
-    holes: tuple = ()
-
-
-@dataclass(frozen=True)
-class Capsule:
-    """Segment (x0, y0)-(x1, y1) with round caps and a width in scene units."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    width: float
-
-
-def _extent(p) -> tuple[float, float, float, float]:
-    """Conservative (xmin, xmax, ymin, ymax) of a primitive, scene units."""
-    if isinstance(p, Capsule):
-        h = p.width / 2
-        return min(p.x0, p.x1) - h, max(p.x0, p.x1) + h, min(p.y0, p.y1) - h, max(p.y0, p.y1) + h
-    r = p.radius * max(p.aspect, 1 / p.aspect) * (2.0 if p.sides == 3 else 1.45)
-    r *= 1 + sum(abs(a) for _, a, _ in p.harmonics)
-    return p.cx - r, p.cx + r, p.cy - r, p.cy + r
-
-
-def _halfplane(t, a, b):
-    """Area of a unit pixel on the inner side of a straight edge whose line lies t px beyond the
-    pixel centre (t > 0: centre inside); a >= b are the sorted |components| of the edge normal.
-    The projection of a unit square on the normal is a trapezoid, so the area is its CDF."""
-    b = np.maximum(b, 0.02)
-    a = np.maximum(a, b)
-    u = np.clip(t + 0.5 * (a + b), 0.0, a + b)
-    ab2 = 2 * a * b
-    return np.where(u < b, u * u / ab2, np.where(u > a, 1 - (a + b - u) ** 2 / ab2, (u - 0.5 * b) / a))
-
-
-def _window(xs, ys, ext, L, pad_px=2.0):
-    """Index slices (rows, cols) of the grid xs (w,), ys (h,) covering extent ext plus a margin."""
-    pad = pad_px / L
-    c0, c1 = np.searchsorted(xs, [ext[0] - pad, ext[1] + pad])
-    r0, r1 = np.searchsorted(ys, [ext[2] - pad, ext[3] + pad])
-    return slice(int(r0), int(r1)), slice(int(c0), int(c1))
-
-
-def _star(p: Star, xs, ys, L):
-    """Coverage (h, w) in [0, 1] and signed distance (h, w) in px (< 0 inside) of a Star."""
-    dx, dy = xs[None, :] - p.cx, ys[:, None] - p.cy
-    c, s = math.cos(p.angle), math.sin(p.angle)
-    u = (c * dx + s * dy) / (p.radius * p.aspect)
-    v = (c * dy - s * dx) * (p.aspect / p.radius)
-    rho, th = np.hypot(u, v), np.arctan2(v, u)
-    if p.sides >= 3:
-        seg = 2 * math.pi / p.sides
-        rr = math.cos(seg / 2) / np.cos(np.mod(th, seg) - seg / 2)
-    elif p.exponent != 2.0:
-        rr = (np.abs(np.cos(th)) ** p.exponent + np.abs(np.sin(th)) ** p.exponent) ** (-1 / p.exponent)
-    else:
-        rr = 1.0
-    if p.harmonics:
-        rr = rr * (1 + sum(a * np.cos(k * th + ph) for k, a, ph in p.harmonics))
-    f = ((rho - rr) * (p.radius * L)).astype(np.float32)
-    # f is an implicit function, not a distance: normalise by its pixel gradient (first-order
-    # distance near the edge, which is all the coverage needs) and read the edge normal from it.
-    gy = np.gradient(f, axis=0) if f.shape[0] > 1 else np.zeros_like(f)
-    gx = np.gradient(f, axis=1) if f.shape[1] > 1 else np.zeros_like(f)
-    g = np.hypot(gx, gy) + 1e-6
-    d = f / g
-    ax, ay = np.abs(gx) / g, np.abs(gy) / g
-    cov = _halfplane(-d, np.maximum(ax, ay), np.minimum(ax, ay))
-    for hole in p.holes:  # disjoint holes: subtracting areas is exact, thin bars stay thin
-        rs, cs = _window(xs, ys, _extent(hole), L)
-        if rs.stop > rs.start and cs.stop > cs.start:
-            hc, hd = _star(hole, xs[cs], ys[rs], L)
-            cov[rs, cs] -= hc
-            d[rs, cs] = np.maximum(d[rs, cs], -hd)
-    return np.clip(cov, 0.0, 1.0), d
-
-
-def _capsule(p: Capsule, xs, ys, L):
-    """Coverage and signed distance (px) of a capsule: the exact area of a pixel inside a strip,
-    so a 0.3 px wire has coverage <= 0.3 (absent from the binary mask) but still shows."""
-    ex, ey = p.x1 - p.x0, p.y1 - p.y0
-    l2 = ex * ex + ey * ey + 1e-12
-    px, py = xs[None, :] - p.x0, ys[:, None] - p.y0
-    t = np.clip((px * ex + py * ey) / l2, 0.0, 1.0)
-    dist = np.hypot(px - t * ex, py - t * ey) * L
-    a, b = abs(ey) / math.sqrt(l2), abs(ex) / math.sqrt(l2)
-    a, b = max(a, b), min(a, b)
-    r = p.width * L / 2
-    return _halfplane(r - dist, a, b) - _halfplane(-r - dist, a, b), dist - r
-
-
-# --- scenes -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    """One object: union of parts (Stars, Capsules) placed at anchor, a fraction (x, y) of the
-    image width and height. softness (scene units) blurs its drawn edge only (the mask keeps the
-    coverage >= 0.5 boundary); rim darkens (or, < 0, lightens) it towards its edge."""
-
-    name: str
-    anchor: tuple
-    parts: tuple
-    texture: Texture
-    softness: float = 0.0
-    rim: float = 0.0
 
 
 @dataclass(frozen=True)
 class Scene:
     """Resolution-independent scene: objects back to front, objects[target] is the one the prompt
     selects; overlays are drawn on top but are not objects (hairs over a lesion)."""
-
     family: str
     seed: int
     background: Texture
@@ -175,42 +50,11 @@ class RenderedScene:
     """image (H, W, 3) uint8; mask (H, W) bool = masks[target]; masks (K, H, W) bool, the visible
     part of each object (coverage >= 0.5 after occlusion); coverage (H, W) float32, the target's
     anti-aliased visible coverage."""
-
     image: np.ndarray
     mask: np.ndarray
     masks: np.ndarray
     coverage: np.ndarray
     target: int
-
-
-def _object_layer(obj: SceneObject, fr: Frame):
-    """-> (rows, cols, coverage, alpha, colour) on the object's pixel box, or None if off-image."""
-    ax, ay = (obj.anchor[0] - 0.5) * fr.W / fr.L, (obj.anchor[1] - 0.5) * fr.H / fr.L
-    xs, ys = fr.xs - np.float32(ax), fr.ys - np.float32(ay)
-    exts = [_extent(p) for p in obj.parts]
-    ext = (min(e[0] for e in exts), max(e[1] for e in exts), min(e[2] for e in exts), max(e[3] for e in exts))
-    rs, cs = _window(xs, ys, ext, fr.L, 2.0 + 2.5 * obj.softness * fr.L)
-    if rs.stop <= rs.start or cs.stop <= cs.start:
-        return None
-    cov = np.zeros((rs.stop - rs.start, cs.stop - cs.start), np.float32)
-    d = np.full(cov.shape, 1e4, np.float32)
-    for p, e in zip(obj.parts, exts):
-        prs, pcs = _window(xs[cs], ys[rs], e, fr.L)
-        if prs.stop <= prs.start or pcs.stop <= pcs.start:
-            continue
-        fn = _capsule if isinstance(p, Capsule) else _star
-        pc, pd = fn(p, xs[cs][pcs], ys[rs][prs], fr.L)
-        np.maximum(cov[prs, pcs], pc, out=cov[prs, pcs])
-        np.minimum(d[prs, pcs], pd, out=d[prs, pcs])
-    alpha = cov
-    if obj.softness > 0:  # smoothstep across the edge, 0.5 exactly on it
-        s = np.clip(0.5 - d / (2 * obj.softness * fr.L), 0, 1)
-        alpha = s * s * (3 - 2 * s)
-    rgb = render_texture(obj.texture, fr, rs, cs)
-    if obj.rim:
-        width = 0.15 * max(ext[1] - ext[0], ext[3] - ext[2]) * fr.L
-        rgb = rgb * (1 - obj.rim * np.exp(np.minimum(d, 0) / width))[..., None]
-    return rs, cs, cov, alpha, rgb
 
 
 def render(scene: Scene, height: int, width: int) -> RenderedScene:
@@ -222,7 +66,7 @@ def render(scene: Scene, height: int, width: int) -> RenderedScene:
     img = render_texture(scene.background, fr, slice(0, H), slice(0, W))
     layers = []
     for obj in (*scene.objects, *scene.overlays):
-        lay = _object_layer(obj, fr)
+        lay = object_layer(obj, fr)
         layers.append(lay)
         if lay is not None:
             rs, cs, _, a, rgb = lay
@@ -232,8 +76,7 @@ def render(scene: Scene, height: int, width: int) -> RenderedScene:
         s = np.clip((r - 0.85) / 0.5, 0, 1)
         img *= (1 - scene.vignette * s * s * (3 - 2 * s))[..., None]
     K = len(scene.objects)
-    masks = np.zeros((K, H, W), bool)
-    coverage = np.zeros((H, W), np.float32)
+    masks, coverage = np.zeros((K, H, W), bool), np.zeros((H, W), np.float32)
     trans = np.ones((H, W), np.float32)  # light passing the objects above: occlusion
     for k in range(K - 1, -1, -1):
         if layers[k] is None:
@@ -289,8 +132,7 @@ def _place(rng, rb, placed, inside=False):
 
 
 def _radius(parts) -> float:
-    e = [_extent(p) for p in parts]
-    return max(max(abs(v) for v in x) for x in e)
+    return max(abs(v) for p in parts for v in extent(p))
 
 
 def _vivid(rng) -> Texture:
@@ -339,7 +181,7 @@ def _camouflaged(rng):
     return bg, objs, ()
 
 
-def _polyline(rng, pts, width):
+def _polyline(pts, width):
     return tuple(Capsule(*pts[i], *pts[i + 1], width) for i in range(len(pts) - 1))
 
 
@@ -358,19 +200,19 @@ def _tree(rng, size):
         spread = _u(rng, 0.3, 0.8)
         for c in range(kids):
             grow(x, y, ang + spread * (c - (kids - 1) / 2) + float(rng.normal(0, 0.1)),
-                 length * _u(rng, .6, .8), w * _u(rng, .55, .7), depth - 1)
+                 length * _u(rng, .55, .72), w * _u(rng, .5, .65), depth - 1)
 
-    grow(0.0, 0.0, -math.pi / 2 + float(rng.normal(0, 0.2)), size * 0.45, _u(rng, 0.02, 0.04), 5)
-    e = [_extent(s) for s in segs]
-    mx = (min(v[0] for v in e) + max(v[1] for v in e)) / 2
-    my = (min(v[2] for v in e) + max(v[3] for v in e)) / 2
+    grow(0.0, 0.0, -math.pi / 2 + float(rng.normal(0, 0.2)), size * 0.5, _u(rng, 0.022, 0.045), 5)
+    e = np.array([extent(s) for s in segs])
+    mx, my = float(e[:, 0].min() + e[:, 1].max()) / 2, float(e[:, 2].min() + e[:, 3].max()) / 2
     return tuple(Capsule(s.x0 - mx, s.y0 - my, s.x1 - mx, s.y1 - my, s.width) for s in segs)
 
 
 def _grille(rng, r):
-    asp, ang, bar = _logu(rng, .7, 1.4), _u(rng, -.4, .4), _logu(rng, 0.007, 0.016)
+    asp, bar = _logu(rng, .7, 1.4), _logu(rng, 0.008, 0.016)
+    ang = _u(rng, .1, .5) * (1 if rng.random() < .5 else -1)  # pixel-aligned bars: ties at any size
     rx, ry = r * asp, r / asp
-    m, k = max(2, round(1.6 * rx / _u(rng, .03, .08))), max(2, round(1.6 * ry / _u(rng, .03, .08)))
+    m, k = max(2, round(1.6 * rx / _u(rng, .035, .08))), max(2, round(1.6 * ry / _u(rng, .035, .08)))
     cw, ch = 1.6 * rx / m, 1.6 * ry / k
     hw, hh = (cw - bar) / 2, (ch - bar) / 2
     he = 2.0 if rng.random() < 0.3 else _u(rng, 4, 10)
@@ -384,9 +226,8 @@ def _grille(rng, r):
 
 
 def _wheel(rng, r):
-    rw, sw, n = r * _u(rng, .08, .2), _logu(rng, 0.007, 0.014), int(rng.integers(5, 17))
+    rw, sw, n, a0 = r * _u(rng, .08, .2), _logu(rng, 0.007, 0.014), int(rng.integers(5, 17)), _u(rng, 0, math.pi)
     parts = [Star(0.0, 0.0, r, holes=(Star(0.0, 0.0, r - rw),))]
-    a0 = _u(rng, 0, math.pi)
     for i in range(n):
         a = a0 + 2 * math.pi * i / n
         parts.append(Capsule(0.0, 0.0, math.cos(a) * (r - rw / 2), math.sin(a) * (r - rw / 2), sw))
@@ -395,13 +236,13 @@ def _wheel(rng, r):
 
 
 def _perforated(rng, r):
-    outer = _blob(rng, r, 0.15)
-    holes = []
-    for _ in range(int(rng.integers(4, 20)) * 4):
-        hr, rad, a = _logu(rng, 0.004, 0.25 * r), r * 0.6 * math.sqrt(rng.random()), _u(rng, 0, 2 * math.pi)
+    outer = _blob(rng, r, 0.15, elong=1.2)
+    lim, holes = 0.6 * r, []  # the outer edge is > 0.65 r from the centre whatever its shape
+    for _ in range(int(rng.integers(16, 80))):
+        hr, rad, a = _logu(rng, 0.004, 0.25 * r), lim * math.sqrt(rng.random()), _u(rng, 0, 2 * math.pi)
         x, y = rad * math.cos(a), rad * math.sin(a)
-        if rad + hr < 0.7 * r * (1 - 0.15) and all(math.hypot(x - h.cx, y - h.cy) > hr + h.radius + 0.006 for h in holes):
-            holes.append(Star(x, y, hr))
+        if rad + hr < lim and all(math.hypot(x - h.cx, y - h.cy) > hr + h.radius + 0.006 for h in holes):
+            holes.append(Star(x, y, hr))  # holes down to 0.008 across: sub-pixel at 96 px
     return (replace(outer, holes=tuple(holes)),)
 
 
@@ -419,9 +260,9 @@ def _thin(rng):
         pts = [(c * t - s * (off + sag * (1 - (t / .75) ** 2)), s * t + c * (off + sag * (1 - (t / .75) ** 2)))
                for t in np.linspace(-.75, .75, 13)]
         tex = Texture((_hsv(0, 0, _u(rng, 0, .2)), _hsv(0, 0, _u(rng, .1, .35))), _seed(rng), freq=30.0)
-        objs.append((None, SceneObject("wire", (0.5, 0.5), _polyline(rng, pts, _logu(rng, 0.0012, 0.004)), tex)))
+        objs.append((None, SceneObject("wire", (0.5, 0.5), _polyline(pts, _logu(rng, 0.0012, 0.004)), tex)))
     kind = str(rng.choice(["tree", "grille", "wheel", "perforated"]))
-    r = _logu(rng, 0.2, 0.35) if kind == "tree" else _logu(rng, 0.1, 0.3)
+    r = _logu(rng, 0.2, 0.35) if kind == "tree" else _logu(rng, 0.12, 0.3)
     parts = {"tree": _tree, "grille": _grille, "wheel": _wheel, "perforated": _perforated}[kind](rng, r)
     h = rng.random()
     tex = Texture((_hsv(h, _u(rng, 0, 1), _u(rng, .02, .3)), _hsv(h, _u(rng, 0, 1), _u(rng, .2, .6))), _seed(rng),
@@ -446,8 +287,7 @@ def _lesion(rng):
     for i in range(1 + int(rng.integers(0, 4))):
         r = _logu(rng, 0.08, 0.3) if i == 0 else _logu(rng, 0.01, 0.04)
         part = _blob(rng, r, 0.3 if i == 0 else 0.1, 0.0, 1.4)
-        lo = dark * _u(rng, .4, .9)
-        tex = Texture((tuple(lo), tuple(np.clip(dark * _u(rng, 1.3, 2.2), 0, 1))), _seed(rng),
+        tex = Texture((tuple(dark * _u(rng, .4, .9)), tuple(np.clip(dark * _u(rng, 1.3, 2.2), 0, 1))), _seed(rng),
                       str(rng.choice(["fbm", "ridged"])), _logu(rng, 6, 25), 0.7, _u(rng, .8, 2), grain=0.03)
         soft = _logu(rng, 0.002, 0.03) if i == 0 else _logu(rng, 0.001, 0.005)
         objs.append((i, SceneObject("lesion" if i == 0 else "mole", _place(rng, _radius([part]), placed, i == 0),
@@ -458,7 +298,7 @@ def _lesion(rng):
         pts = [(float(p0[0] + ln * t * math.cos(a + bend * t)), float(p0[1] + ln * t * math.sin(a + bend * t)))
                for t in np.linspace(0, 1, 8)]
         tex = Texture(((.05, .03, .02), (.2, .12, .08)), _seed(rng))
-        hairs.append(SceneObject("hair", (0.5, 0.5), _polyline(rng, pts, _logu(rng, 0.0015, 0.004)), tex))
+        hairs.append(SceneObject("hair", (0.5, 0.5), _polyline(pts, _logu(rng, 0.0015, 0.004)), tex))
     vignette = _u(rng, 0.3, 0.9) if rng.random() < 0.35 else 0.0
     return bg, objs, tuple(hairs), vignette
 
@@ -484,7 +324,7 @@ def make_scene(seed: int, family: str) -> Scene:
 def scene_seed(seed: int, split: str, index: int) -> int:
     """Scene seed of sample `index` of `split`: injective in (seed, split, index) for the named
     splits train/val/test, so they never share a scene (other split names hash to other codes)."""
-    code = _SPLITS.get(split, 3 + zlib.crc32(split.encode()) % (2**32 - 3))
+    code = {"train": 0, "val": 1, "test": 2}.get(split, 3 + zlib.crc32(split.encode()) % (2**32 - 3))
     return ((int(seed) << 32 | code) << 32) | int(index)
 
 
@@ -510,13 +350,15 @@ def write_benchmark(out_dir, n_per_family: int, size=None, families=FAMILIES, se
         raise ValueError(f"unknown families {bad or families}; expected some of {', '.join(FAMILIES)}")
     if int(n_per_family) != n_per_family or n_per_family < 1:
         raise ValueError(f"n_per_family must be a positive integer, got {n_per_family!r}")
+    if int(seed) != seed or seed < 0 or not re.fullmatch(r"[\w-]+", split):
+        raise ValueError(f"seed must be an integer >= 0 and split a plain name, got {seed!r}, {split!r}")
     if size is not None:
         hw = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
         if len(hw) != 2 or min(hw) < 16:
             raise ValueError(f"size must be an int or (H, W) of at least 16 px, got {size!r}")
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     index = {}
     for family in families:
         for i in range(int(n_per_family)):
@@ -551,8 +393,6 @@ def run(args: argparse.Namespace) -> int:
         size = None if text == "random" else tuple(int(v) for v in text.split("x")) if "x" in text else int(text)
     except ValueError:
         raise ValueError(f"--size {args.size!r}: expected S, HxW or random") from None
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     out = write_benchmark(args.out, args.n, size, args.families, args.seed, args.split)
     fams = [f for f in str(args.families).split(",") if f.strip()]
     print(f"wrote {args.n * len(fams)} image/mask pairs ({args.split}, {', '.join(fams)}) to {out}")

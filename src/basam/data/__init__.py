@@ -1,0 +1,1 @@
+"""Datasets: readers for the standard layouts, prompt sampling, the synthetic benchmark."""
