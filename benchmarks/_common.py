@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 import resource
 import statistics
 import subprocess
@@ -96,16 +94,19 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def alternate(candidates: dict, repeats: int, log=print) -> dict[str, list[float]]:
+def alternate(candidates: dict, repeats: int, log=print, outputs: dict | None = None) -> dict[str, list[float]]:
     """Run every candidate (name → zero-arg callable) once per round, `repeats` rounds, rotating
-    the order each round; returns name → list of seconds."""
+    the order each round; returns name → list of seconds. `outputs`, if given, receives each
+    candidate's last result."""
     names = list(candidates)
     times = {n: [] for n in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for n in order:
-            dt, _ = timed(candidates[n])
+            dt, out = timed(candidates[n])
             times[n].append(dt)
+            if outputs is not None:
+                outputs[n] = out
         log(f"  round {r + 1}/{repeats}: " + "  ".join(f"{n}={times[n][-1]:.2f}s" for n in names), flush=True)
     return times
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 import time
 
@@ -47,7 +46,7 @@ def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return F.cosine_similarity(a.float().flatten(), b.float().flatten(), dim=0).item()
+    return F.cosine_similarity(a.double().flatten(), b.double().flatten(), dim=0).item()
 
 
 def speed(args) -> None:

@@ -1,12 +1,11 @@
 """`basam train`: fine-tune SAM / BA-SAM on one dataset or a weighted mixture, at one resolution or
 several, on one process or many (`torchrun … basam train …`: DDP, gloo on CPU, nccl on GPU).
 
-Plain loop, nanoGPT style. The data of step s is a pure function of (seed, s) (see
-`data/training_data.py`), so a checkpoint's data position is its step, and `--resume` continues a
-killed run to exactly the weights of an uninterrupted one on CPU. Settings: one dataclass,
-`TrainConfig`, from flags and an optional YAML file; every run writes the resolved one to
-DIR/config.yaml. Outputs under DIR: model.safetensors (the export, `basam.load_model` reads it),
-checkpoints/step_*.pt (last k) + best.pt, log.csv, summary.json, tb/ when tensorboard is installed.
+Plain loop, nanoGPT style. The data of step s is a pure function of (seed, s) (data/training_data.py),
+so a checkpoint's data position is its step and `--resume` continues a killed run to exactly the
+weights of an uninterrupted one on CPU. Settings: one dataclass, `TrainConfig`, from flags and an
+optional YAML file; the resolved one goes to DIR/config.yaml. DIR also gets model.safetensors (the
+export `basam.load_model` reads), checkpoints/step_*.pt (last k) + best.pt, log.csv, summary.json, tb/.
 """
 
 from __future__ import annotations
@@ -30,9 +29,13 @@ from tqdm import tqdm
 
 from . import tuning
 from .data import training_data as td
+from .transforms import parse_resolution
 
-VAL_COLUMNS = ("mIoU", "mDice", "MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm")
-LOWER_IS_BETTER = ("MAE", "HCE")
+VAL_COLUMNS = ("mIoU", "mDice", "MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm")  # logged
+VAL_METRICS = (*VAL_COLUMNS, "maxEm", "adpEm", "adpFm")  # SegMetrics.results(); any may pick the best
+LOWER_IS_BETTER = ("MAE",)
+# settings a resumed run may change without a note (they do not change the weights, or just extend the run)
+_FREE = ("resume", "out", "progress", "workers", "device", "steps", "val_every", "checkpoint_every", "keep_last")
 
 
 @dataclass
@@ -104,14 +107,11 @@ class TrainConfig:
             raise ValueError("--data is required: LAYOUT:PATH[,LAYOUT:PATH…] or synth:FAMILIES")
         if not 0 < self.min_scale <= 1:
             raise ValueError(f"--min-scale must be in (0, 1], got {self.min_scale}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        if self.best_metric not in VAL_METRICS:
+            raise ValueError(f"--best-metric {self.best_metric!r}: expected one of {', '.join(VAL_METRICS)}")
 
 
 def _resolution(r) -> int:
-    from .transforms import parse_resolution
-
     value = parse_resolution(r)
     if value == "native":
         raise ValueError("--resolution: training needs fixed sizes (N: long side → N, padded to N×N), not native")
@@ -146,7 +146,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     kind, key, *rest = state["numpy"]
-    random.setstate(state["python"]), np.random.set_state((kind, key.numpy(), *rest)), torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state((kind, key.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -171,14 +173,14 @@ def train(cfg: TrainConfig) -> dict:
     val_set = None
     if cfg.val_every and master:
         val_set = td.validation_set(td.parse_data(cfg.val_data or cfg.data), cfg.val_split, cfg.val_size,
-                                    cfg.val_resolution or max(cfg.resolution), cfg.val_prompt, cfg.seed)
+                                    cfg.val_resolution or max(cfg.resolution), cfg.val_prompt, cfg.seed,
+                                    flat_ok=bool(cfg.val_data))
     device = torch.device(cfg.device)
     if world > 1:
         if device.type == "cuda":
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
     torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
     model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
                        **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
@@ -206,14 +208,15 @@ def train(cfg: TrainConfig) -> dict:
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
         set_rng_state(ckpt["rng"])
-        changed = sorted(k for k, v in ckpt["config"].items() if cfg.to_dict().get(k) != v and k not in _FREE)
+        now = dataclasses.asdict(cfg)
+        changed = sorted(k for k, v in ckpt["config"].items() if now.get(k) != v and k not in _FREE)
         if master and changed:
             print(f"note: resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
     if master:
         import yaml
 
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
         print(f"basam train: {cfg.model}, tune {cfg.tune}{' + slopes' if cfg.learnable_slopes else ''}, attention "
               f"{model.attn_cfg.describe()}; trainable parameters {counts['trainable']:,} of {counts['total']:,} "
               f"({100 * counts['trainable'] / counts['total']:.2f}%); {world} process(es); from step {start}")
@@ -260,10 +263,11 @@ def train(cfg: TrainConfig) -> dict:
             best = {"metric": cfg.best_metric, "value": value, "step": done} if better else best
         if master:
             due = done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            state = {"trainable": tuning.trainable_state(model), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "data": {"step": done}, "rng": rng_state(), "best": best,
-                     "config": cfg.to_dict(), "frozen_fingerprint": fingerprint,
-                     "basam": {"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()}} if due or better else None
+            state = None if not (due or better) else {
+                "trainable": tuning.trainable_state(model), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "data": {"step": done}, "rng": rng_state(), "best": best,
+                "config": dataclasses.asdict(cfg), "frozen_fingerprint": fingerprint,
+                "basam": {"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()}}
             if due:
                 atomic_save(state, ckpt_dir / f"step_{done:07d}.pt")
                 for old in sorted(ckpt_dir.glob("step_*.pt"))[: -max(1, cfg.keep_last)]:
@@ -285,9 +289,6 @@ def train(cfg: TrainConfig) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return summary
-
-
-_FREE = ("resume", "out", "progress", "workers", "device", "steps", "val_every", "checkpoint_every", "keep_last")
 
 
 class _Log:
@@ -323,9 +324,8 @@ class _Log:
                     self.tb.add_scalar(k, v, row["step"])
 
     def close(self) -> None:
-        for f in (self.file, self.tb):
-            if f is not None:
-                f.close()
+        for f in filter(None, (self.file, self.tb)):
+            f.close()
 
 
 HELP = {

@@ -71,8 +71,9 @@ def add_adapters(model: nn.Module, hidden: int) -> None:
     for block in model.image_encoder.blocks:
         dim = block.attn.proj.out_features
         for module, hook in ((block.attn, _attn_adapter_hook), (block.mlp, _mlp_adapter_hook)):
+            if not hasattr(module, "adapter"):  # adding twice replaces the adapter, never doubles the hook
+                module.register_forward_hook(hook)
             module.adapter = Adapter(dim, hidden).to(block.attn.proj.weight.device)
-            module.register_forward_hook(hook)
 
 
 def add_adapters_like(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -112,8 +113,9 @@ def add_lora(model: nn.Module, rank: int, alpha: float) -> None:
             linear.lora_a = nn.Parameter(torch.empty(rank, w.shape[1], device=w.device, dtype=w.dtype))
             nn.init.kaiming_uniform_(linear.lora_a, a=math.sqrt(5))
             linear.lora_b = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device, dtype=w.dtype))
+            if not hasattr(linear, "lora_scale"):  # adding twice replaces the factors, never doubles the hook
+                linear.register_forward_hook(_lora_hook)
             linear.lora_scale = alpha / rank
-            linear.register_forward_hook(_lora_hook)
 
 
 @torch.no_grad()

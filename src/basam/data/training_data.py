@@ -87,10 +87,17 @@ class SynthSource:
 
 
 class DatasetSource:
-    """A dataset opened by any reader of `basam.data.datasets`."""
+    """A dataset opened by any reader of `basam.data.datasets`. flat_ok: a generic folder without
+    split subfolders (images/ + masks/ directly) is taken whole as this split."""
 
-    def __init__(self, spec: str, split: str):
-        self.dataset = open_dataset(spec, split)
+    def __init__(self, spec: str, split: str, flat_ok: bool = True):
+        try:
+            self.dataset = open_dataset(spec, split)
+        except ValueError as e:
+            whole = open_dataset(spec, None) if flat_ok else None
+            if whole is None or whole.layout != "generic" or whole.split is not None:
+                raise e from None
+            self.dataset = whole
         if not len(self.dataset):
             raise ValueError(f"dataset {spec} (split {split}) has no usable sample"
                              + (f"; first problem: {self.dataset.problems[0]}" if self.dataset.problems else ""))
@@ -108,10 +115,10 @@ class DatasetSource:
         raise ValueError(f"no sample of {self.name} can be read")
 
 
-def open_source(spec: str, split: str):
+def open_source(spec: str, split: str, flat_ok: bool = True):
     if spec.startswith("synth:"):
         return SynthSource(spec[len("synth:"):], split)
-    return DatasetSource(spec, split)
+    return DatasetSource(spec, split, flat_ok)
 
 
 class MixtureSampler:
@@ -299,15 +306,16 @@ class TrainStep(nn.Module):
 
 
 def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
-                   seed: int) -> list[Example]:
+                   seed: int, flat_ok: bool = False) -> list[Example]:
     """Up to `size` held-out examples, spread evenly over each source (synth: the first scenes of
-    the split, families in turn); prompts without jitter, fixed by (seed, sample name)."""
+    the split, families in turn); prompts without jitter, fixed by (seed, sample name). flat_ok:
+    a flat generic folder counts as the split (for --val-data given apart from --data)."""
     from .prompts import prompt_rng
 
     out = []
     per_source = max(1, size // len(specs))
     for spec, _ in specs:
-        source = open_source(spec, split)
+        source = open_source(spec, split, flat_ok)
         n = per_source if source.size is None else min(per_source, source.size)
         picks = range(n) if source.size is None else np.linspace(0, source.size - 1, n).round().astype(int)
         for i in picks:
