@@ -86,7 +86,7 @@ def test_each_mode_learns_and_leaves_frozen_weights_bit_identical(dataset, base,
         assert any(k.endswith("adapter.up.weight") and after[k].abs().sum() > 0 for k in after)
     if slopes:  # trained, exported, and loaded back as parameters
         assert not torch.equal(after["image_encoder.blocks.1.attn.mode.slopes"], torch.tensor([2.0**-4, 2.0**-8]))
-    model = (tuning.load_adapted if mode == "adapter" else basam.load_model)("tiny", tmp_path / "model.safetensors")
+    model = basam.load_model("tiny", tmp_path / "model.safetensors")
     assert model.attn_cfg.preset == attn and model.attn_cfg.bm_learnable == slopes
     assert summary["parameters"]["trainable"] == tuning.count_parameters(_configured(mode, attn, slopes))["trainable"]
 

@@ -112,9 +112,9 @@ def test_adapters_travel_in_the_export(tmp_path):
     for a, b in zip(adapted, _run(copy)):
         assert torch.equal(a, b)
     path = basam.save_model(copy, tmp_path / "adapter.safetensors")
-    loaded = tuning.load_adapted("tiny", path)
+    loaded = basam.load_model("tiny", path)
     assert loaded.attn_cfg.preset == "basam"
     for a, b in zip(adapted, _run(loaded)):
         assert torch.equal(a, b)
-    plain = tuning.load_adapted("tiny", basam.save_model(_model(), tmp_path / "plain.safetensors"))
+    plain = basam.load_model("tiny", basam.save_model(_model(), tmp_path / "plain.safetensors"))
     assert not any(".adapter." in k for k in plain.state_dict())

@@ -54,17 +54,18 @@ def grid_diameter(grid_hw: tuple[int, int], distance: str) -> float:
 
 def token_distance(grid_hw: tuple[int, int], distance: str, rows: slice, device=None) -> torch.Tensor:
     """Distances between query tokens `rows` and all keys of an H×W grid (row-major order).
-    Returns (len(rows), H·W) float32."""
+    Returns (len(rows), H·W) float32, built from per-token row/column vectors so that no
+    temporary is larger than the result."""
     h, w = grid_hw
-    idx = torch.arange(h * w, device=device)
+    idx = torch.arange(h * w, device=device, dtype=torch.float32)
     q = idx[rows]
     if distance == "raster":
-        return (q[:, None] - idx[None, :]).abs().float()
-    dy = (q // w)[:, None] - (idx // w)[None, :]
-    dx = (q % w)[:, None] - (idx % w)[None, :]
+        return (q[:, None] - idx[None, :]).abs_()
+    dy = torch.div(q, w, rounding_mode="floor")[:, None] - torch.div(idx, w, rounding_mode="floor")[None, :]
+    dx = torch.remainder(q, w)[:, None] - torch.remainder(idx, w)[None, :]
     if distance == "manhattan":
-        return (dy.abs() + dx.abs()).float()
-    return torch.sqrt((dy * dy + dx * dx).float())
+        return dy.abs_().add_(dx.abs_())
+    return dy.square_().add_(dx.square_()).sqrt_()
 
 
 @lru_cache(maxsize=8)
@@ -153,8 +154,9 @@ def attend(
                 mask = gain * mask
         if mode.use_bias:
             dist = excess_distance(grid_hw, mode.distance, mode.offset, rows, q.device)
-            bias = -mode.slopes[:, None, None] * dist
-            mask = bias if mask is None else mask + bias
+            neg_slopes = -mode.slopes.view(-1, 1, 1)
+            # In place: one chunk-sized tensor instead of three (bias, sum, mask).
+            mask = neg_slopes * dist if mask is None else mask.addcmul_(neg_slopes, dist)
         if mask is not None:
             mask = mask.to(q.dtype)
         outputs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale))

@@ -52,6 +52,9 @@ def load_model(
     attn_cfg = _attention_config(attn, saved, attn_overrides)
     model = Sam(cfg, attn_cfg)
     if checkpoint is not None:
+        from .tuning import add_adapters_like
+
+        add_adapters_like(model, state)  # exports of `basam train --tune adapter` carry adapters
         load_state(model, state, str(checkpoint))
         if attn_cfg.official and not saved.get("attention", {}).get("official"):
             _drop_pretrained_rel_pos(model)

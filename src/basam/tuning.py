@@ -18,13 +18,12 @@ adapted model and the hooks survive `copy.deepcopy`.
 - Adapters cannot be merged (there is a GELU inside), so the export carries them, under
   `image_encoder.blocks.<i>.attn.adapter.*` and `image_encoder.blocks.<i>.mlp.adapter.*`;
   `add_adapters_like(model, state)` rebuilds them from those keys before a strict load
-  (`load_adapted` does both; `basam.load_model` calls it once checkpoint.py has the hook).
+  (`basam.load_model` does so).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import nn
@@ -84,24 +83,6 @@ def add_adapters_like(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
         return False
     add_adapters(model, state[key].shape[0])
     return True
-
-
-def load_adapted(model_type: str, checkpoint: str | os.PathLike, **kwargs):
-    """`basam.load_model`, also for exports that carry adapters (until load_model does it itself)."""
-    from .checkpoint import _attention_config, _model_config, load_state, read_checkpoint
-    from .modeling.sam import Sam
-
-    state, saved = read_checkpoint(checkpoint)
-    if "image_encoder.blocks.0.attn.adapter.down.weight" not in state:
-        from . import load_model
-
-        return load_model(model_type, checkpoint=checkpoint, **kwargs)
-    device = kwargs.pop("device", "cpu")
-    attn = kwargs.pop("attn", None)
-    model = Sam(_model_config(model_type, saved, checkpoint), _attention_config(attn, saved, kwargs))
-    add_adapters_like(model, state)
-    load_state(model, state, str(checkpoint))
-    return model.to(device).eval()
 
 
 def add_lora(model: nn.Module, rank: int, alpha: float) -> None:
