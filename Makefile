@@ -13,7 +13,7 @@ $(BIN)/basam: pyproject.toml
 
 .PHONY: demo test
 demo: $(BIN)/basam
-	$(BIN)/basam predict src/basam/assets/sample.jpg --model tiny --box 100,20,300,380 --out basam-demo
+	$(BIN)/basam demo
 
 test: $(BIN)/basam
 	$(BIN)/python -m pytest

@@ -183,3 +183,11 @@ def test_float():
 def test_bad_images_raise(bad, msg):
     with pytest.raises(ValueError, match=msg):
         to_rgb_uint8(bad)
+
+
+def test_native_refuses_images_beyond_4096_px():
+    from basam.transforms import model_input_size
+
+    assert model_input_size((3000, 4090), "native") == ((3008, 4096), (3008, 4096))
+    with pytest.raises(ValueError, match="larger than 4096"):
+        model_input_size((3000, 5000), "native")

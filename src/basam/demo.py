@@ -25,7 +25,7 @@ SCALES = (0.5, 1, 2, 3, 4)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--out", default="basam-demo")
-    p.add_argument("--n", type=int, default=6, help="held-out scenes per family")
+    p.add_argument("--n", type=int, default=3, help="held-out scenes per family")
     p.add_argument("--resolutions", default=None, help="comma-separated sizes (default: 0.5×–4× the training size)")
     p.add_argument("--presets", default="sam,nsf,bm,basam")
     p.add_argument("--prompt", default="box", help="box | center | points | box+center | none")

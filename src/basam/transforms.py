@@ -66,6 +66,9 @@ def model_input_size(orig_hw: tuple[int, int], resolution: Resolution) -> tuple[
     policy = parse_resolution(resolution)
     if policy == "native":
         size = (_round_to_multiple(h), _round_to_multiple(w))
+        if max(size) > MAX_SIDE:
+            raise ValueError(f"image {w}x{h} is larger than {MAX_SIDE} px on a side; use --resolution {MAX_SIDE} "
+                             f"(or smaller) instead of native")
         return size, size
     return get_preprocess_shape(h, w, policy), (policy, policy)
 

@@ -1,0 +1,40 @@
+"""The embedded default model and `basam demo`."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import basam
+from basam.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
+from basam.evaluate import EvalSettings, SynthDataset, evaluate
+
+
+def test_shipped_weights_load_strictly_and_are_small():
+    assert DEFAULT_WEIGHTS.stat().st_size <= 25 * 2**20
+    state, saved = read_checkpoint(DEFAULT_WEIGHTS)
+    model = basam.load_model("default")
+    assert model.cfg.name == saved["model"]["name"] == "mini"
+    assert set(state) == set(model.state_dict())  # nothing missing, nothing extra
+
+
+def test_shipped_weights_are_trained():
+    """Box prompts on held-out test scenes at the training size: a random model scores ~0.05."""
+    model = basam.load_model("default")
+    scenes = SynthDataset(("salient", "camouflaged", "thin", "lesion"), 2, 256, split="test")
+    result = evaluate(basam.Predictor(model, resolution=256), scenes, EvalSettings(prompt="box"), progress=False)
+    assert result.metrics.results()["mIoU"] >= 0.8
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "basam.cli", "demo", "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = (tmp_path / "sweep.md").read_text().splitlines()
+    assert table[0] == "| mIoU | 128 | 256 | 512 |"
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["sam", "nsf", "bm", "basam"]
+    values = [float(v) for line in table[2:] for v in line.strip("|").split("|")[1:]]
+    assert all(0 <= v <= 1 for v in values) and np.std(values) > 0
+    for name in ("sweep.png", "overlays.png", "overlays/basam_512.png"):
+        assert (tmp_path / name).stat().st_size > 1000
