@@ -54,18 +54,19 @@ def grid_diameter(grid_hw: tuple[int, int], distance: str) -> float:
 
 def token_distance(grid_hw: tuple[int, int], distance: str, rows: slice, device=None) -> torch.Tensor:
     """Distances between query tokens `rows` and all keys of an H×W grid (row-major order).
-    Returns (len(rows), H·W) float32, built from per-token row/column vectors so that no
-    temporary is larger than the result."""
+    Returns (len(rows), H·W) float32. Built as (rows, H, 1) ⊕ (rows, 1, W), so the result is
+    the only tensor of its size: this runs once per query chunk at large grids."""
     h, w = grid_hw
-    idx = torch.arange(h * w, device=device, dtype=torch.float32)
-    q = idx[rows]
+    q = torch.arange(h * w, device=device)[rows]
     if distance == "raster":
-        return (q[:, None] - idx[None, :]).abs_()
-    dy = torch.div(q, w, rounding_mode="floor")[:, None] - torch.div(idx, w, rounding_mode="floor")[None, :]
-    dx = torch.remainder(q, w)[:, None] - torch.remainder(idx, w)[None, :]
+        return (q[:, None] - torch.arange(h * w, device=device)[None, :]).abs_().float()
+    dy = (torch.div(q, w, rounding_mode="floor")[:, None] - torch.arange(h, device=device)[None, :]).float()
+    dx = (torch.remainder(q, w)[:, None] - torch.arange(w, device=device)[None, :]).float()
     if distance == "manhattan":
-        return dy.abs_().add_(dx.abs_())
-    return dy.square_().add_(dx.square_()).sqrt_()
+        dist = dy.abs_()[:, :, None] + dx.abs_()[:, None, :]
+    else:
+        dist = (dy.square_()[:, :, None] + dx.square_()[:, None, :]).sqrt_()
+    return dist.reshape(len(q), h * w)
 
 
 @lru_cache(maxsize=8)
@@ -84,7 +85,7 @@ def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows
     n = grid_hw[0] * grid_hw[1]
     if n * n <= _CACHE_MAX_ENTRIES:
         return _cached_excess_distance(tuple(grid_hw), distance, float(offset), torch.device(device))[rows]
-    return (token_distance(grid_hw, distance, rows, device) - offset).clamp_min(0)
+    return token_distance(grid_hw, distance, rows, device).sub_(offset).clamp_min_(0)
 
 
 class BlockAttentionMode(nn.Module):
