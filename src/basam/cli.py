@@ -88,7 +88,7 @@ def predict_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
-    Image.fromarray(overlay(np.asarray(Image.open(args.image).convert("RGB")), mask)).save(out / f"{stem}_overlay.png")
+    Image.fromarray(overlay(np.asarray(image.convert("RGB")), mask)).save(out / f"{stem}_overlay.png")
     print(f"model {model.cfg.name}, attention {model.attn_cfg.describe()}, resolution {args.resolution} "
           f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}; predicted IoU {scores[best]:.3f}; "
           f"mask area {mask.mean():.1%}; wrote {out}/{stem}_mask.png and {stem}_overlay.png")
