@@ -16,7 +16,7 @@ import numpy as np
 from .cli import add_model_arguments, attention_overrides, load_model_from_args, overlay
 from .config import AttentionConfig
 from .data.synth import FAMILIES
-from .evaluate import EvalSettings, SynthDataset, evaluate, sweep_table, write_sweep
+from .evaluate import EvalSettings, SynthDataset, evaluate, prompt_for, sweep_table, write_sweep
 from .predictor import Predictor
 
 SCALES = (0.5, 1, 2, 3, 4)
@@ -69,10 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def _save_overlay(predictor: Predictor, sample, path: Path, settings: EvalSettings) -> None:
     from PIL import Image
 
-    from .evaluate import _prompt
-
     image, gt = sample.load()
-    prompt = _prompt(sample, gt, settings)
+    prompt = prompt_for(sample, gt, settings)
     predictor.set_image(image)
     mask = predictor.predict_proba(**prompt.as_kwargs()) >= 0.5
     Image.fromarray(overlay(image, mask)).save(path)

@@ -68,7 +68,7 @@ def evaluate(predictor: Predictor, dataset: Dataset, settings: EvalSettings, ran
         sample = dataset[i]
         try:
             image, gt = sample.load()
-            prompt = _prompt(sample, gt, settings)
+            prompt = prompt_for(sample, gt, settings)
         except SampleError as e:
             problems.append((e.name, e.reason))
             continue
@@ -161,7 +161,7 @@ def open_eval_data(spec: str, split: str | None, resolution, n_per_family: int =
     return SynthDataset(families, n_per_family, resolution, split or "test")
 
 
-def _prompt(sample, gt, settings: EvalSettings):
+def prompt_for(sample, gt, settings: EvalSettings):
     from .data.prompts import Prompt
 
     if settings.prompt == "box" and sample.box is not None:  # COCO: the annotation's own box
