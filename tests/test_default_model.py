@@ -33,8 +33,9 @@ def test_demo_runs_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, "-m", "basam.cli", "demo", "--quick", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    table = (tmp_path / "sweep.md").read_text().splitlines()
-    assert table[0] == "| mIoU | 128 | 256 | 512 |"
+    table, *per_family = (tmp_path / "sweep.md").read_text().split("\n\n")
+    table = table.splitlines()
+    assert table[0] == "| mIoU | 128 | 256 | 512 |" and len(per_family) == 4
     assert [line.split("|")[1].strip() for line in table[2:]] == ["sam", "nsf", "bm", "basam"]
     values = [float(v) for line in table[2:] for v in line.strip("|").split("|")[1:]]
     assert all(0 <= v <= 1 for v in values) and np.std(values) > 0

@@ -88,6 +88,31 @@ def test_sweep_writes_table_csv_and_plot(bench, tmp_path):
     assert float(cell["Smeasure"]) == pytest.approx(metrics["Smeasure"], abs=1e-12)
 
 
+def test_sweep_several_prompts_encodes_once_and_matches_eval(bench, tmp_path):
+    # The embedded trained model: a random one answers every prompt with the same near-constant map.
+    r = cli("sweep", "--data", f"generic:{bench / 'data'}", "--model", "default", "--attn", "sam,bm", "--resolution", "96,128", "--prompt", "box,none",
+            "--group-by-prefix", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    tables = (tmp_path / "sweep.md").read_text().split("\n\n")
+    assert tables[0].splitlines()[2:] and [line.split(" |")[0] for line in tables[0].splitlines()[2:]] == [
+        "| sam, box", "| bm, box", "| sam, none", "| bm, none"]
+    assert [t.splitlines()[0] for t in tables[1:]] == [
+        f"| mIoU, {g} | 96 | 128 |" for g in ("camouflaged", "lesion", "salient", "thin")]
+    records = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(records) == 8
+    for kind in ("box", "none"):
+        single = cli("eval", "--data", f"generic:{bench / 'data'}", "--model", "default", "--attn", "bm", "--resolution", "128", "--prompt", kind,
+                     "--group-by-prefix", "--out", str(tmp_path / kind))
+        assert single.returncode == 0, single.stderr
+        metrics = json.loads((tmp_path / kind / "summary.json").read_text())["metrics"]
+        cell = next(r for r in records if (r["preset"], r["prompt"], r["resolution"]) == ("bm", kind, "128"))
+        assert cell["Smeasure"] == pytest.approx(metrics["Smeasure"], abs=1e-12)
+        assert cell["groups"]["thin"]["mIoU"] == pytest.approx(metrics["groups"]["thin"]["mIoU"], abs=1e-12)
+    box_cell = next(r for r in records if (r["preset"], r["prompt"], r["resolution"]) == ("bm", "box", "128"))
+    none_cell = next(r for r in records if (r["preset"], r["prompt"], r["resolution"]) == ("bm", "none", "128"))
+    assert box_cell["MAE"] != none_cell["MAE"]  # the prompts really differ
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

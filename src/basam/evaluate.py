@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,32 +58,44 @@ class EvalResult:
 def evaluate(predictor: Predictor, dataset: Dataset, settings: EvalSettings, rank: int = 0, world: int = 1,
              progress: bool = True) -> EvalResult:
     """Score this rank's share of `dataset`; with world > 1, call `merge_ranks` after."""
+    return evaluate_prompts(predictor, dataset, settings, [settings.prompt], rank, world, progress)[settings.prompt]
+
+
+def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSettings, prompts: list[str],
+                     rank: int = 0, world: int = 1, progress: bool = True) -> dict[str, EvalResult]:
+    """`evaluate` for several prompt kinds at once → {kind: EvalResult}. Each image is encoded once
+    and decoded once per kind: the encoder is nearly all the cost at high resolution."""
     from tqdm import tqdm
 
     indices = range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset)))
     mine = [i for i in indices if i % world == rank]
-    metrics, groups, rows, problems = SegMetrics(hce=settings.hce), {}, [], []
+    results = {kind: EvalResult(SegMetrics(hce=settings.hce), {}, [], []) for kind in prompts}
     for i in tqdm(mine, desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
                   unit="img", leave=False):
         sample = dataset[i]
         try:
             image, gt = sample.load()
-            prompt = prompt_for(sample, gt, settings)
         except SampleError as e:
-            problems.append((e.name, e.reason))
-            continue
-        except ValueError as e:  # an empty ground truth cannot be prompted
-            problems.append((sample.name, str(e)))
+            for result in results.values():
+                result.problems.append((e.name, e.reason))
             continue
         start = time.perf_counter()
         predictor.set_image(image)
-        prob = predictor.predict_proba(**prompt.as_kwargs())
-        row = {"index": i, "name": sample.name, **metrics.update(prob, gt, key=i),
-               "seconds": round(time.perf_counter() - start, 4)}
-        if settings.group_by_prefix:
-            groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
-        rows.append(row)
-    return EvalResult(metrics, groups, rows, problems)
+        encode_seconds = time.perf_counter() - start
+        for kind, result in results.items():
+            try:
+                prompt = prompt_for(sample, gt, replace(settings, prompt=kind))
+            except ValueError as e:  # an empty ground truth cannot be prompted
+                result.problems.append((sample.name, str(e)))
+                continue
+            start = time.perf_counter()
+            prob = predictor.predict_proba(**prompt.as_kwargs())
+            row = {"index": i, "name": sample.name, **result.metrics.update(prob, gt, key=i),
+                   "seconds": round(encode_seconds + time.perf_counter() - start, 4)}
+            if settings.group_by_prefix:
+                result.groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
+            result.rows.append(row)
+    return results
 
 
 def merge_ranks(part: EvalResult) -> EvalResult | None:
@@ -185,7 +197,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=10, help="scenes per family for --data synth")
     p.add_argument("--split", default=None, help="dataset split (default: the test split)")
     add_model_arguments(p)
-    p.add_argument("--prompt", default="box", help="box | center | points | box+center | none")
+    p.add_argument("--prompt", default="box", help="box | center | points | box+center | none (sweep: several, comma-separated)")
     p.add_argument("--box-jitter", type=float, default=0.0, help="box jitter, fraction of the box side")
     p.add_argument("--n-pos", type=int, default=1, help="positive points for --prompt points")
     p.add_argument("--n-neg", type=int, default=0, help="negative points for --prompt points")
@@ -255,6 +267,7 @@ def sweep_run(args) -> int:
 
     rank, world = distributed.setup(args.device)
     presets = [p.strip() for p in (args.attn or "sam,nsf,bm,basam").split(",") if p.strip()]
+    prompts = [p.strip() for p in args.prompt.split(",") if p.strip()]
     resolutions = [parse_resolution(r) for r in args.resolution.split(",") if r.strip()]
     configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
     model = load_model_from_args(args, attn=presets[0])
@@ -265,39 +278,50 @@ def sweep_run(args) -> int:
         settings = _settings(args, dataset)
         for preset in presets:
             model.set_attention(configs[preset])
-            result = merge_ranks(evaluate(Predictor(model, res), dataset, settings, rank, world))
-            if result is not None:
-                problems = result.problems if problems is None else problems  # the same in every run
-                records.append({"preset": preset, "resolution": str(res), **result.summary()})
-                print(f"{preset:>9} @ {res!s:>6}: {args.metric} {records[-1][args.metric]:.4f}")
-    records.sort(key=lambda r: presets.index(r["preset"]))  # stable: resolutions stay in order
+            parts = evaluate_prompts(Predictor(model, res), dataset, settings, prompts, rank, world)
+            for kind in prompts:
+                result = merge_ranks(parts[kind])
+                if result is not None:
+                    problems = result.problems if problems is None else problems  # the same in every run
+                    records.append({"preset": preset, "prompt": kind, "resolution": str(res), **result.summary()})
+                    print(f"{preset:>9} {kind:>6} @ {res!s:>6}: {args.metric} {records[-1][args.metric]:.4f}")
+    records.sort(key=lambda r: (prompts.index(r["prompt"]), presets.index(r["preset"])))  # resolutions stay in order
     distributed.teardown()
     if rank != 0:
         return 0
     if args.metric not in records[0]:
         raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(k for k in records[0] if k != 'groups')}")
     out = Path(args.out)
-    write_sweep(records, out, args.metric, title=f"{dataset.name} ({model.cfg.name}, prompt {settings.prompt})")
-    table = sweep_table(records, args.metric)
-    print(table)
+    write_sweep(records, out, args.metric, title=f"{dataset.name} ({model.cfg.name}, prompt {args.prompt})")
+    print((out / "sweep.md").read_text())
     _report_problems(dataset, EvalResult(SegMetrics(), {}, [], problems))
     print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
     return 0
 
 
-def sweep_table(records: list[dict], metric: str) -> str:
-    """Markdown: one row per preset, one column per resolution."""
+def _row_label(record: dict, several_prompts: bool) -> str:
+    return f"{record['preset']}, {record['prompt']}" if several_prompts else record["preset"]
+
+
+def sweep_table(records: list[dict], metric: str, group: str | None = None) -> str:
+    """Markdown: one row per preset (per preset and prompt kind when there are several), one column
+    per resolution; of the per-prefix group `group` if given."""
     resolutions = list(dict.fromkeys(r["resolution"] for r in records))
-    presets = list(dict.fromkeys(r["preset"] for r in records))
-    value = {(r["preset"], r["resolution"]): r[metric] for r in records}
-    lines = [f"| {metric} | " + " | ".join(resolutions) + " |", "|---" * (len(resolutions) + 1) + "|"]
-    for p in presets:
-        lines.append(f"| {p} | " + " | ".join(f"{value[(p, r)]:.4f}" for r in resolutions) + " |")
+    several = len({r.get("prompt") for r in records}) > 1
+    rows: dict[str, dict[str, float]] = {}
+    for r in records:
+        scores = r["groups"][group] if group else r
+        rows.setdefault(_row_label(r, several), {})[r["resolution"]] = scores[metric]
+    head = f"{metric}, {group}" if group else metric
+    lines = [f"| {head} | " + " | ".join(resolutions) + " |", "|---" * (len(resolutions) + 1) + "|"]
+    for label, value in rows.items():
+        lines.append(f"| {label} | " + " | ".join(f"{value[res]:.4f}" for res in resolutions) + " |")
     return "\n".join(lines)
 
 
 def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") -> None:
-    """sweep.md (table), sweep.csv (every metric), sweep.json (with per-group results), sweep.png."""
+    """sweep.md (the table, then one per group if there are groups), sweep.csv (every metric),
+    sweep.json (with per-group results), sweep.png (one colour per preset, one line style per prompt)."""
     import csv
 
     import matplotlib
@@ -306,7 +330,9 @@ def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") ->
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.md").write_text(sweep_table(records, metric) + "\n")
+    groups = list(records[0].get("groups", {}))
+    tables = [sweep_table(records, metric)] + [sweep_table(records, metric, g) for g in groups]
+    (out / "sweep.md").write_text("\n\n".join(tables) + "\n")
     flat = [{k: v for k, v in r.items() if k != "groups"} for r in records]
     with open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(flat[0]))
@@ -314,16 +340,21 @@ def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") ->
         writer.writerows(flat)
     (out / "sweep.json").write_text(json.dumps(records, indent=1, default=float))
     resolutions = list(dict.fromkeys(r["resolution"] for r in records))
+    presets = list(dict.fromkeys(r["preset"] for r in records))
+    prompts = list(dict.fromkeys(r.get("prompt") for r in records))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for preset in dict.fromkeys(r["preset"] for r in records):
-        ys = [next(r[metric] for r in records if r["preset"] == preset and r["resolution"] == res) for res in resolutions]
-        ax.plot(range(len(resolutions)), ys, marker="o", label=preset)
+    for (preset, kind) in ((p, k) for k in prompts for p in presets):
+        ys = [next(r[metric] for r in records if r["preset"] == preset and r.get("prompt") == kind
+                   and r["resolution"] == res) for res in resolutions]
+        ax.plot(range(len(resolutions)), ys, marker="o", color=f"C{presets.index(preset)}",
+                linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],
+                label=_row_label({"preset": preset, "prompt": kind}, len(prompts) > 1))
     ax.set_xticks(range(len(resolutions)), resolutions)
     ax.set_xlabel("input resolution (long side, px)")
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, ncol=len(prompts))
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=120)
     plt.close(fig)
