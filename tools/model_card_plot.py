@@ -21,7 +21,7 @@ def main(out: str, runs: list[str]) -> None:
     offset = 0
     for k, run in enumerate(runs):
         with open(f"{run}/log.csv") as f:
-            rows = list(csv.DictReader(f))
+            rows = [r for r in csv.DictReader(f) if r["loss"]]  # not the step-0 validation row
         steps = np.array([int(r["step"]) for r in rows]) + offset
         loss = np.array([float(r["loss"]) for r in rows])
         window = min(50, len(loss))

@@ -228,6 +228,9 @@ def train(cfg: TrainConfig) -> dict:
     sampler = td.StepBatches(start, cfg.steps, cfg.batch_size, rank, world, cfg.accum)
     batches = iter(torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=td.collate, num_workers=cfg.workers))
     log, per_rank, last_loss, t0 = _Log(out, start, master), cfg.batch_size // world, float("nan"), time.time()
+    if val_set is not None and start == 0:  # the validation curve starts at the model as loaded
+        log.write({"step": 0, **{f"val_{k}": v for k, v in td.validate(model, val_set, device, use_bf16).items()
+                                 if k in VAL_COLUMNS}})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (master and cfg.progress), desc="train", unit="step")
     for step in range(start, cfg.steps):
         totals = torch.zeros(4, device=device)  # loss, bce, dice, iou_mse summed over this rank's samples
