@@ -1,0 +1,92 @@
+"""How far and how sharply the global blocks of a model attend, per resolution and preset.
+
+    python tools/attention_stats.py [--model default] [--n 2] [--resolution 128,256,512,1024]
+                                    [--attn sam,nsf,bm,basam] [--split test]
+
+For each global block: the mean attention entropy (nats; ln N would be uniform attention) and the
+mean attention distance, in tokens and as a fraction of the grid's side (how much of the image a
+query reads). Every attention call of the real model is observed: `basam.attention` calls
+`F.scaled_dot_product_attention`, which this tool replaces by an explicit softmax that records the
+probabilities before multiplying by v. The encoder runs on held-out synthetic scenes (all
+families), so the numbers are those of the model as evaluated.
+"""
+
+import argparse
+import types
+
+import torch
+
+import basam
+from basam import attention
+from basam.evaluate import SynthDataset
+
+
+class Recorder:
+    """Replaces attention.F: calls made inside a global block (`self.block` is set by that block's
+    hooks) are computed explicitly and their statistics accumulated per block."""
+
+    def __init__(self, grid_hw: tuple[int, int]):
+        self.grid_hw, self.n = grid_hw, grid_hw[0] * grid_hw[1]
+        ys, xs = torch.meshgrid(torch.arange(grid_hw[0]), torch.arange(grid_hw[1]), indexing="ij")
+        self.pos = torch.stack([ys.flatten(), xs.flatten()], 1).float()
+        self.block, self.row = None, 0
+        self.stats: dict[int, list[float]] = {}  # block → [entropy sum, distance sum, queries]
+
+    def scaled_dot_product_attention(self, q, k, v, attn_mask=None, scale=None):
+        if self.block is None:  # a windowed block: not what this measures
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
+        scores = (q @ k.transpose(-2, -1)) * scale
+        if attn_mask is not None:
+            scores = scores + attn_mask
+        p = scores.softmax(-1)  # B, heads, rows, N
+        rows = torch.arange(self.row, self.row + q.shape[2])
+        distance = torch.cdist(self.pos[rows], self.pos)  # rows, N
+        s = self.stats.setdefault(self.block, [0.0, 0.0, 0])
+        s[0] += float(-(p * p.clamp_min(1e-30).log()).sum())
+        s[1] += float((p * distance).sum())
+        s[2] += p.shape[0] * p.shape[1] * p.shape[2]
+        self.row = (self.row + q.shape[2]) % self.n
+        return p @ v
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--n", type=int, default=2, help="scenes per family")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--resolution", default="128,256,512,1024")
+    parser.add_argument("--attn", default="sam,nsf,bm,basam")
+    args = parser.parse_args()
+    model = basam.load_model(args.model, checkpoint=args.checkpoint)
+    families = ("salient", "camouflaged", "thin", "lesion")
+    print("| preset | px | tokens | block | entropy (nats) | ln N | distance (tokens) | distance / grid side |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in (int(s) for s in args.resolution.split(",")):
+        scenes = SynthDataset(families, args.n, size, split=args.split)
+        grid = (size // model.image_encoder.patch_size,) * 2
+        for preset in args.attn.split(","):
+            model.set_attention(basam.AttentionConfig.from_preset(preset))
+            recorder, predictor = Recorder(grid), basam.Predictor(model, resolution=size)
+            hooks = [h for i, blk in enumerate(model.image_encoder.blocks) if blk.window_size == 0 for h in (
+                blk.attn.register_forward_pre_hook(lambda *_, i=i: setattr(recorder, "block", i)),
+                blk.attn.register_forward_hook(lambda *_: setattr(recorder, "block", None)))]
+            totals: dict[int, list[float]] = {}
+            for i in range(len(scenes)):
+                image, _ = scenes[i].load()
+                attention.F = types.SimpleNamespace(scaled_dot_product_attention=recorder.scaled_dot_product_attention)
+                try:
+                    predictor.set_image(image)
+                finally:
+                    attention.F = torch.nn.functional
+            for h in hooks:
+                h.remove()
+            for block, (entropy, distance, count) in recorder.stats.items():
+                side = max(grid)
+                print(f"| {preset} | {size} | {recorder.n} | {block} | {entropy / count:.3f} | "
+                      f"{torch.log(torch.tensor(float(recorder.n))):.3f} | {distance / count:.2f} | "
+                      f"{distance / count / side:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

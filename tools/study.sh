@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
+#
+#   tools/study.sh ablation|zeroshot|zeroshot2048|finetune|generalized [OUT=docs/study] [RUNS=runs/study]
+#
+# Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
+# cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
+set -euo pipefail
+section=${1:?ablation|zeroshot|zeroshot2048|finetune|generalized}
+out=${2:-docs/study}
+runs=${3:-runs/study}
+sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
+
+case $section in
+ablation)  # BA-SAM's options, zero-shot, on the VALIDATION split only
+  common=(--split val --n 6 --resolution 128,1024 --prompt box,none)
+  sweep "${common[@]}" --attn sam,nsf,bm,basam --out "$out/ablation/defaults"
+  sweep "${common[@]}" --attn nsf --nsf-blocks all --out "$out/ablation/nsf-all"
+  sweep "${common[@]}" --attn bm --bm-offset train --out "$out/ablation/bm-offset-train"
+  sweep "${common[@]}" --attn bm --bm-distance manhattan --out "$out/ablation/bm-manhattan"
+  sweep "${common[@]}" --attn bm --bm-distance raster --out "$out/ablation/bm-raster"
+  sweep "${common[@]}" --attn bm --bm-slope-scale 0.25 --out "$out/ablation/bm-slope-0.25"
+  sweep "${common[@]}" --attn bm --bm-slope-scale 4 --out "$out/ablation/bm-slope-4"
+  sweep "${common[@]}" --attn bm --bm-blocks all --out "$out/ablation/bm-blocks-all"
+  ;;
+zeroshot)  # test split, 96 px (0.375×) to 1024 px (4×), every preset, three prompt kinds
+  sweep --n 8 --attn sam,nsf,bm,basam,official --resolution 96,128,256,512,1024 --prompt box,center,none \
+    --out "$out/zeroshot"
+  ;;
+zeroshot2048)  # 2048 px (8×, 64× the tokens) costs ~20 s per image and preset here: fewer scenes
+  sweep --n 3 --attn sam,nsf,bm,basam --resolution 256,1024,2048 --prompt box,center,none \
+    --out "$out/zeroshot-2048"
+  ;;
+finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs BA-SAM with learnable slopes
+  for mode_lr in full:1e-4 decoder:3e-4 adapter:1e-3 lora:1e-3; do
+    mode=${mode_lr%%:*} lr=${mode_lr#*:}
+    for attn in sam basam; do
+      extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
+      basam train --model default --data synth:all --tune "$mode" --attn "$attn" "${extra[@]}" \
+        --resolution 512 --prompt box,none --steps 120 --batch-size 4 --lr "$lr" --warmup 10 --seed 3 \
+        --val-every 30 --val-size 32 --val-prompt none --checkpoint-every 0 --no-progress \
+        --out "$runs/finetune-$mode-$attn"
+    done
+  done
+  args=()
+  for mode in full decoder adapter lora; do
+    args+=("$mode, sam=$runs/finetune-$mode-sam" "$mode, basam+slopes=$runs/finetune-$mode-basam")
+  done
+  mkdir -p "$out/finetune"
+  python tools/val_curves.py "$out/finetune/curves.png" "${args[@]}" \
+    --title "fine-tuning at 512 px: validation (32 scenes, no prompt)" | tee "$out/finetune/curves.md"
+  ;;
+generalized)  # one model per family vs the joint model (finetune-full-basam), same steps and settings
+  for family in salient camouflaged thin lesion; do
+    basam train --model default --data "synth:$family" --tune full --attn basam --learnable-slopes \
+      --resolution 512 --prompt box,none --steps 120 --batch-size 4 --lr 1e-4 --warmup 10 --seed 3 \
+      --checkpoint-every 0 --no-progress --out "$runs/family-$family"
+    basam eval --data "synth:$family" --n 8 --resolution 512 --prompt none --model default \
+      --checkpoint "$runs/family-$family/model.safetensors" --out "$out/generalized/family-$family"
+  done
+  basam eval --data synth:all --n 8 --resolution 512 --prompt none --model default --group-by-prefix \
+    --checkpoint "$runs/finetune-full-basam/model.safetensors" --out "$out/generalized/joint"
+  basam eval --data synth:all --n 8 --resolution 512 --prompt none --model default --group-by-prefix \
+    --attn basam --out "$out/generalized/zero-shot"
+  ;;
+*) echo "unknown section $section" >&2; exit 2 ;;
+esac
