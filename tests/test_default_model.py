@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import basam
 from basam.checkpoint import DEFAULT_WEIGHTS, read_checkpoint

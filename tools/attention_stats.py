@@ -71,7 +71,6 @@ def main() -> None:
             hooks = [h for i, blk in enumerate(model.image_encoder.blocks) if blk.window_size == 0 for h in (
                 blk.attn.register_forward_pre_hook(lambda *_, i=i: setattr(recorder, "block", i)),
                 blk.attn.register_forward_hook(lambda *_: setattr(recorder, "block", None)))]
-            totals: dict[int, list[float]] = {}
             for i in range(len(scenes)):
                 image, _ = scenes[i].load()
                 attention.F = types.SimpleNamespace(scaled_dot_product_attention=recorder.scaled_dot_product_attention)

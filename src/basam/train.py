@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from . import tuning
 from .data import training_data as td
+from .loss import TrainStep
 from .transforms import parse_resolution
 
 VAL_COLUMNS = ("mIoU", "mDice", "MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm")  # logged
@@ -221,7 +222,7 @@ def train(cfg: TrainConfig) -> dict:
               f"{model.attn_cfg.describe()}; trainable parameters {counts['trainable']:,} of {counts['total']:,} "
               f"({100 * counts['trainable'] / counts['total']:.2f}%); {world} process(es); from step {start}")
 
-    step_module = td.TrainStep(model, cfg.pos_weight)
+    step_module = TrainStep(model, cfg.pos_weight)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[local] if device.type == "cuda" else None)
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
