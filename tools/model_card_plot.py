@@ -33,7 +33,7 @@ def main(out: str, runs: list[str]) -> None:
             ax_val.plot(*zip(*val), marker="o", color=f"C{k}", label=f"stage {k + 1}")
         offset = steps[-1]
     ax_loss.set(xlabel="step", ylabel="loss (BCE + Dice + IoU MSE)", title="training loss")
-    ax_val.set(xlabel="step", ylabel="mIoU", title="validation: 48 held-out scenes, 256 px, box")
+    ax_val.set(xlabel="step", ylabel="mIoU", title="validation: 48 held-out scenes (each stage draws its own), 256 px, box")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

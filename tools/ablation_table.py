@@ -1,0 +1,35 @@
+"""One markdown table from the ablation's sweeps (`tools/study.sh ablation`).
+
+    python tools/ablation_table.py docs/study/ablation [--metric mIoU]
+
+Rows: every (sweep folder, preset) — the folder names the overridden option; columns: each
+resolution × prompt cell, then their mean, the criterion the defaults are chosen by. Rows keep the
+order of the folders' names, the baseline `sam` first.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--metric", default="mIoU")
+    args = parser.parse_args()
+    rows: dict[str, dict[str, float]] = {}
+    for sweep in sorted(Path(args.folder).glob("*/sweep.json")):
+        for r in json.loads(sweep.read_text()):
+            label = r["preset"] if sweep.parent.name == "defaults" else f"{r['preset']} ({sweep.parent.name})"
+            rows.setdefault(label, {})[f"{r['resolution']} px, {r['prompt']}"] = r[args.metric]
+    cells = list(next(iter(rows.values())))
+    order = sorted(rows, key=lambda label: (label != "sam", "(" in label, label))
+    print(f"| {args.metric} (validation) | " + " | ".join(cells) + " | mean |")
+    print("|---" * (len(cells) + 2) + "|")
+    for label in order:
+        values = [rows[label][c] for c in cells]
+        print(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {sum(values) / len(values):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
