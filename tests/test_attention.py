@@ -35,10 +35,10 @@ def test_nsf_on_non_square_grids_uses_the_true_token_count():
 
 
 def test_windowed_blocks_keep_sam_scale_unless_asked():
-    cfg = AttentionConfig.from_preset("nsf")
+    cfg = AttentionConfig.from_preset("nsf", nsf_blocks="global")
     windowed = BlockAttentionMode(cfg, 12, 64, False, (14, 14), (64, 64))
     assert windowed.scale(128 * 128) == 64**-0.5
-    everywhere = BlockAttentionMode(AttentionConfig.from_preset("nsf", nsf_blocks="all"), 12, 64, False, (14, 14), (64, 64))
+    everywhere = BlockAttentionMode(AttentionConfig.from_preset("nsf"), 12, 64, False, (14, 14), (64, 64))
     assert everywhere.scale(128 * 128) == nsf_scale(128 * 128, 4096, 64)
 
 
@@ -46,7 +46,8 @@ def test_windowed_blocks_keep_sam_scale_unless_asked():
 
 
 def bias_of(grid, heads=4, **options):
-    cfg = AttentionConfig.from_preset("bm", **options)
+    """The bias with the paper's settings (ALiBi slopes, no offset) unless `options` say otherwise."""
+    cfg = AttentionConfig.from_preset("bm", **{"bm_slope_scale": 1.0, "bm_offset": "0", **options})
     mode = BlockAttentionMode(cfg, heads, 16, True, grid, grid)
     return -mode.slopes[:, None, None] * excess_distance(grid, mode.distance, mode.offset, slice(None), "cpu")
 
@@ -134,12 +135,22 @@ def test_sam_preset_equals_the_official_model(weights):
         assert (encode(weights, "sam") - off.image_encoder(x)).abs().max() <= 1e-6
 
 
-def test_basam_at_training_size_differs_from_sam_only_through_the_bias(weights):
+def test_presets_equal_sam_at_the_training_size_and_only_there(weights):
     sam = encode(weights, "sam")
-    assert torch.equal(encode(weights, "nsf"), sam)  # λ(N_train) is SAM's scale
-    assert (encode(weights, "basam") - sam).abs().max() > 1e-4  # offset 0: the bias acts
-    assert (encode(weights, "basam", bm_offset="train") - sam).abs().max() <= 1e-6
-    assert (encode(weights, "basam", size=512) - encode(weights, "sam", size=512)).abs().max() > 1e-4
+    for preset in ("nsf", "bm", "basam"):  # λ(N_train) is SAM's scale; the bias starts beyond the trained distances
+        assert (encode(weights, preset) - sam).abs().max() <= 1e-6, preset
+    assert torch.equal(encode(weights, "nsf", nsf_blocks="global"), sam)
+    assert (encode(weights, "basam", bm_offset="0") - sam).abs().max() > 1e-5  # offset 0: the bias acts here too
+    for preset in ("nsf", "bm", "basam"):
+        assert (encode(weights, preset, size=512) - encode(weights, "sam", size=512)).abs().max() > 1e-5, preset
+
+
+def test_preset_options_are_the_chosen_ones_and_overridable():
+    cfg = AttentionConfig.from_preset("basam")
+    assert (cfg.nsf, cfg.nsf_blocks, cfg.bias, cfg.bm_slope_scale, cfg.bm_offset) == (True, "all", True, 0.25, "train")
+    paper = AttentionConfig.from_preset("basam", nsf_blocks="global", bm_slope_scale=1, bm_offset=0)
+    assert (paper.nsf_blocks, paper.bm_slope_scale, paper.bm_offset) == ("global", 1, "0")
+    assert AttentionConfig.from_preset("bm").nsf is False and AttentionConfig.from_preset("nsf").bias is False
 
 
 def reference_official_block(attn, x, lam):

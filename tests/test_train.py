@@ -56,8 +56,10 @@ def _losses(out):
 @pytest.mark.parametrize("mode,slopes", [("full", False), ("decoder", False), ("adapter", True), ("lora", True)])
 def test_each_mode_learns_and_leaves_frozen_weights_bit_identical(dataset, base, tmp_path, mode, slopes):
     attn = "basam" if slopes else "sam"
+    # Offset 0: the preset's bias starts beyond the trained distances, and 64 px is below them.
+    overrides = {"bm_offset": "0"} if slopes else {}
     cfg = _cfg(dataset, tmp_path, tune=mode, steps=12, lr=1e-2, warmup=1, checkpoint=str(base), attn=attn,
-               learnable_slopes=slopes)
+               learnable_slopes=slopes, attn_overrides=overrides)
     summary = train(cfg)
     losses = _losses(tmp_path)
     assert len(losses) == 12
@@ -78,7 +80,9 @@ def test_each_mode_learns_and_leaves_frozen_weights_bit_identical(dataset, base,
     if mode == "adapter":
         assert any(k.endswith("adapter.up.weight") and after[k].abs().sum() > 0 for k in after)
     if slopes:  # trained, exported, and loaded back as parameters
-        assert not torch.equal(after["image_encoder.blocks.1.attn.mode.slopes"], torch.tensor([2.0**-4, 2.0**-8]))
+        start = basam.load_model("tiny", attn=attn, bm_learnable=True).image_encoder.blocks[1].attn.mode.slopes
+        assert torch.allclose(start, torch.tensor([2.0**-6, 2.0**-10]))  # ALiBi's for 2 heads, × 0.25
+        assert not torch.allclose(after["image_encoder.blocks.1.attn.mode.slopes"], start, rtol=1e-3, atol=0)
     model = basam.load_model("tiny", tmp_path / "model.safetensors")
     assert model.attn_cfg.preset == attn and model.attn_cfg.bm_learnable == slopes
     assert summary["parameters"]["trainable"] == tuning.count_parameters(_configured(mode, attn, slopes))["trainable"]
@@ -92,7 +96,7 @@ def _configured(mode, attn, slopes):
 
 def test_kill_then_resume_reproduces_the_uninterrupted_run_exactly(dataset, tmp_path):
     args = ["--model", "tiny", "--data", dataset, "--tune", "adapter", "--attn", "basam", "--learnable-slopes",
-            "--resolution", "64,80", "--prompt", "box,center,none,points", "--steps", "6", "--batch-size", "4",
+            "--bm-offset", "0", "--resolution", "64,80", "--prompt", "box,center,none,points", "--steps", "6", "--batch-size", "4",
             "--accum", "2", "--lr", "1e-3", "--warmup", "2", "--no-progress"]
     # uninterrupted, in this process (a checkpoint every 2 steps, the last 2 kept)
     assert cli_main(["train", *args, "--checkpoint-every", "2", "--keep-last", "2", "--out", str(tmp_path / "u")]) == 0
@@ -146,7 +150,7 @@ def _free_port():
 
 def test_two_ddp_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path):
     common = ["--model", "tiny", "--data", dataset, "--tune", "lora", "--attn", "basam", "--learnable-slopes",
-              "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,center,none",
+              "--bm-offset", "0", "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,center,none",
               "--lr", "1e-3", "--warmup", "1", "--no-progress"]
     run = subprocess.run(
         [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",

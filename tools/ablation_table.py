@@ -22,7 +22,7 @@ def main() -> None:
         for r in json.loads(sweep.read_text()):
             label = r["preset"] if sweep.parent.name == "defaults" else f"{r['preset']} ({sweep.parent.name})"
             rows.setdefault(label, {})[f"{r['resolution']} px, {r['prompt']}"] = r[args.metric]
-    cells = list(next(iter(rows.values())))
+    cells = sorted(next(iter(rows.values())), key=lambda c: (c.split(", ")[1], int(c.split(" ")[0])))
     order = sorted(rows, key=lambda label: (label != "sam", "(" in label, label))
     print(f"| {args.metric} (validation) | " + " | ".join(cells) + " | mean |")
     print("|---" * (len(cells) + 2) + "|")
