@@ -112,6 +112,23 @@ def test_sweep_several_prompts_encodes_once_and_matches_eval(bench, tmp_path):
     assert box_cell["MAE"] != none_cell["MAE"]  # the prompts really differ
 
 
+def test_render_size_fixes_the_scenes_while_the_input_resolution_varies(tmp_path):
+    common = ["--data", "synth:salient,thin", "--n", "1", "--model", "default", "--attn", "sam"]
+    r = cli("sweep", *common, "--resolution", "64,128", "--render-size", "160", "--out", str(tmp_path / "sweep"))
+    assert r.returncode == 0, r.stderr
+    records = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    summaries = {}
+    for size in ("160", None):
+        out = tmp_path / f"eval-{size}"
+        e = cli("eval", *common, "--resolution", "64", *(["--render-size", size] if size else []), "--out", str(out))
+        assert e.returncode == 0, e.stderr
+        summaries[size] = json.loads((out / "summary.json").read_text())
+    assert summaries["160"]["dataset"]["name"] == "synth-test@160" and summaries[None]["dataset"]["name"] == "synth-test@64"
+    cell = next(r for r in records if r["resolution"] == "64")
+    assert cell["MAE"] == pytest.approx(summaries["160"]["metrics"]["MAE"], abs=1e-12)
+    assert cell["MAE"] != summaries[None]["metrics"]["MAE"]  # other pixels: scored against a 160 px ground truth
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

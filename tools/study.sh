@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
 #
-#   tools/study.sh ablation|zeroshot|zeroshot2048|finetune|generalized [OUT=docs/study] [RUNS=runs/study]
+#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|generalized|attention [OUT] [RUNS]
+#   (OUT defaults to docs/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
-section=${1:?ablation|zeroshot|zeroshot2048|finetune|generalized}
+section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|generalized|attention}
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
@@ -30,6 +31,13 @@ zeroshot)  # test split, 96 px (0.375×) to 1024 px (4×), every preset, three p
 zeroshot2048)  # 2048 px (8×, 64× the tokens) costs ~20 s per image and preset here: fewer scenes
   sweep --n 3 --attn sam,nsf,bm,basam --resolution 256,1024,2048 --prompt box,center,none \
     --out "$out/zeroshot-2048"
+  ;;
+fixedgt)  # the same scenes and ground truth for every input size: only the model's input changes
+  sweep --n 8 --attn sam,nsf,bm,basam --render-size 1024 --resolution 128,256,512,1024 --prompt box,center,none \
+    --out "$out/fixedgt-1024"
+  # a small image: run it at its own size, or upsampled to the training size (SAM's usual resize)
+  sweep --n 8 --attn sam,nsf,bm,basam --render-size 96 --resolution 96,128,256 --prompt box,center,none \
+    --out "$out/fixedgt-96"
   ;;
 finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs BA-SAM with learnable slopes
   for mode_lr in full:1e-4 decoder:3e-4 adapter:1e-3 lora:1e-3; do
@@ -62,6 +70,11 @@ generalized)  # one model per family vs the joint model (finetune-full-basam), s
     --checkpoint "$runs/finetune-full-basam/model.safetensors" --out "$out/generalized/joint"
   basam eval --data synth:all --n 8 --resolution 512 --prompt none --model default --group-by-prefix \
     --attn basam --out "$out/generalized/zero-shot"
+  ;;
+attention)  # entropy and reach of the global blocks' attention, per resolution and preset
+  mkdir -p "$out/attention"
+  python tools/attention_stats.py --n 1 --resolution 128,256,512,1024,2048 --attn sam,nsf,bm,basam \
+    | tee "$out/attention/stats.md"
   ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac

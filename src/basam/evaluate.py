@@ -195,6 +195,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, "
                                                   "generic), or synth[:FAMILIES] rendered at each resolution")
     p.add_argument("--n", type=int, default=10, help="scenes per family for --data synth")
+    p.add_argument("--render-size", type=int, default=None,
+                   help="--data synth: render scenes at this size, whatever the model's input resolution "
+                        "(default: at the resolution, so each resolution gets its own detail)")
     p.add_argument("--split", default=None, help="dataset split (default: the test split)")
     add_model_arguments(p)
     p.add_argument("--prompt", default="box", help="box | center | points | box+center | none (sweep: several, comma-separated)")
@@ -233,7 +236,7 @@ def eval_run(args) -> int:
     from .transforms import parse_resolution
 
     rank, world = distributed.setup(args.device)
-    dataset = open_eval_data(args.data, args.split, parse_resolution(args.resolution), args.n)
+    dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
     settings = _settings(args, dataset)
     model = load_model_from_args(args)
     result = merge_ranks(evaluate(Predictor(model, args.resolution), dataset, settings, rank, world))
@@ -273,8 +276,8 @@ def sweep_run(args) -> int:
     model = load_model_from_args(args, attn=presets[0])
     records, problems, dataset = [], None, None
     for res in resolutions:
-        if dataset is None or dataset.layout == "synth":  # files are opened once, scenes rendered per size
-            dataset = open_eval_data(args.data, args.split, res, args.n)
+        if dataset is None or (dataset.layout == "synth" and not args.render_size):  # scenes rendered per size
+            dataset = open_eval_data(args.data, args.split, args.render_size or res, args.n)
         settings = _settings(args, dataset)
         for preset in presets:
             model.set_attention(configs[preset])
