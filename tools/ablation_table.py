@@ -2,7 +2,8 @@
 
     python tools/ablation_table.py docs/study/ablation [--metric mIoU]
 
-Rows: every (sweep folder, preset) — the folder names the overridden option; columns: each
+Rows: every (sweep folder, preset) — the folder names the setting (`paper`, one option changed
+from it, or `chosen`); columns: each
 resolution × prompt cell, then their mean, the criterion the defaults are chosen by. Rows keep the
 order of the folders' names, the baseline `sam` first.
 """
@@ -20,10 +21,10 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     for sweep in sorted(Path(args.folder).glob("*/sweep.json")):
         for r in json.loads(sweep.read_text()):
-            label = r["preset"] if sweep.parent.name == "defaults" else f"{r['preset']} ({sweep.parent.name})"
+            label = "sam" if r["preset"] == "sam" else f"{r['preset']} ({sweep.parent.name})"
             rows.setdefault(label, {})[f"{r['resolution']} px, {r['prompt']}"] = r[args.metric]
     cells = sorted(next(iter(rows.values())), key=lambda c: (c.split(", ")[1], int(c.split(" ")[0])))
-    order = sorted(rows, key=lambda label: (label != "sam", "(" in label, label))
+    order = sorted(rows, key=lambda label: (label != "sam", "(paper)" not in label, "(chosen)" in label, label))
     print(f"| {args.metric} (validation) | " + " | ".join(cells) + " | mean |")
     print("|---" * (len(cells) + 2) + "|")
     for label in order:

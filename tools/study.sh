@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
 # The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
 #
-#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|generalized|attention [OUT] [RUNS]
+#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune-camo|generalized|attention
+#                  [OUT] [RUNS]
 #   (OUT defaults to docs/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
-section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|generalized|attention}
+section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune-camo|generalized|attention}
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
 
 case $section in
-ablation)  # BA-SAM's options, zero-shot, on the VALIDATION split only
+ablation)  # BA-SAM's options, zero-shot, on the VALIDATION split only: one option at a time away
+  # from the paper's settings (ALiBi slopes, offset 0, λ in global blocks), then the chosen ones
   common=(--split val --n 6 --resolution 128,1024 --prompt box,none)
-  sweep "${common[@]}" --attn sam,nsf,bm,basam --out "$out/ablation/defaults"
-  sweep "${common[@]}" --attn nsf --nsf-blocks all --out "$out/ablation/nsf-all"
-  sweep "${common[@]}" --attn bm --bm-offset train --out "$out/ablation/bm-offset-train"
-  sweep "${common[@]}" --attn bm --bm-distance manhattan --out "$out/ablation/bm-manhattan"
-  sweep "${common[@]}" --attn bm --bm-distance raster --out "$out/ablation/bm-raster"
-  sweep "${common[@]}" --attn bm --bm-slope-scale 0.25 --out "$out/ablation/bm-slope-0.25"
-  sweep "${common[@]}" --attn bm --bm-slope-scale 4 --out "$out/ablation/bm-slope-4"
-  sweep "${common[@]}" --attn bm --bm-blocks all --out "$out/ablation/bm-blocks-all"
+  paper=(--nsf-blocks global --bm-distance euclidean --bm-slope-scale 1 --bm-offset 0 --bm-blocks global)
+  sweep "${common[@]}" "${paper[@]}" --attn sam,nsf,bm,basam --out "$out/ablation/paper"
+  sweep "${common[@]}" "${paper[@]}" --attn nsf --nsf-blocks all --out "$out/ablation/nsf-all"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-offset train --out "$out/ablation/bm-offset-train"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-distance manhattan --out "$out/ablation/bm-manhattan"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-distance raster --out "$out/ablation/bm-raster"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-slope-scale 0.25 --out "$out/ablation/bm-slope-0.25"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-slope-scale 4 --out "$out/ablation/bm-slope-4"
+  sweep "${common[@]}" "${paper[@]}" --attn bm --bm-blocks all --out "$out/ablation/bm-blocks-all"
+  sweep "${common[@]}" --attn basam --out "$out/ablation/chosen"  # the presets since: all, 0.25, train
+  python tools/ablation_table.py "$out/ablation" | tee "$out/ablation/table.md"
   ;;
 zeroshot)  # test split, 96 px (0.375×) to 1024 px (4×), every preset, three prompt kinds
   sweep --n 8 --attn sam,nsf,bm,basam,official --resolution 96,128,256,512,1024 --prompt box,center,none \
@@ -57,6 +62,19 @@ finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs B
   mkdir -p "$out/finetune"
   python tools/val_curves.py "$out/finetune/curves.png" "${args[@]}" \
     --title "fine-tuning at 512 px: validation (32 scenes, no prompt)" | tee "$out/finetune/curves.md"
+  ;;
+finetune-camo)  # where zero-shot degrades most (camouflaged, box): fine-tuning at 512 px
+  for attn in sam basam; do
+    extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
+    basam train --model default --data synth:camouflaged --tune full --attn "$attn" "${extra[@]}" \
+      --resolution 512 --prompt box,center,none --steps 120 --batch-size 4 --lr 1e-4 --warmup 10 --seed 3 \
+      --val-every 30 --val-size 32 --val-prompt box --checkpoint-every 0 --no-progress \
+      --out "$runs/camo-full-$attn"
+  done
+  mkdir -p "$out/finetune"
+  python tools/val_curves.py "$out/finetune/camouflaged.png" "full, sam=$runs/camo-full-sam" \
+    "full, basam+slopes=$runs/camo-full-basam" \
+    --title "fine-tuning on camouflaged at 512 px: validation (32 scenes, box)" | tee "$out/finetune/camouflaged.md"
   ;;
 generalized)  # one model per family vs the joint model (finetune-full-basam), same steps and settings
   for family in salient camouflaged thin lesion; do
