@@ -275,8 +275,9 @@ def sweep_run(args) -> int:
     configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
     model = load_model_from_args(args, attn=presets[0])
     records, problems, dataset = [], None, None
+    per_size = args.data.partition(":")[0] == "synth" and not args.render_size  # scenes rendered per size
     for res in resolutions:
-        if dataset is None or (dataset.layout == "synth" and not args.render_size):  # scenes rendered per size
+        if dataset is None or per_size:  # files are opened once
             dataset = open_eval_data(args.data, args.split, args.render_size or res, args.n)
         settings = _settings(args, dataset)
         for preset in presets:
@@ -295,7 +296,8 @@ def sweep_run(args) -> int:
     if args.metric not in records[0]:
         raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(k for k in records[0] if k != 'groups')}")
     out = Path(args.out)
-    write_sweep(records, out, args.metric, title=f"{dataset.name} ({model.cfg.name}, prompt {args.prompt})")
+    name = dataset.name.split("@")[0] + " rendered at each resolution" if per_size else dataset.name
+    write_sweep(records, out, args.metric, title=f"{name} ({model.cfg.name}, prompt {args.prompt})")
     print((out / "sweep.md").read_text())
     _report_problems(dataset, EvalResult(SegMetrics(), {}, [], problems))
     print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
