@@ -12,6 +12,7 @@ families), so the numbers are those of the model as evaluated.
 """
 
 import argparse
+import math
 import types
 
 import torch
@@ -62,6 +63,7 @@ def main() -> None:
     families = ("salient", "camouflaged", "thin", "lesion")
     print("| preset | px | tokens | block | entropy (nats) | ln N | distance (tokens) | distance / grid side |")
     print("|---|---|---|---|---|---|---|---|")
+    summary: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for size in (int(s) for s in args.resolution.split(",")):
         scenes = SynthDataset(families, args.n, size, split=args.split)
         grid = (size // model.image_encoder.patch_size,) * 2
@@ -80,11 +82,25 @@ def main() -> None:
                     attention.F = torch.nn.functional
             for h in hooks:
                 h.remove()
+            ln_n = math.log(recorder.n)
             for block, (entropy, distance, count) in recorder.stats.items():
-                side = max(grid)
-                print(f"| {preset} | {size} | {recorder.n} | {block} | {entropy / count:.3f} | "
-                      f"{torch.log(torch.tensor(float(recorder.n))):.3f} | {distance / count:.2f} | "
-                      f"{distance / count / side:.3f} |")
+                print(f"| {preset} | {size} | {recorder.n} | {block} | {entropy / count:.3f} | {ln_n:.3f} | "
+                      f"{distance / count:.2f} | {distance / count / max(grid):.3f} |")
+                summary.setdefault(preset, {}).setdefault(size, []).append(
+                    (entropy / count - ln_n, distance / count / max(grid)))
+    print_summary(summary)
+
+
+def print_summary(summary: dict[str, dict[int, list[tuple[float, float]]]]) -> None:
+    """Means over the global blocks: entropy − ln N, and reach (mean distance / grid side)."""
+    sizes = sorted({size for per_size in summary.values() for size in per_size})
+    print()
+    print("| global blocks, mean | " + " | ".join(f"{s} px" for s in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for k, what in enumerate(("entropy − ln N (nats)", "reach (mean distance / grid side)")):
+        for preset, per_size in summary.items():
+            cells = [sum(v[k] for v in per_size[s]) / len(per_size[s]) for s in sizes]
+            print(f"| {preset}: {what} | " + " | ".join(f"{c:.3f}" if k else f"{c:.2f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
