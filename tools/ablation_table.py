@@ -3,9 +3,8 @@
     python tools/ablation_table.py docs/study/ablation [--metric mIoU]
 
 Rows: every (sweep folder, preset) — the folder names the setting (`paper`, one option changed
-from it, or `chosen`); columns: each
-resolution × prompt cell, then their mean, the criterion the defaults are chosen by. Rows keep the
-order of the folders' names, the baseline `sam` first.
+from it, or `chosen`): `sam` first, then the paper's settings, the single changes, the choice.
+Columns: each resolution × prompt cell, then their mean, the criterion the options are chosen by.
 """
 
 import argparse

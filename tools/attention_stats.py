@@ -27,7 +27,7 @@ class Recorder:
     hooks) are computed explicitly and their statistics accumulated per block."""
 
     def __init__(self, grid_hw: tuple[int, int]):
-        self.grid_hw, self.n = grid_hw, grid_hw[0] * grid_hw[1]
+        self.n = grid_hw[0] * grid_hw[1]
         ys, xs = torch.meshgrid(torch.arange(grid_hw[0]), torch.arange(grid_hw[1]), indexing="ij")
         self.pos = torch.stack([ys.flatten(), xs.flatten()], 1).float()
         self.block, self.row = None, 0

@@ -60,12 +60,12 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 }
 
 
-# Presets of AttentionConfig, by name. `basam` is the paper's method; `official` mirrors the
-# released BA-SAM code (see README) and is kept for fidelity comparisons only.
-# The paper's method with the options chosen on the miniature study's validation split (README,
-# "Results (miniature)"): λ(N) in every block; slopes ALiBi/4, acting only beyond the trained
-# distances. At the training size `nsf`, `bm` and `basam` are exactly `sam`. The paper's own
-# settings are the field defaults: --nsf-blocks global --bm-slope-scale 1 --bm-offset 0.
+# Presets of AttentionConfig, by name. `basam` is the paper's method, with the options chosen on
+# the validation split of the miniature study (README, "Results (miniature)"): λ(N) in every
+# block; ALiBi slopes / 4, acting only beyond the trained distances. At the training size `nsf`,
+# `bm` and `basam` are exactly `sam`. The paper's own settings are the field defaults
+# (--nsf-blocks global --bm-slope-scale 1 --bm-offset 0). `official` mirrors the released BA-SAM
+# code (see README) and is kept for fidelity comparisons only.
 _NSF = {"nsf": True, "nsf_blocks": "all"}
 _BM = {"bias": True, "bm_slope_scale": 0.25, "bm_offset": "train"}
 ATTENTION_PRESETS: dict[str, dict] = {
