@@ -63,18 +63,23 @@ finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs B
   python tools/val_curves.py "$out/finetune/curves.png" "${args[@]}" \
     --title "fine-tuning at 512 px: validation (32 scenes, no prompt)" | tee "$out/finetune/curves.md"
   ;;
-finetune-camo)  # where zero-shot degrades most (camouflaged, box): fine-tuning at 512 px
-  for attn in sam basam; do
-    extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
-    basam train --model default --data synth:camouflaged --tune full --attn "$attn" "${extra[@]}" \
-      --resolution 512 --prompt box,center,none --steps 120 --batch-size 4 --lr 1e-4 --warmup 10 --seed 3 \
-      --val-every 30 --val-size 32 --val-prompt box --checkpoint-every 0 --no-progress \
-      --out "$runs/camo-full-$attn"
-  done
+finetune-camo)  # where zero-shot degrades most (camouflaged, box): fine-tuning at 512 px, 120 and 360 steps
   mkdir -p "$out/finetune"
-  python tools/val_curves.py "$out/finetune/camouflaged.png" "full, sam=$runs/camo-full-sam" \
-    "full, basam+slopes=$runs/camo-full-basam" \
-    --title "fine-tuning on camouflaged at 512 px: validation (32 scenes, box)" | tee "$out/finetune/camouflaged.md"
+  for run in 120:30 360:60; do  # steps:val-every
+    steps=${run%%:*} every=${run#*:}
+    name=camo; [[ $steps == 360 ]] && name=camo360
+    for attn in sam basam; do
+      extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
+      basam train --model default --data synth:camouflaged --tune full --attn "$attn" "${extra[@]}" \
+        --resolution 512 --prompt box,center,none --steps "$steps" --batch-size 4 --lr 1e-4 --warmup 10 \
+        --seed 3 --val-every "$every" --val-size 32 --val-prompt box --checkpoint-every 0 --no-progress \
+        --out "$runs/$name-full-$attn"
+    done
+    python tools/val_curves.py "$out/finetune/camouflaged-$steps.png" "full, sam=$runs/$name-full-sam" \
+      "full, basam+slopes=$runs/$name-full-basam" \
+      --title "fine-tuning on camouflaged at 512 px, $steps steps: validation (32 scenes, box)" \
+      | tee "$out/finetune/camouflaged-$steps.md"
+  done
   ;;
 generalized)  # one model per family vs the joint model (finetune-full-basam), same steps and settings
   for family in salient camouflaged thin lesion; do
