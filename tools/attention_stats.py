@@ -19,6 +19,7 @@ import torch
 
 import basam
 from basam import attention
+from basam.data.synth import FAMILIES
 from basam.evaluate import SynthDataset
 
 
@@ -60,12 +61,11 @@ def main() -> None:
     parser.add_argument("--attn", default="sam,nsf,bm,basam")
     args = parser.parse_args()
     model = basam.load_model(args.model, checkpoint=args.checkpoint)
-    families = ("salient", "camouflaged", "thin", "lesion")
     print("| preset | px | tokens | block | entropy (nats) | ln N | distance (tokens) | distance / grid side |")
     print("|---|---|---|---|---|---|---|---|")
     summary: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for size in (int(s) for s in args.resolution.split(",")):
-        scenes = SynthDataset(families, args.n, size, split=args.split)
+        scenes = SynthDataset(FAMILIES, args.n, size, split=args.split)
         grid = (size // model.image_encoder.patch_size,) * 2
         for preset in args.attn.split(","):
             model.set_attention(basam.AttentionConfig.from_preset(preset))

@@ -157,6 +157,7 @@ def attend(
     # keeps its own, which backward needs for the slopes' gradient.
     reuse = mode.use_bias and n * n > _CACHE_MAX_ENTRIES and not torch.is_grad_enabled()
     dist_buffer = torch.empty(chunk, n, device=q.device) if reuse else None
+    neg_slopes = -mode.slopes.view(-1, 1, 1) if mode.use_bias else None
     for start in range(0, n, chunk):
         rows = slice(start, min(n, start + chunk))
         mask = None
@@ -167,7 +168,6 @@ def attend(
         if mode.use_bias:
             buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
             dist = excess_distance(grid_hw, mode.distance, mode.offset, rows, q.device, buffer)
-            neg_slopes = -mode.slopes.view(-1, 1, 1)
             # In place: one chunk-sized tensor instead of three (bias, sum, mask).
             mask = neg_slopes * dist if mask is None else mask.addcmul_(neg_slopes, dist)
         if mask is not None:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             model.set_attention(configs[preset])
             predictor = Predictor(model, resolution=size)
             result = evaluate(predictor, scenes, settings, progress=False)
-            records.append({"preset": preset, "resolution": str(size), **result.summary()})
+            records.append({"preset": preset, "prompt": args.prompt, "resolution": str(size), **result.summary()})
             print(f"  {preset:>6} @ {size:>4} px: mIoU {records[-1]['mIoU']:.3f}")
             _save_overlay(predictor, scenes[0], out / "overlays" / f"{preset}_{size}.png", settings)
     records.sort(key=lambda r: presets.index(r["preset"]))

@@ -312,7 +312,7 @@ def sweep_table(records: list[dict], metric: str, group: str | None = None) -> s
     """Markdown: one row per preset (per preset and prompt kind when there are several), one column
     per resolution; of the per-prefix group `group` if given."""
     resolutions = list(dict.fromkeys(r["resolution"] for r in records))
-    several = len({r.get("prompt") for r in records}) > 1
+    several = len({r["prompt"] for r in records}) > 1
     rows: dict[str, dict[str, float]] = {}
     for r in records:
         scores = r["groups"][group] if group else r
@@ -346,10 +346,10 @@ def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") ->
     (out / "sweep.json").write_text(json.dumps(records, indent=1, default=float))
     resolutions = list(dict.fromkeys(r["resolution"] for r in records))
     presets = list(dict.fromkeys(r["preset"] for r in records))
-    prompts = list(dict.fromkeys(r.get("prompt") for r in records))
+    prompts = list(dict.fromkeys(r["prompt"] for r in records))
     fig, ax = plt.subplots(figsize=(6, 4))
     for (preset, kind) in ((p, k) for k in prompts for p in presets):
-        ys = [next(r[metric] for r in records if r["preset"] == preset and r.get("prompt") == kind
+        ys = [next(r[metric] for r in records if r["preset"] == preset and r["prompt"] == kind
                    and r["resolution"] == res) for res in resolutions]
         ax.plot(range(len(resolutions)), ys, marker="o", color=f"C{presets.index(preset)}",
                 linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],

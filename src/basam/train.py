@@ -230,8 +230,7 @@ def train(cfg: TrainConfig) -> dict:
     batches = iter(torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=td.collate, num_workers=cfg.workers))
     log, per_rank, last_loss, t0 = _Log(out, start, master), cfg.batch_size // world, float("nan"), time.time()
     if val_set is not None and start == 0:  # the validation curve starts at the model as loaded
-        log.write({"step": 0, **{f"val_{k}": v for k, v in td.validate(model, val_set, device, use_bf16).items()
-                                 if k in VAL_COLUMNS}})
+        log.write({"step": 0, **_val_columns(td.validate(model, val_set, device, use_bf16))})
     bar = tqdm(total=cfg.steps, initial=start, disable=not (master and cfg.progress), desc="train", unit="step")
     for step in range(start, cfg.steps):
         totals = torch.zeros(4, device=device)  # loss, bce, dice, iou_mse summed over this rank's samples
@@ -261,7 +260,7 @@ def train(cfg: TrainConfig) -> dict:
         better = False
         if val_set is not None and (done % cfg.val_every == 0 or done == cfg.steps):
             metrics = td.validate(model, val_set, device, use_bf16)
-            row.update({f"val_{k}": metrics.get(k) for k in VAL_COLUMNS})
+            row.update(_val_columns(metrics))
             value, old = metrics[cfg.best_metric], best["value"]
             better = old is None or (value < old if cfg.best_metric in LOWER_IS_BETTER else value > old)
             best = {"metric": cfg.best_metric, "value": value, "step": done} if better else best
@@ -293,6 +292,10 @@ def train(cfg: TrainConfig) -> dict:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def _val_columns(metrics: dict) -> dict:
+    return {f"val_{k}": metrics.get(k) for k in VAL_COLUMNS}
 
 
 class _Log:
