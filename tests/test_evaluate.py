@@ -64,6 +64,14 @@ def test_eval_bad_data_is_one_line(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "does not exist" in r.stderr
 
 
+@pytest.mark.parametrize("command,prompt", [("eval", "box,none"), ("sweep", "box,boxes"), ("sweep", "")])
+def test_unknown_prompt_kind_is_one_line_not_a_skipped_file(command, prompt, tmp_path):
+    r = cli(command, "--data", "synth:salient", "--n", "1", "--model", "tiny", "--resolution", "64",
+            "--prompt", prompt, "--out", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "unknown prompt kind" in r.stderr
+    assert not (tmp_path / "summary.json").exists() and not (tmp_path / "sweep.md").exists()
+
+
 def test_sweep_writes_table_csv_and_plot(bench, tmp_path):
     r = cli("sweep", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
             str(bench / "tiny.safetensors"), "--attn", "sam,basam", "--resolution", "64,128,native",

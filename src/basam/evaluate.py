@@ -20,7 +20,7 @@ import numpy as np
 from . import distributed
 from .config import AttentionConfig
 from .data.datasets import Dataset, SampleError, binarize, open_dataset
-from .data.prompts import sample_prompt, prompt_rng
+from .data.prompts import KINDS, sample_prompt, prompt_rng
 from .metrics import SegMetrics, write_per_image_csv, write_summary_json
 from .predictor import Predictor
 
@@ -39,6 +39,10 @@ class EvalSettings:
     limit: int | None = None
     hce: bool = False
     group_by_prefix: bool = False  # per-group metrics, the group being the name up to its first "_"
+
+    def __post_init__(self):
+        if self.prompt not in KINDS:  # here, not per sample, where it would read as a bad file
+            raise ValueError(f"unknown prompt kind {self.prompt!r}; expected one of {', '.join(KINDS)}")
 
 
 @dataclass
@@ -69,6 +73,7 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
 
     indices = range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset)))
     mine = [i for i in indices if i % world == rank]
+    per_kind = {kind: replace(settings, prompt=kind) for kind in prompts}
     results = {kind: EvalResult(SegMetrics(hce=settings.hce), {}, [], []) for kind in prompts}
     for i in tqdm(mine, desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
                   unit="img", leave=False):
@@ -84,7 +89,7 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
         encode_seconds = time.perf_counter() - start
         for kind, result in results.items():
             try:
-                prompt = prompt_for(sample, gt, replace(settings, prompt=kind))
+                prompt = prompt_for(sample, gt, per_kind[kind])
             except ValueError as e:  # an empty ground truth cannot be prompted
                 result.problems.append((sample.name, str(e)))
                 continue
@@ -211,9 +216,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="basam-eval")
 
 
-def _settings(args, dataset: Dataset) -> EvalSettings:
+def _settings(args, dataset: Dataset, prompt: str) -> EvalSettings:
     hce = dataset.layout == "dis5k" if args.hce == "auto" else args.hce == "on"
-    return EvalSettings(args.prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
+    return EvalSettings(prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
                         args.group_by_prefix)
 
 
@@ -237,7 +242,7 @@ def eval_run(args) -> int:
 
     rank, world = distributed.setup(args.device)
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
-    settings = _settings(args, dataset)
+    settings = _settings(args, dataset, args.prompt)
     model = load_model_from_args(args)
     result = merge_ranks(evaluate(Predictor(model, args.resolution), dataset, settings, rank, world))
     distributed.teardown()
@@ -271,6 +276,8 @@ def sweep_run(args) -> int:
     rank, world = distributed.setup(args.device)
     presets = [p.strip() for p in (args.attn or "sam,nsf,bm,basam").split(",") if p.strip()]
     prompts = [p.strip() for p in args.prompt.split(",") if p.strip()]
+    for kind in prompts or [args.prompt]:  # validate first ('' fails as an unknown kind)
+        EvalSettings(prompt=kind)
     resolutions = [parse_resolution(r) for r in args.resolution.split(",") if r.strip()]
     configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
     model = load_model_from_args(args, attn=presets[0])
@@ -279,7 +286,7 @@ def sweep_run(args) -> int:
     for res in resolutions:
         if dataset is None or per_size:  # files are opened once
             dataset = open_eval_data(args.data, args.split, args.render_size or res, args.n)
-        settings = _settings(args, dataset)
+        settings = _settings(args, dataset, prompts[0])
         for preset in presets:
             model.set_attention(configs[preset])
             parts = evaluate_prompts(Predictor(model, res), dataset, settings, prompts, rank, world)
