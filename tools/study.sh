@@ -36,6 +36,8 @@ zeroshot)  # test split, 96 px (0.375×) to 1024 px (4×), every preset, three p
 zeroshot2048)  # 2048 px (8×, 64× the tokens) costs ~20 s per image and preset here: fewer scenes
   sweep --n 3 --attn sam,nsf,bm,basam --resolution 256,1024,2048 --prompt box,center,none \
     --out "$out/zeroshot-2048"
+  sweep --n 3 --attn official --resolution 256,1024,2048 --prompt box,center,none \
+    --out "$out/zeroshot-2048-official"  # the same 12 scenes
   ;;
 fixedgt)  # the same scenes and ground truth for every input size: only the model's input changes
   sweep --n 8 --attn sam,nsf,bm,basam --render-size 1024 --resolution 128,256,512,1024 --prompt box,center,none \
