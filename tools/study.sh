@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
 # The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
 #
-#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune-camo|generalized|attention
+#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention
 #                  [OUT] [RUNS]
 #   (OUT defaults to docs/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
-section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune-camo|generalized|attention}
+section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention}
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
+# finetune_grid ATTN RESOLUTION STEPS BATCH VAL_EVERY VAL_SIZE NAME: one run per --tune mode
+finetune_grid() {
+  local attn=$1 res=$2 steps=$3 batch=$4 every=$5 val_size=$6 name=$7 extra=()
+  [[ $attn == basam ]] && extra=(--learnable-slopes)
+  for mode_lr in full:1e-4 decoder:3e-4 adapter:1e-3 lora:1e-3; do
+    local mode=${mode_lr%%:*} lr=${mode_lr#*:}
+    basam train --model default --data synth:all --tune "$mode" --attn "$attn" "${extra[@]}" \
+      --resolution "$res" --prompt box,none --steps "$steps" --batch-size "$batch" --lr "$lr" --warmup 10 \
+      --seed 3 --val-every "$every" --val-size "$val_size" --val-prompt none --checkpoint-every 0 \
+      --no-progress --out "$runs/$name-$mode-$attn"
+  done
+}
+# finetune_curves RESOLUTION VAL_SIZE NAME: the validation curves of finetune_grid's eight runs
+finetune_curves() {
+  local res=$1 val_size=$2 name=$3 args=()
+  for mode in full decoder adapter lora; do
+    args+=("$mode, sam=$runs/$name-$mode-sam" "$mode, basam+slopes=$runs/$name-$mode-basam")
+  done
+  mkdir -p "$out/$name"
+  python tools/val_curves.py "$out/$name/curves.png" "${args[@]}" \
+    --title "fine-tuning at $res px: validation ($val_size scenes, no prompt)" | tee "$out/$name/curves.md"
+}
 
 case $section in
 ablation)  # BA-SAM's options, zero-shot, on the VALIDATION split only: one option at a time away
@@ -47,23 +69,22 @@ fixedgt)  # the same scenes and ground truth for every input size: only the mode
     --out "$out/fixedgt-96"
   ;;
 finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs BA-SAM with learnable slopes
-  for mode_lr in full:1e-4 decoder:3e-4 adapter:1e-3 lora:1e-3; do
-    mode=${mode_lr%%:*} lr=${mode_lr#*:}
-    for attn in sam basam; do
-      extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
-      basam train --model default --data synth:all --tune "$mode" --attn "$attn" "${extra[@]}" \
-        --resolution 512 --prompt box,none --steps 120 --batch-size 4 --lr "$lr" --warmup 10 --seed 3 \
-        --val-every 30 --val-size 32 --val-prompt none --checkpoint-every 0 --no-progress \
-        --out "$runs/finetune-$mode-$attn"
-    done
-  done
-  args=()
-  for mode in full decoder adapter lora; do
-    args+=("$mode, sam=$runs/finetune-$mode-sam" "$mode, basam+slopes=$runs/finetune-$mode-basam")
-  done
-  mkdir -p "$out/finetune"
-  python tools/val_curves.py "$out/finetune/curves.png" "${args[@]}" \
-    --title "fine-tuning at 512 px: validation (32 scenes, no prompt)" | tee "$out/finetune/curves.md"
+  for attn in sam basam; do finetune_grid "$attn" 512 120 4 30 32 finetune; done
+  finetune_curves 512 32 finetune
+  ;;
+finetune1024)  # the same at 1024 px (16× the tokens); ~10 s per step of 2 images on one core, so
+  # fewer, smaller steps and validation scenes; sam and basam run side by side, one core each
+  OMP_NUM_THREADS=1 finetune_grid sam 1024 80 2 20 24 finetune1024 & plain=$!
+  OMP_NUM_THREADS=1 finetune_grid basam 1024 80 2 20 24 finetune1024 & slopes=$!
+  wait $plain && wait $slopes
+  finetune_curves 1024 24 finetune1024
+  # adapter with BA-SAM dips: is it the learnable slopes? the same run with the slopes fixed
+  basam train --model default --data synth:all --tune adapter --attn basam --resolution 1024 --prompt box,none \
+    --steps 80 --batch-size 2 --lr 1e-3 --warmup 10 --seed 3 --val-every 20 --val-size 24 --val-prompt none \
+    --checkpoint-every 0 --no-progress --out "$runs/finetune1024-adapter-basam-fixed"
+  python tools/val_curves.py "$out/finetune1024/adapter.png" "adapter, sam=$runs/finetune1024-adapter-sam" \
+    "adapter, basam+slopes=$runs/finetune1024-adapter-basam" "adapter, basam fixed=$runs/finetune1024-adapter-basam-fixed" \
+    --title "fine-tuning at 1024 px, adapter: validation (24 scenes, no prompt)" | tee "$out/finetune1024/adapter.md"
   ;;
 finetune-camo)  # where zero-shot degrades most (camouflaged, box): fine-tuning at 512 px, 120 and 360 steps
   mkdir -p "$out/finetune"
