@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
 #
-#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention
+#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows
 #                  [OUT] [RUNS]
 #   (OUT defaults to docs/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
-section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention}
+section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows}
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
@@ -121,6 +121,10 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
   mkdir -p "$out/attention"
   python tools/attention_stats.py --n 1 --resolution 128,256,512,1024,2048 --attn sam,nsf,bm,basam \
     | tee "$out/attention/stats.md"
+  ;;
+windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test)
+  python tools/window_scale.py "$out/window-scale" --n 8 --resolution 128,256,512,1024 --prompt box,center,none
+  python tools/window_scale.py "$out/window-scale-2048" --n 3 --resolution 2048 --prompt box,center,none
   ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac

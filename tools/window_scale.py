@@ -1,0 +1,62 @@
+"""Does the resolution loss come from the windows? Plain attention with the windowed blocks'
+window kept at its trained size, against windows grown with the image (8 tokens at 256 px → 16
+at 512, 32 at 1024, 4 at 128), so that each window covers the same part of the picture as in
+training. The windows' rel-pos tables are resized the same way the global blocks' are.
+
+    python tools/window_scale.py OUT [--model default] [--n 8] [--resolution 128,256,512,1024]
+                                     [--prompt box,center,none] [--split test]
+
+Writes OUT/sweep.md (per family with --group-by-prefix semantics), sweep.csv/json/png, like
+`basam sweep`: the rows are "windows fixed" and "windows scaled", both with the `sam` preset.
+"""
+
+import argparse
+from pathlib import Path
+
+import basam
+from basam.data.synth import FAMILIES
+from basam.evaluate import EvalSettings, SynthDataset, evaluate_prompts, write_sweep
+
+
+def set_windows(model: basam.Sam, size: int | None) -> list[int]:
+    """Give every windowed block of `model` the window that covers at `size` px what its trained
+    window covered at the training size (size None: back to the trained window). → the windows."""
+    encoder = model.image_encoder
+    trained = model.cfg.window_size
+    window = trained if size is None else max(1, round(trained * size / model.cfg.img_size))
+    for block in encoder.blocks:
+        if block.window_size > 0:
+            block.window_size = window
+    return [block.window_size for block in encoder.blocks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--n", type=int, default=8, help="scenes per family")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--resolution", default="128,256,512,1024")
+    parser.add_argument("--prompt", default="box,center,none")
+    args = parser.parse_args()
+    model = basam.load_model(args.model, checkpoint=args.checkpoint, attn="sam")
+    prompts = args.prompt.split(",")
+    settings = EvalSettings(prompt=prompts[0], group_by_prefix=True)
+    records = []
+    for size in (int(s) for s in args.resolution.split(",")):
+        scenes = SynthDataset(FAMILIES, args.n, size, split=args.split)
+        for variant, scale_to in (("windows fixed", None), ("windows scaled", size)):
+            windows = set_windows(model, scale_to)
+            results = evaluate_prompts(basam.Predictor(model, resolution=size), scenes, settings, prompts)
+            for kind, result in results.items():
+                records.append({"preset": variant, "prompt": kind, "resolution": str(size), **result.summary()})
+                print(f"{variant} {windows} {kind:>6} @ {size}: mIoU {records[-1]['mIoU']:.4f}", flush=True)
+    set_windows(model, None)
+    records.sort(key=lambda r: prompts.index(r["prompt"]))
+    write_sweep(records, Path(args.out), "mIoU", title=f"plain attention, windows fixed or scaled ({model.cfg.name})")
+    print(Path(args.out, "sweep.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
