@@ -3,19 +3,21 @@ window kept at its trained size, against windows grown with the image (8 tokens 
 at 512, 32 at 1024, 4 at 128), so that each window covers the same part of the picture as in
 training. The windows' rel-pos tables are resized the same way the global blocks' are.
 
-    python tools/window_scale.py OUT [--model default] [--n 8] [--resolution 128,256,512,1024]
-                                     [--prompt box,center,none] [--split test]
+    python tools/window_scale.py OUT [--model default] [--checkpoint F] [--data synth:all] [--n 8]
+                                     [--resolution 128,256,512,1024] [--prompt box,center,none] [--split test]
 
-Writes OUT/sweep.md (per family with --group-by-prefix semantics), sweep.csv/json/png, like
-`basam sweep`: the rows are "windows fixed" and "windows scaled", both with the `sam` preset.
+--data takes what `basam sweep --data` takes (a dataset on disk, or synthetic scenes rendered at
+each resolution). Writes OUT/sweep.md (overall, then per family for synthetic scenes), sweep.csv,
+.json and .png, like `basam sweep`: the rows are "windows fixed" and "windows scaled", both with
+the `sam` preset.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import basam
-from basam.data.synth import FAMILIES
-from basam.evaluate import EvalSettings, SynthDataset, evaluate_prompts, write_sweep
+from basam.evaluate import EvalSettings, evaluate_prompts, open_eval_data, write_sweep
 
 
 def set_windows(model: basam.Sam, size: int | None) -> list[int]:
@@ -35,23 +37,26 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--model", default="default")
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--n", type=int, default=8, help="scenes per family")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--data", default="synth:all")
+    parser.add_argument("--n", type=int, default=8, help="synthetic scenes per family")
+    parser.add_argument("--split", default=None)
     parser.add_argument("--resolution", default="128,256,512,1024")
     parser.add_argument("--prompt", default="box,center,none")
     args = parser.parse_args()
     model = basam.load_model(args.model, checkpoint=args.checkpoint, attn="sam")
     prompts = args.prompt.split(",")
-    settings = EvalSettings(prompt=prompts[0], group_by_prefix=True)
+    settings = EvalSettings(prompt=prompts[0], group_by_prefix=args.data.startswith("synth"))  # per family
     records = []
     for size in (int(s) for s in args.resolution.split(",")):
-        scenes = SynthDataset(FAMILIES, args.n, size, split=args.split)
+        dataset = open_eval_data(args.data, args.split, size, args.n)
         for variant, scale_to in (("windows fixed", None), ("windows scaled", size)):
             windows = set_windows(model, scale_to)
-            results = evaluate_prompts(basam.Predictor(model, resolution=size), scenes, settings, prompts)
+            results = evaluate_prompts(basam.Predictor(model, resolution=size), dataset, settings, prompts)
             for kind, result in results.items():
                 records.append({"preset": variant, "prompt": kind, "resolution": str(size), **result.summary()})
                 print(f"{variant} {windows} {kind:>6} @ {size}: mIoU {records[-1]['mIoU']:.4f}", flush=True)
+                for name, reason in result.problems:
+                    print(f"not scored: {name}: {reason}", file=sys.stderr)
     set_windows(model, None)
     records.sort(key=lambda r: prompts.index(r["prompt"]))
     write_sweep(records, Path(args.out), "mIoU", title=f"plain attention, windows fixed or scaled ({model.cfg.name})")
@@ -59,4 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as e:  # a bad --data, --resolution or --prompt: one line, not a traceback
+        sys.exit(f"window_scale: {e}")
