@@ -5,7 +5,8 @@
 #                  [OUT] [RUNS]
 #   (OUT defaults to docs/study, RUNS to runs/study)
 #
-# Sections are independent (each a few to ~30 CPU-minutes on one core); run two at once on two
+# Sections are independent (each a few to ~30 CPU-minutes on one core; finetune1024 ~80 minutes on
+# two, which it runs side by side itself); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
 section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows}
