@@ -126,6 +126,9 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
 windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test)
   python tools/window_scale.py "$out/window-scale" --n 8 --resolution 128,256,512,1024 --prompt box,center,none
   python tools/window_scale.py "$out/window-scale-2048" --n 3 --resolution 2048 --prompt box,center,none
+  # and BA-SAM on top of scaled windows
+  python tools/window_scale.py "$out/window-scale-presets" --n 8 --resolution 512,1024 --prompt box,center,none \
+    --attn sam,nsf,basam
   ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac

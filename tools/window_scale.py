@@ -5,11 +5,12 @@ training. The windows' rel-pos tables are resized the same way the global blocks
 
     python tools/window_scale.py OUT [--model default] [--checkpoint F] [--data synth:all] [--n 8]
                                      [--resolution 128,256,512,1024] [--prompt box,center,none] [--split test]
+                                     [--attn sam]
 
 --data takes what `basam sweep --data` takes (a dataset on disk, or synthetic scenes rendered at
 each resolution). Writes OUT/sweep.md (overall, then per family for synthetic scenes), sweep.csv,
-.json and .png, like `basam sweep`: the rows are "windows fixed" and "windows scaled", both with
-the `sam` preset.
+.json and .png, like `basam sweep`: the rows are "windows fixed" and "windows scaled", with the
+`sam` preset, or per preset with --attn (e.g. sam,nsf,basam: does BA-SAM add to scaled windows?).
 """
 
 import argparse
@@ -42,24 +43,30 @@ def main() -> None:
     parser.add_argument("--split", default=None)
     parser.add_argument("--resolution", default="128,256,512,1024")
     parser.add_argument("--prompt", default="box,center,none")
+    parser.add_argument("--attn", default="sam", help="comma-separated presets")
     args = parser.parse_args()
-    model = basam.load_model(args.model, checkpoint=args.checkpoint, attn="sam")
+    presets = args.attn.split(",")
+    configs = {p: basam.AttentionConfig.from_preset(p) for p in presets}  # a bad name fails here, not mid-run
+    model = basam.load_model(args.model, checkpoint=args.checkpoint)
     prompts = args.prompt.split(",")
     settings = EvalSettings(prompt=prompts[0], group_by_prefix=args.data.startswith("synth"))  # per family
     records = []
     for size in (int(s) for s in args.resolution.split(",")):
         dataset = open_eval_data(args.data, args.split, size, args.n)
-        for variant, scale_to in (("windows fixed", None), ("windows scaled", size)):
-            windows = set_windows(model, scale_to)
-            results = evaluate_prompts(basam.Predictor(model, resolution=size), dataset, settings, prompts)
-            for kind, result in results.items():
-                records.append({"preset": variant, "prompt": kind, "resolution": str(size), **result.summary()})
-                print(f"{variant} {windows} {kind:>6} @ {size}: mIoU {records[-1]['mIoU']:.4f}", flush=True)
-                for name, reason in result.problems:
-                    print(f"not scored: {name}: {reason}", file=sys.stderr)
+        for preset in presets:
+            model.set_attention(configs[preset])
+            for variant, scale_to in (("windows fixed", None), ("windows scaled", size)):
+                windows = set_windows(model, scale_to)
+                label = variant if len(presets) == 1 else f"{preset}, {variant}"
+                results = evaluate_prompts(basam.Predictor(model, resolution=size), dataset, settings, prompts)
+                for kind, result in results.items():
+                    records.append({"preset": label, "prompt": kind, "resolution": str(size), **result.summary()})
+                    print(f"{label} {windows} {kind:>6} @ {size}: mIoU {records[-1]['mIoU']:.4f}", flush=True)
+                    for name, reason in result.problems:
+                        print(f"not scored: {name}: {reason}", file=sys.stderr)
     set_windows(model, None)
     records.sort(key=lambda r: prompts.index(r["prompt"]))
-    write_sweep(records, Path(args.out), "mIoU", title=f"plain attention, windows fixed or scaled ({model.cfg.name})")
+    write_sweep(records, Path(args.out), "mIoU", title=f"{args.attn}: windows fixed or scaled ({model.cfg.name})")
     print(Path(args.out, "sweep.md").read_text())
 
 
