@@ -13,16 +13,22 @@ section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetu
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
+# finetune_run RESOLUTION STEPS BATCH VAL_EVERY VAL_SIZE OUT --tune M --lr LR --attn A [...]: one run,
+# validated on scenes without a prompt
+finetune_run() {
+  local res=$1 steps=$2 batch=$3 every=$4 val_size=$5 run_out=$6
+  shift 6
+  basam train --model default --data synth:all "$@" --resolution "$res" --prompt box,none --steps "$steps" \
+    --batch-size "$batch" --warmup 10 --seed 3 --val-every "$every" --val-size "$val_size" --val-prompt none \
+    --checkpoint-every 0 --no-progress --out "$run_out"
+}
 # finetune_grid ATTN RESOLUTION STEPS BATCH VAL_EVERY VAL_SIZE NAME: one run per --tune mode
 finetune_grid() {
-  local attn=$1 res=$2 steps=$3 batch=$4 every=$5 val_size=$6 name=$7 extra=()
+  local attn=$1 name=$7 extra=()
   [[ $attn == basam ]] && extra=(--learnable-slopes)
   for mode_lr in full:1e-4 decoder:3e-4 adapter:1e-3 lora:1e-3; do
     local mode=${mode_lr%%:*} lr=${mode_lr#*:}
-    basam train --model default --data synth:all --tune "$mode" --attn "$attn" "${extra[@]}" \
-      --resolution "$res" --prompt box,none --steps "$steps" --batch-size "$batch" --lr "$lr" --warmup 10 \
-      --seed 3 --val-every "$every" --val-size "$val_size" --val-prompt none --checkpoint-every 0 \
-      --no-progress --out "$runs/$name-$mode-$attn"
+    finetune_run "$2" "$3" "$4" "$5" "$6" "$runs/$name-$mode-$attn" --tune "$mode" --lr "$lr" --attn "$attn" "${extra[@]}"
   done
 }
 # finetune_curves RESOLUTION VAL_SIZE NAME: the validation curves of finetune_grid's eight runs
@@ -73,16 +79,14 @@ finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs B
   for attn in sam basam; do finetune_grid "$attn" 512 120 4 30 32 finetune; done
   finetune_curves 512 32 finetune
   ;;
-finetune1024)  # the same at 1024 px (16× the tokens); ~10 s per step of 2 images on one core, so
+finetune1024)  # the same at 1024 px (16× the tokens); ~10 s per step of 2 images on one core (README), so
   # fewer, smaller steps and validation scenes; sam and basam run side by side, one core each
   OMP_NUM_THREADS=1 finetune_grid sam 1024 80 2 20 24 finetune1024 & plain=$!
   OMP_NUM_THREADS=1 finetune_grid basam 1024 80 2 20 24 finetune1024 & slopes=$!
   wait $plain && wait $slopes
   finetune_curves 1024 24 finetune1024
   # adapter with BA-SAM dips: is it the learnable slopes? the same run with the slopes fixed
-  basam train --model default --data synth:all --tune adapter --attn basam --resolution 1024 --prompt box,none \
-    --steps 80 --batch-size 2 --lr 1e-3 --warmup 10 --seed 3 --val-every 20 --val-size 24 --val-prompt none \
-    --checkpoint-every 0 --no-progress --out "$runs/finetune1024-adapter-basam-fixed"
+  finetune_run 1024 80 2 20 24 "$runs/finetune1024-adapter-basam-fixed" --tune adapter --lr 1e-3 --attn basam
   python tools/val_curves.py "$out/finetune1024/adapter.png" "adapter, sam=$runs/finetune1024-adapter-sam" \
     "adapter, basam+slopes=$runs/finetune1024-adapter-basam" "adapter, basam fixed=$runs/finetune1024-adapter-basam-fixed" \
     --title "fine-tuning at 1024 px, adapter: validation (24 scenes, no prompt)" | tee "$out/finetune1024/adapter.md"
