@@ -7,7 +7,8 @@ import numpy as np
 
 import basam
 from basam.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
-from basam.evaluate import EvalSettings, SynthDataset, evaluate
+from basam.data.specs import SynthDataset
+from basam.evaluate import EvalSettings, evaluate
 
 
 def test_shipped_weights_load_strictly_and_are_small():
@@ -35,8 +36,11 @@ def test_demo_runs_end_to_end(tmp_path):
     table, *per_family = (tmp_path / "sweep.md").read_text().split("\n\n")
     table = table.splitlines()
     assert table[0] == "| mIoU | 128 | 256 | 512 |" and len(per_family) == 4
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["sam", "nsf", "bm", "basam"]
-    values = [float(v) for line in table[2:] for v in line.strip("|").split("|")[1:]]
-    assert all(0 <= v <= 1 for v in values) and np.std(values) > 0
-    for name in ("sweep.png", "overlays.png", "overlays/basam_512.png"):
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["sam", "basam", "sam + scaled windows", "auto"]
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]] for line in table[2:]}
+    assert all(0 <= v <= 1 for values in rows.values() for v in values) and np.std(rows["sam"]) > 0
+    # At and above the training size auto is the scaled windows; below it, the image resized up to 256 px.
+    assert rows["auto"][1:] == rows["sam + scaled windows"][1:] and rows["auto"][0] != rows["sam"][0]
+    assert rows["sam + scaled windows"][1] == rows["sam"][1]  # 256 px: the trained windows
+    for name in ("sweep.png", "overlays.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -20,7 +20,7 @@ import torch
 import basam
 from basam import attention
 from basam.data.synth import FAMILIES
-from basam.evaluate import SynthDataset
+from basam.data.specs import SynthDataset
 
 
 class Recorder:

@@ -128,11 +128,12 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
     | tee "$out/attention/stats.md"
   ;;
 windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test)
-  python tools/window_scale.py "$out/window-scale" --n 8 --resolution 128,256,512,1024 --prompt box,center,none
-  python tools/window_scale.py "$out/window-scale-2048" --n 3 --resolution 2048 --prompt box,center,none
+  sweep --n 8 --attn sam --windows fixed,scaled --resolution 128,256,512,1024 --prompt box,center,none \
+    --out "$out/window-scale"
+  sweep --n 3 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none --out "$out/window-scale-2048"
   # and BA-SAM on top of scaled windows
-  python tools/window_scale.py "$out/window-scale-presets" --n 8 --resolution 512,1024 --prompt box,center,none \
-    --attn sam,nsf,basam
+  sweep --n 8 --attn sam,nsf,basam --windows fixed,scaled --resolution 512,1024 --prompt box,center,none \
+    --out "$out/window-scale-presets"
   ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac

@@ -7,12 +7,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
     "predict": ("basam.cli", "predict", "segment one image from points/boxes (or no prompt)"),
     "eval": ("basam.evaluate", "eval", "evaluate on a dataset with the standard metrics"),
-    "sweep": ("basam.evaluate", "sweep", "evaluate attention presets × resolutions; table, CSV and plot"),
+    "sweep": ("basam.sweep", "", "evaluate presets × windows × resolutions × prompts; table, CSV and plot"),
     "synth": ("basam.data.synth", "", "render the synthetic multi-resolution benchmark"),
     "train": ("basam.train", "", "fine-tune (one machine or many through torchrun)"),
     "demo": ("basam.demo", "", "the offline demo: BA-SAM vs SAM across resolutions on the embedded model"),
@@ -166,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     add(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
     try:
+        out = getattr(args, "out", None)
+        if out and Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"--out {out} is an existing file; give a folder")
         return run(args) or 0
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         print(f"basam {name}: error: {e}", file=sys.stderr)

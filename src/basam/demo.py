@@ -1,9 +1,13 @@
-"""`basam demo`: BA-SAM against plain SAM across resolutions, offline, on the embedded model.
+"""`basam demo`: where SAM degrades away from its training size, and what fixes it. Offline, on
+the embedded model, through the sweep's one evaluation loop.
 
 The embedded model was trained at one size only (256 px, a 16×16 token grid), as SAM was at
-1024 px. The demo renders held-out synthetic scenes at 0.5× to 4× that size — each at its own
-resolution, with the detail that resolution holds — prompts each with the box of its target, and
-scores every attention preset at every size.
+1024 px. The demo renders held-out synthetic scenes of every family at 0.5× to 4× that size —
+each at its own resolution, with the detail that resolution holds — prompts each with the box
+of its target, and scores four settings at every size: plain SAM, BA-SAM, SAM with windows grown
+with the image, and the `auto` policy (small images resized up to the training size, large ones
+native with grown windows). An overlay sheet shows a camouflaged scene at 4× with fixed and grown
+windows, and a small scene run at its own size and under `auto`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import add_model_arguments, attention_overrides, load_model_from_args, overlay
+from .cli import add_model_arguments, load_model_from_args, overlay
 from .config import AttentionConfig
+from .data.specs import SynthDataset
 from .data.synth import FAMILIES
-from .evaluate import EvalSettings, SynthDataset, evaluate, prompt_for, sweep_table, write_sweep
+from .evaluate import EvalSettings, prompt_for
 from .predictor import Predictor
+from .report import sweep_table
+from .sweep import Column, Row, run_sweep
 
 SCALES = (0.5, 1, 2, 3, 4)
 
@@ -27,12 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="basam-demo")
     p.add_argument("--n", type=int, default=3, help="held-out scenes per family")
     p.add_argument("--resolutions", default=None, help="comma-separated sizes (default: 0.5×–4× the training size)")
-    p.add_argument("--presets", default="sam,nsf,bm,basam")
     p.add_argument("--prompt", default="box", help="box | center | points | box+center | none")
     p.add_argument("--quick", action="store_true", help="one scene per family, three sizes (for tests)")
 
 
+def demo_rows() -> list[Row]:
+    sam, basam = AttentionConfig.from_preset("sam"), AttentionConfig.from_preset("basam")
+    return [Row("sam", sam), Row("basam", basam), Row("sam + scaled windows", sam, "scaled"),
+            Row("auto", sam, "scaled", policy="auto")]
+
+
 def run(args: argparse.Namespace) -> int:
+    settings = EvalSettings(prompt=args.prompt, group_by_prefix=True)  # checks the prompt kind first
+    if args.n < 1:
+        raise ValueError(f"--n {args.n}: give at least one scene per family")
     model = load_model_from_args(args, attn="sam")
     train_side = model.cfg.img_size
     if args.resolutions:
@@ -40,61 +55,46 @@ def run(args: argparse.Namespace) -> int:
     else:
         sizes = [int(train_side * s) for s in ((0.5, 1, 2) if args.quick else SCALES)]
     n = 1 if args.quick else args.n
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}
-    settings = EvalSettings(prompt=args.prompt, group_by_prefix=True)
     out = Path(args.out)
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
     print(f"model {model.cfg.name} (trained at {train_side} px); {n} held-out scenes × {len(FAMILIES)} families; "
           f"prompt {args.prompt}; sizes {', '.join(map(str, sizes))} px")
-    records = []
-    for size in sizes:
-        scenes = SynthDataset(FAMILIES, n, size)
-        for preset in presets:
-            model.set_attention(configs[preset])
-            predictor = Predictor(model, resolution=size)
-            result = evaluate(predictor, scenes, settings, progress=False)
-            records.append({"preset": preset, "prompt": args.prompt, "resolution": str(size), **result.summary()})
-            print(f"  {preset:>6} @ {size:>4} px: mIoU {records[-1]['mIoU']:.3f}")
-            _save_overlay(predictor, scenes[0], out / "overlays" / f"{preset}_{size}.png", settings)
-    records.sort(key=lambda r: presets.index(r["preset"]))
-    write_sweep(records, out, "mIoU", title=f"basam demo: {model.cfg.name} trained at {train_side} px, {args.prompt} prompts")
-    _overlay_grid(out, presets, sizes)
+    records, _ = run_sweep(model, demo_rows(), [Column(str(s), s, s) for s in sizes], [args.prompt],
+                           lambda column: SynthDataset(FAMILIES, n, column.render_size), settings, out,
+                           title=f"basam demo: {model.cfg.name} trained at {train_side} px, {args.prompt} prompts",
+                           log=lambda line: print("  " + line.strip()), progress=False)
+    _overlay_sheet(model, out, settings, small=min(sizes), large=max(sizes))
     print()
     print(sweep_table(records, "mIoU"))
-    print(f"\nwrote {out}/sweep.md, sweep.csv, sweep.png, overlays.png and overlays/")
+    print(f"\nwrote {out}/sweep.md, sweep.csv, sweep.json, sweep.png and overlays.png")
     return 0
 
 
-def _save_overlay(predictor: Predictor, sample, path: Path, settings: EvalSettings) -> None:
-    from PIL import Image
-
-    image, gt = sample.load()
-    prompt = prompt_for(sample, gt, settings)
-    predictor.set_image(image)
-    mask = predictor.predict_proba(**prompt.as_kwargs()) >= 0.5
-    Image.fromarray(overlay(image, mask)).save(path)
-
-
-def _overlay_grid(out: Path, presets: list[str], sizes: list[int]) -> None:
-    """overlays.png: rows = presets, columns = sizes, every tile shown at the same display size."""
+def _overlay_sheet(model, out: Path, settings: EvalSettings, small: int, large: int) -> None:
+    """overlays.png, 2×2: a camouflaged scene at `large` px with fixed / scaled windows; a scene at
+    `small` px run at its own size / under auto."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
-    fig, axes = plt.subplots(len(presets), len(sizes), figsize=(2.2 * len(sizes), 2.3 * len(presets)), squeeze=False)
-    for i, preset in enumerate(presets):
-        for j, size in enumerate(sizes):
-            ax = axes[i][j]
-            ax.imshow(np.asarray(Image.open(out / "overlays" / f"{preset}_{size}.png")))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"{size} px", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(preset, fontsize=9)
+    model.set_attention(AttentionConfig.from_preset("sam"))
+    camouflaged = SynthDataset(("camouflaged",), 1, large)[0]
+    tiles = [(camouflaged, Predictor(model, large, windows="fixed"), f"{large} px, windows fixed"),
+             (camouflaged, Predictor(model, large, windows="scaled"), f"{large} px, windows scaled")]
+    small_scene = SynthDataset(("salient",), 1, small)[0]
+    tiles += [(small_scene, Predictor(model, small), f"{small} px image at {small} px (native)"),
+              (small_scene, Predictor(model, "auto"), f"{small} px image, auto (→ {model.cfg.img_size} px)")]
+    fig, axes = plt.subplots(2, 2, figsize=(7, 7.4))
+    for ax, (sample, predictor, title) in zip(axes.flat, tiles):
+        image, gt = sample.load()
+        prompt = prompt_for(sample, gt, settings)
+        predictor.set_image(image)
+        mask = predictor.predict_proba(**prompt.as_kwargs()) >= 0.5
+        iou = (mask & (gt > 127)).sum() / max(1, (mask | (gt > 127)).sum())
+        ax.imshow(np.asarray(overlay(image, mask)))
+        ax.set_title(f"{title}\nIoU {iou:.2f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     fig.savefig(out / "overlays.png", dpi=100)
     plt.close(fig)

@@ -1,5 +1,5 @@
-"""`basam eval` and `basam sweep`: the field's metrics at the ground truth's own resolution, for one
-setting or for attention presets × resolutions (the paper's Figure 1, right).
+"""The scoring loop, and `basam eval`: the field's metrics at the ground truth's own resolution.
+`basam sweep` (basam.sweep) runs this loop over presets × windows × resolutions × prompts.
 
 Each image is encoded at the resolution policy, prompted from its ground truth (deterministic by
 seed and sample name), and the predicted probability map — brought back to the original image
@@ -10,7 +10,6 @@ world-th sample and rank 0 merges the per-image results exactly once.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
-from .config import AttentionConfig
-from .data.datasets import Dataset, SampleError, binarize, open_dataset
+from .data.datasets import Dataset, SampleError, binarize
+from .data.specs import open_eval_data
 from .data.prompts import KINDS, sample_prompt, prompt_rng
 from .metrics import SegMetrics, write_per_image_csv, write_summary_json
 from .predictor import Predictor
@@ -85,7 +84,12 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
                 result.problems.append((e.name, e.reason))
             continue
         start = time.perf_counter()
-        predictor.set_image(image)
+        try:
+            predictor.set_image(image)
+        except (ValueError, RuntimeError, MemoryError) as e:  # too large, out of memory: named, counted
+            for result in results.values():
+                result.problems.append((sample.name, f"encoding failed: {type(e).__name__}: {str(e).splitlines()[0]}"))
+            continue
         encode_seconds = time.perf_counter() - start
         for kind, result in results.items():
             try:
@@ -117,65 +121,6 @@ def merge_ranks(part: EvalResult) -> EvalResult | None:
     rows = sorted((r for p in parts for r in p[2]), key=lambda r: r["index"])
     problems = [x for p in parts for x in p[3]]
     return EvalResult(metrics, groups, rows, problems)
-
-
-class SynthDataset:
-    """Held-out synthetic scenes rendered at size×size on demand: the `synth[:FAMILIES]` data spec.
-    Rendering at the evaluated resolution, rather than resizing one file, gives every resolution
-    its own detail (thin wires, fine texture), which is the point of a resolution sweep."""
-
-    layout = "synth"
-
-    def __init__(self, families: tuple[str, ...], n_per_family: int, size: int, split: str = "test", seed: int = 0):
-        from .data.synth import scene_seed
-
-        self.name, self.split, self.problems = f"synth-{split}@{size}", split, []
-        self.samples = [_SynthSample(f"{fam}_{split}_{i:04d}", fam, scene_seed(seed, split, i), size)
-                        for fam in families for i in range(n_per_family)]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        return self.samples[i]
-
-    def summary(self) -> dict:
-        return {"name": self.name, "layout": "synth", "split": self.split, "samples": len(self), "problems": 0,
-                "problem_list": []}
-
-
-@dataclass
-class _SynthSample:
-    name: str
-    family: str
-    seed: int
-    size: int
-    box = None
-
-    def load(self):
-        from .data.synth import make_scene, render
-
-        scene = render(make_scene(self.seed, self.family), self.size, self.size)
-        return scene.image, scene.mask.astype(np.uint8) * 255
-
-
-def open_eval_data(spec: str, split: str | None, resolution, n_per_family: int = 10):
-    """A dataset from disk (any reader layout), or `synth[:FAMILIES]` rendered at `resolution`."""
-    from .data.synth import FAMILIES
-
-    layout, _, rest = spec.partition(":")
-    if layout != "synth":
-        dataset = open_dataset(spec, split)
-        if len(dataset) == 0:
-            raise ValueError(f"{spec}: no image/mask pairs found ({len(dataset.problems)} problems: "
-                             f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})")
-        return dataset
-    families = FAMILIES if rest in ("", "all") else tuple(f.strip() for f in rest.split(","))
-    if bad := [f for f in families if f not in FAMILIES]:
-        raise ValueError(f"unknown synthetic families {bad}; choose from {', '.join(FAMILIES)} or all")
-    if not isinstance(resolution, int):
-        raise ValueError("synthetic data is rendered at each resolution N (square): give N, not native")
-    return SynthDataset(families, n_per_family, resolution, split or "test")
 
 
 def prompt_for(sample, gt, settings: EvalSettings):
@@ -265,112 +210,3 @@ def eval_run(args) -> int:
     _report_problems(dataset, result)
     print(f"wrote {out}/per_image.csv and {out}/summary.json")
     return 0
-
-
-def sweep_add_arguments(p: argparse.ArgumentParser) -> None:
-    _add_common(p)
-    p.add_argument("--resolution", default="512,1024,1536,2048", help="comma-separated policies: N or native")
-    p.add_argument("--metric", default="mIoU", help=f"metric of the table and plot ({', '.join(HEADLINE)}, …)")
-
-
-def sweep_run(args) -> int:
-    from .cli import attention_overrides, load_model_from_args
-    from .transforms import parse_resolution
-
-    rank, world = distributed.setup(args.device)
-    presets = [p.strip() for p in (args.attn or "sam,nsf,bm,basam").split(",") if p.strip()]
-    prompts = [p.strip() for p in args.prompt.split(",") if p.strip()]
-    for kind in prompts or [args.prompt]:  # validate first ('' fails as an unknown kind)
-        EvalSettings(prompt=kind)
-    resolutions = [parse_resolution(r) for r in args.resolution.split(",") if r.strip()]
-    configs = {p: AttentionConfig.from_preset(p, **attention_overrides(args)) for p in presets}  # validate first
-    model = load_model_from_args(args, attn=presets[0])
-    records, problems, dataset = [], None, None
-    per_size = args.data.partition(":")[0] == "synth" and not args.render_size  # scenes rendered per size
-    for res in resolutions:
-        if dataset is None or per_size:  # files are opened once
-            dataset = open_eval_data(args.data, args.split, args.render_size or res, args.n)
-        settings = _settings(args, dataset, prompts[0])
-        for preset in presets:
-            model.set_attention(configs[preset])
-            parts = evaluate_prompts(Predictor(model, res), dataset, settings, prompts, rank, world)
-            for kind in prompts:
-                result = merge_ranks(parts[kind])
-                if result is not None:
-                    problems = result.problems if problems is None else problems  # the same in every run
-                    records.append({"preset": preset, "prompt": kind, "resolution": str(res), **result.summary()})
-                    print(f"{preset:>9} {kind:>6} @ {res!s:>6}: {args.metric} {records[-1][args.metric]:.4f}")
-    records.sort(key=lambda r: (prompts.index(r["prompt"]), presets.index(r["preset"])))  # resolutions stay in order
-    distributed.teardown()
-    if rank != 0:
-        return 0
-    if args.metric not in records[0]:
-        raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(k for k in records[0] if k != 'groups')}")
-    out = Path(args.out)
-    name = dataset.name.split("@")[0] + " rendered at each resolution" if per_size else dataset.name
-    write_sweep(records, out, args.metric, title=f"{name} ({model.cfg.name}, prompt {args.prompt})")
-    print((out / "sweep.md").read_text())
-    _report_problems(dataset, EvalResult(SegMetrics(), {}, [], problems))
-    print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
-    return 0
-
-
-def _row_label(record: dict, several_prompts: bool) -> str:
-    return f"{record['preset']}, {record['prompt']}" if several_prompts else record["preset"]
-
-
-def sweep_table(records: list[dict], metric: str, group: str | None = None) -> str:
-    """Markdown: one row per preset (per preset and prompt kind when there are several), one column
-    per resolution; of the per-prefix group `group` if given."""
-    resolutions = list(dict.fromkeys(r["resolution"] for r in records))
-    several = len({r["prompt"] for r in records}) > 1
-    rows: dict[str, dict[str, float]] = {}
-    for r in records:
-        scores = r["groups"][group] if group else r
-        rows.setdefault(_row_label(r, several), {})[r["resolution"]] = scores[metric]
-    head = f"{metric}, {group}" if group else metric
-    lines = [f"| {head} | " + " | ".join(resolutions) + " |", "|---" * (len(resolutions) + 1) + "|"]
-    for label, value in rows.items():
-        lines.append(f"| {label} | " + " | ".join(f"{value[res]:.4f}" for res in resolutions) + " |")
-    return "\n".join(lines)
-
-
-def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") -> None:
-    """sweep.md (the table, then one per group if there are groups), sweep.csv (every metric),
-    sweep.json (with per-group results), sweep.png (one colour per preset, one line style per prompt)."""
-    import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    groups = list(records[0].get("groups", {}))
-    tables = [sweep_table(records, metric)] + [sweep_table(records, metric, g) for g in groups]
-    (out / "sweep.md").write_text("\n\n".join(tables) + "\n")
-    flat = [{k: v for k, v in r.items() if k != "groups"} for r in records]
-    with open(out / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(flat[0]))
-        writer.writeheader()
-        writer.writerows(flat)
-    (out / "sweep.json").write_text(json.dumps(records, indent=1, default=float))
-    resolutions = list(dict.fromkeys(r["resolution"] for r in records))
-    presets = list(dict.fromkeys(r["preset"] for r in records))
-    prompts = list(dict.fromkeys(r["prompt"] for r in records))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (preset, kind) in ((p, k) for k in prompts for p in presets):
-        ys = [next(r[metric] for r in records if r["preset"] == preset and r["prompt"] == kind
-                   and r["resolution"] == res) for res in resolutions]
-        ax.plot(range(len(resolutions)), ys, marker="o", color=f"C{presets.index(preset)}",
-                linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],
-                label=_row_label({"preset": preset, "prompt": kind}, len(prompts) > 1))
-    ax.set_xticks(range(len(resolutions)), resolutions)
-    ax.set_xlabel("input resolution (long side, px)")
-    ax.set_ylabel(metric)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=len(prompts))
-    fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
-    plt.close(fig)

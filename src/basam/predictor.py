@@ -34,12 +34,17 @@ class Predictor:
 
     mask_threshold = 0.0
 
-    def __init__(self, model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE):
+    def __init__(self, model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE,
+                 windows: str | None = None):
+        """windows: "fixed" | "scaled" for this predictor's encodings; None → "scaled" under auto,
+        else the model's setting. The model is never changed."""
         self.model = model.eval()
         self.resolution = model.cfg.img_size if resolution is None else resolution
         self.max_side = max_side
         model_input_size((64, 64), self.resolution, model.cfg.img_size, max_side)  # validate now, not at the first image
-        self.windows = "scaled" if parse_resolution(self.resolution) == "auto" else None  # None: the model's
+        if windows not in (None, "fixed", "scaled"):
+            raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
+        self.windows = windows or ("scaled" if parse_resolution(self.resolution) == "auto" else None)
         self.features: torch.Tensor | None = None
         self.note: str | None = None
 

@@ -62,12 +62,10 @@ class SynthSource:
     `split`, rendered with its long side at the requested resolution."""
 
     def __init__(self, families: str, split: str):
-        names = [f.strip() for f in families.split(",") if f.strip()]
-        names = list(FAMILIES) if names == ["all"] else names
-        bad = [f for f in names if f not in FAMILIES]
-        if bad or not names:
-            raise ValueError(f"synth:{families}: unknown families {bad}; expected 'all' or some of {', '.join(FAMILIES)}")
-        self.families, self.split = tuple(names), split
+        from .specs import synth_families
+
+        names = synth_families(families)
+        self.families, self.split = names, split
         self.name = f"synth:{','.join(names)}:{split}"
         self.size = None  # endless
 
