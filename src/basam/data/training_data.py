@@ -258,40 +258,59 @@ def collate(examples: list[Example]) -> dict:
             "valid": torch.stack([e.valid for e in examples]), "groups": groups}
 
 
-def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
-                   seed: int, flat_ok: bool = False) -> list[Example]:
-    """Up to `size` held-out examples, spread evenly over each source (synth: the first scenes of
-    the split, families in turn); prompts without jitter, fixed by (seed, sample name). flat_ok:
-    a flat generic folder counts as the split (for --val-data given apart from --data)."""
-    from .prompts import prompt_rng
+class ValidationSet:
+    """Held-out samples kept in memory, with the resolution and prompt settings they are scored at:
+    a dataset for `basam.evaluate`, so validation is `basam eval`'s loop."""
 
-    out = []
+    layout = "validation"
+
+    def __init__(self, samples: list, resolution: int, kind: str, seed: int):
+        from ..evaluate import EvalSettings
+
+        self.name, self.samples, self.problems = "validation", samples, []
+        self.resolution, self.settings = resolution, EvalSettings(prompt=kind, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return self.samples[i]
+
+
+@dataclass
+class HeldOut:
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+    box = None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.image, self.gt
+
+
+def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
+                   seed: int, flat_ok: bool = False) -> ValidationSet:
+    """Up to `size` held-out samples, spread evenly over each source (synth: the first scenes of
+    the split, families in turn); prompts as `basam eval --seed seed` gives them. flat_ok: a flat
+    generic folder counts as the split (for --val-data given apart from --data)."""
+    samples = []
     per_source = max(1, size // len(specs))
     for spec, _ in specs:
         source = open_source(spec, split, flat_ok)
         n = per_source if source.size is None else min(per_source, source.size)
         picks = range(n) if source.size is None else np.linspace(0, source.size - 1, n).round().astype(int)
         for i in picks:
-            name, image, gt = source.load(int(i), resolution)
-            out.append(make_example(image, gt, resolution, kind, prompt_rng(seed, name), 0.0, 1, name, keep_gt=True))
-    return out
+            samples.append(HeldOut(*source.load(int(i), resolution)))
+    return ValidationSet(samples, resolution, kind, seed)
 
 
 @torch.no_grad()
-def validate(model, examples: list, device, use_bf16: bool = False) -> dict:
-    """SegMetrics over the held-out examples, masks at the original gt size; one image at a time."""
-    from ..metrics import SegMetrics
-    from ..transforms import masks_to_original
+def validate(model, val_set: ValidationSet, device, use_bf16: bool = False) -> dict:
+    """SegMetrics over the held-out samples through the Predictor, as `basam eval` scores them."""
+    from ..evaluate import evaluate
+    from ..predictor import Predictor
 
-    model.eval()
-    metrics = SegMetrics()
-    for e in examples:
-        resized = (int(e.valid[:, 0].sum()), int(e.valid[0].sum()))
-        points = None if e.points is None else (e.points[None].to(device), e.labels[None].to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            low, _ = model(e.image[None].to(device), points=points,
-                           boxes=None if e.box is None else e.box[None].to(device), multimask_output=False)
-        prob = torch.sigmoid(masks_to_original(low.float(), tuple(e.image.shape[-2:]), resized, e.gt.shape))
-        metrics.update(prob[0, 0].cpu().numpy(), e.gt)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        result = evaluate(Predictor(model, val_set.resolution), val_set, val_set.settings, progress=False)
     model.train()
-    return metrics.results()
+    return result.metrics.results()
