@@ -41,12 +41,11 @@ def attention_overrides(args: argparse.Namespace) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def add_resolution_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+def add_resolution_arguments(p: argparse.ArgumentParser) -> None:
     from .transforms import AUTO_MAX_SIDE
 
     p.add_argument("--resolution", default=None,
-                   help=("comma-separated policies: " if several else "")
-                   + "N (long side resized to N, padded; default: the model's pretraining side, 1024 for SAM) | "
+                   help="N (long side resized to N, padded; default: the model's pretraining side, 1024 for SAM) | "
                      "native | auto (smaller images resized up to the pretraining side, larger ones native with "
                      "scaled windows)")
     p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px); larger "
@@ -105,7 +104,8 @@ def predict_run(args: argparse.Namespace) -> int:
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
     Image.fromarray(overlay(np.asarray(image.convert("RGB")), mask)).save(out / f"{stem}_overlay.png")
     print(f"model {model.cfg.name}, attention {model.attn_cfg.describe()}, resolution {predictor.resolution} "
-          f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}, windows {predictor.windows or model.attn_cfg.windows}; predicted IoU {scores[best]:.3f}; "
+          f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}, windows {predictor.windows or model.attn_cfg.windows}; "
+          f"predicted IoU {scores[best]:.3f}; "
           f"mask area {mask.mean():.1%}; wrote {out}/{stem}_mask.png and {stem}_overlay.png")
     return 0
 
