@@ -18,8 +18,9 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
 MIN_SIDE, MAX_SIDE, MULTIPLE = 64, 4096, 16
-# `auto`'s cap on the long side. 2048 px: vit_b's encoder with scaled windows holds ~5 GB there and
-# the default model ~1 GB (README, "Use"); beyond it the image is resized down to the cap.
+# `auto`'s cap on the long side; beyond it the image is resized down to it. At 2048 px the default
+# model's encoder with scaled windows peaks at 0.83 GB RSS (benchmarks/bench_windows.py); vit_b's
+# at 1.41 GB with fixed windows, scaled ones estimated close to it (README, "Use").
 AUTO_MAX_SIDE = 2048
 
 Resolution = int | str
