@@ -128,7 +128,7 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
     | tee "$out/attention/stats.md"
   ;;
 windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test)
-  sweep --n 8 --attn sam --windows fixed,scaled --resolution 128,256,512,1024 --prompt box,center,none \
+  sweep --n 8 --attn sam --windows fixed,scaled --resolution 96,128,256,512,1024 --prompt box,center,none \
     --out "$out/window-scale"
   sweep --n 3 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none --out "$out/window-scale-2048"
   # and BA-SAM on top of scaled windows
