@@ -312,5 +312,8 @@ def validate(model, val_set: ValidationSet, device, use_bf16: bool = False) -> d
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         result = evaluate(Predictor(model, val_set.resolution), val_set, val_set.settings, progress=False)
+    if result.problems:  # e.g. an empty ground truth, which no prompt can point at
+        warnings.warn(f"validation: {len(result.problems)} sample(s) not scored: "
+                      + "; ".join(f"{name}: {reason}" for name, reason in result.problems[:3]))
     model.train()
     return result.metrics.results()
