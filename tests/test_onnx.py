@@ -138,7 +138,7 @@ def test_external_data_path(tmp_path, one_thread):
     check_against_torch(model, tmp_path, (128, 192), (100, 170))
 
 
-def test_cli_export_onnx_and_hf(tmp_path, capsys):
+def test_cli_export_onnx_and_hf(tmp_path, capsys, one_thread):
     from basam.cli import main
 
     assert main(["export-onnx", "--model", "tiny", "--resolution", "128x192", "--out", str(tmp_path / "onnx")]) == 0
