@@ -1,6 +1,7 @@
 """Hugging Face SamModel checkpoints in and out, checked against transformers' own forward."""
 
 import json
+import shutil
 import warnings
 
 import pytest
@@ -117,6 +118,12 @@ def test_hf_errors_are_one_line(tmp_path):
     basam.save_model(basam.load_model("tiny"), tmp_path / "hf", format="hf")
     with pytest.raises(CheckpointError, match="holds a tiny model, not vit_b"):
         basam.load_model("vit_b", checkpoint=tmp_path / "hf")
+    # a weights file without its config.json: the size from its shapes, HF's default decoder eps
+    (tmp_path / "alone").mkdir()
+    shutil.copy(tmp_path / "hf" / "model.safetensors", tmp_path / "alone" / "weights.safetensors")
+    with pytest.warns(UserWarning, match="eps 1e-06"):
+        alone = basam.load_model("tiny", checkpoint=tmp_path / "alone" / "weights.safetensors")
+    assert alone.cfg.name == "tiny" and alone.cfg.decoder_norm_eps == 1e-6
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
     config["vision_config"]["use_rel_pos"] = False
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))

@@ -210,7 +210,7 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         if config is not None:
             cfg = model_config_from_hf(config, basam.get("model", {}).get("name"))
         else:
-            cfg = _guess_config(hf_state, path)
+            cfg = _guess_config(hf_state)
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if cfg.decoder_norm_eps != OFFICIAL_DECODER_NORM_EPS:
@@ -253,7 +253,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read checkpoint {found}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
 
 
-def _guess_config(hf_state: dict[str, torch.Tensor], path: Path) -> ModelConfig:
+def _guess_config(hf_state: dict[str, torch.Tensor]) -> ModelConfig:
     """A lone weights file: the basam size whose encoder width, depth and grid match, with HF's
     default decoder eps (the file cannot say otherwise)."""
     pos = hf_state.get("vision_encoder.pos_embed")

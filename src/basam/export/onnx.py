@@ -33,7 +33,7 @@ from ..modeling.sam import Sam
 from ..transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
 
 OPSET = 17
-# protobuf refuses files over 2 GiB; above this many bytes of weights (vit_h) the tensors go to a side file.
+# protobuf refuses files over 2 GiB; above this many bytes of tensors (vit_h) they go to a side file.
 EXTERNAL_DATA_BYTES = 1_500_000_000
 
 
@@ -128,7 +128,7 @@ def decoder_example_inputs(model: Sam, input_hw: tuple[int, int], num_points: in
 def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_single_mask: bool = False,
                 external_data: bool | None = None, opset: int = OPSET) -> dict[str, Path]:
     """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
-    external_data None → only when the encoder's weights would pass protobuf's 2 GiB limit."""
+    external_data None → only when the tensors would come near protobuf's 2 GiB limit."""
     model = model.cpu().eval()
     h, w = input_hw
     tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
@@ -141,10 +141,8 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     image = torch.zeros(1, 3, h, w)
     with torch.no_grad():
         model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.image_encoder.parameters())
-    external = weight_bytes > EXTERNAL_DATA_BYTES if external_data is None else external_data
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
-    _export(model.image_encoder, (image,), paths["encoder"], ["image"], ["image_embeddings"], {}, opset, external)
+    _export(model.image_encoder, (image,), paths["encoder"], ["image"], ["image_embeddings"], {}, opset, external_data)
     decoder = DecoderGraph(model, input_hw, return_single_mask)
     inputs = decoder_example_inputs(model, input_hw)
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
@@ -153,7 +151,7 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     return paths
 
 
-def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int, external: bool) -> None:
+def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int, external: bool | None) -> None:
     import onnx
 
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings(), torch.no_grad():
@@ -164,6 +162,8 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int,
         proto = onnx.load(str(staged))
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
+    if external is None:
+        external = sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
     if external:
         onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=1024)
