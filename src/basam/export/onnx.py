@@ -83,7 +83,8 @@ class DecoderGraph(nn.Module):
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
         prompt = self.model.prompt_encoder
         sparse = self.embed_points(point_coords, point_labels)
-        dense = has_mask_input * prompt.mask_downscaling(mask_input) + (1 - has_mask_input) * prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input * prompt.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
         masks, scores = self.model.mask_decoder.predict_masks(image_embeddings, self.image_pe, sparse, dense)
         if self.return_single_mask:
             masks, scores = self.select_mask(masks, scores, point_coords.shape[1])
