@@ -13,6 +13,7 @@ from basam.checkpoint import CheckpointError, load_state
 from basam.export.hf import hf_config, hf_name, model_config_from_hf
 
 transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A small architecture at SAM's 1024 px (HF's SamModel runs at its configured size only): a 64×64
 # grid of 32-wide tokens, one windowed and one global block, a small decoder.
@@ -63,7 +64,7 @@ def compare(hf_model, ours, atol=1e-4):
     assert hf_points.abs().max() > 10 * atol  # the logits are not trivially small
 
 
-def test_hf_checkpoint_loads_and_matches_transformers(tmp_path, one_thread):
+def test_hf_checkpoint_loads_and_matches_transformers(tmp_path):
     hf_model = random_hf_model(SMALL_1024)
     hf_model.save_pretrained(tmp_path / "hf")
     with pytest.warns(UserWarning, match="eps 1e-06"):
@@ -77,7 +78,7 @@ def test_hf_checkpoint_loads_and_matches_transformers(tmp_path, one_thread):
     assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), ours.state_dict().values()))
 
 
-def test_official_state_dict_saved_as_hf_opens_in_transformers(tmp_path, one_thread):
+def test_official_state_dict_saved_as_hf_opens_in_transformers(tmp_path):
     from official import official_sam, randomize
 
     official = randomize(official_sam(SMALL_1024), seed=3)
@@ -89,7 +90,7 @@ def test_official_state_dict_saved_as_hf_opens_in_transformers(tmp_path, one_thr
     compare(hf_model, ours)
 
 
-def test_every_name_maps_onto_transformers(one_thread):
+def test_every_name_maps_onto_transformers():
     """Both directions of the name table cover exactly the real SamModel's parameters."""
     tiny = basam.MODEL_CONFIGS["tiny"]
     hf_keys = set(random_hf_model(tiny).state_dict()) - {"prompt_encoder.shared_embedding.positional_embedding"}

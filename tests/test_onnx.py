@@ -15,6 +15,7 @@ from basam.transforms import masks_to_original
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 README = Path(__file__).parents[1] / "README.md"
 OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
@@ -72,7 +73,7 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
     ("basam", (512, 512), (480, 640)),   # above the 256 px training size: the bias is in the graph
     ("basam", (384, 256), (600, 410)),   # non-square input
 ])
-def test_default_model_onnx_matches_torch(tmp_path, one_thread, attn, input_hw, orig_hw):
+def test_default_model_onnx_matches_torch(tmp_path, attn, input_hw, orig_hw):
     model = basam.load_model("default", attn=attn)
     export_onnx(model, tmp_path, input_hw)
     check_against_torch(model, tmp_path, input_hw, orig_hw)
@@ -84,7 +85,7 @@ VIT_B_2 = basam.ModelConfig("vit_b_2blocks", 768, 2, 12, (1,))
 
 
 @pytest.mark.slow
-def test_vit_b_width_onnx_matches_torch(tmp_path, one_thread):
+def test_vit_b_width_onnx_matches_torch(tmp_path):
     from official import randomize
 
     model = randomize(basam.Sam(VIT_B_2), seed=5).eval()
@@ -93,7 +94,7 @@ def test_vit_b_width_onnx_matches_torch(tmp_path, one_thread):
         check_against_torch(model, tmp_path / f"{input_hw}", input_hw, orig_hw)
 
 
-def test_decoder_is_the_official_export(tmp_path, one_thread):
+def test_decoder_is_the_official_export(tmp_path):
     """The same weights through the official SamOnnxModel export and ours: same input and output
     names, same outputs from one feed, for two numbers of points."""
     from official import official_modeling, official_sam, randomize
@@ -129,7 +130,7 @@ def test_decoder_is_the_official_export(tmp_path, one_thread):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4
 
 
-def test_external_data_path(tmp_path, one_thread):
+def test_external_data_path(tmp_path):
     """What vit_h gets automatically, forced on the tiny model."""
     model = basam.load_model("tiny", attn="basam")
     export_onnx(model, tmp_path, (128, 192), external_data=True)
@@ -138,7 +139,7 @@ def test_external_data_path(tmp_path, one_thread):
     check_against_torch(model, tmp_path, (128, 192), (100, 170))
 
 
-def test_cli_export_onnx_and_hf(tmp_path, capsys, one_thread):
+def test_cli_export_onnx_and_hf(tmp_path, capsys):
     from basam.cli import main
 
     assert main(["export-onnx", "--model", "tiny", "--resolution", "128x192", "--out", str(tmp_path / "onnx")]) == 0
@@ -152,7 +153,7 @@ def test_cli_export_onnx_and_hf(tmp_path, capsys, one_thread):
     assert back.cfg.name == "tiny" and back.attn_cfg.preset == "bm"
 
 
-def test_readme_onnxruntime_example_runs(tmp_path, monkeypatch, one_thread):
+def test_readme_onnxruntime_example_runs(tmp_path, monkeypatch):
     """The README's example, run as written on an export of the default model at 256 px, gives
     the Predictor's mask."""
     from PIL import Image

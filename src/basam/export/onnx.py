@@ -140,8 +140,9 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     image = torch.zeros(1, 3, h, w)
-    with torch.no_grad():
-        model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
+    if model.attn_cfg.bias:
+        with torch.no_grad():
+            model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
     _export(model.image_encoder, (image,), paths["encoder"], ["image"], ["image_embeddings"], {}, opset, external_data)
     decoder = DecoderGraph(model, input_hw, return_single_mask)
