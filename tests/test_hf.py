@@ -11,6 +11,7 @@ import basam
 from basam import ModelConfig
 from basam.checkpoint import CheckpointError, load_state
 from basam.export.hf import hf_config, hf_name, model_config_from_hf
+from basam.tuning import add_adapters
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,6 +131,21 @@ def test_hf_errors_are_one_line(tmp_path):
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="use_rel_pos=False is not supported"):
         basam.load_model(checkpoint=tmp_path / "hf")
+    adapted = basam.load_model("tiny")
+    add_adapters(adapted, 4)
+    with pytest.raises(ValueError, match="adapter/LoRA tensors"):
+        basam.save_model(adapted, tmp_path / "adapted", format="hf")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="folder without a Hugging Face config.json"):
         basam.load_model("tiny", checkpoint=tmp_path / "empty")
+
+
+def test_sharded_hf_checkpoint(tmp_path):
+    hf_model = random_hf_model(basam.MODEL_CONFIGS["tiny"], seed=4)
+    hf_model.save_pretrained(tmp_path / "hf", max_shard_size="100KB")
+    assert (tmp_path / "hf" / "model.safetensors.index.json").is_file()
+    with pytest.warns(UserWarning, match="eps 1e-06"):
+        ours = basam.load_model("tiny", checkpoint=tmp_path / "hf")
+    theirs = hf_model.state_dict()
+    for name, tensor in ours.state_dict().items():
+        assert torch.equal(tensor, theirs[hf_name(name)]), name
