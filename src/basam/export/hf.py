@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import _BASAM_KEY, CheckpointError
 from ..config import MODEL_CONFIGS, ModelConfig
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
 HF_DEFAULT_DECODER_NORM_EPS = 1e-6  # SamMaskDecoderConfig's default
-_BASAM_KEY = ".mode."
 
 # basam (official) name → HF name, applied in order; the first matching pattern wins.
 _RULES = [(re.compile(a), b) for a, b in (
@@ -194,8 +194,6 @@ def is_hf_checkpoint(path: Path) -> bool:
 
 def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """→ (state dict under basam's names, {"model": …, "attention": …} as a basam export's)."""
-    from ..checkpoint import CheckpointError
-
     folder = path if path.is_dir() else path.parent
     config_file = folder / "config.json"
     try:
@@ -228,8 +226,6 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     """One safetensors file, a folder's model.safetensors, its shards, or its pytorch_model.bin."""
     from safetensors.torch import load_file
-
-    from ..checkpoint import CheckpointError
 
     if path.is_dir():
         index = path / "model.safetensors.index.json"
