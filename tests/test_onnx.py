@@ -68,13 +68,13 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
         assert np.abs(ref_low.numpy()).max() > 100 * atol
 
 
-@pytest.mark.parametrize("attn, input_hw, orig_hw", [
-    ("sam", (256, 256), (300, 200)),
-    ("basam", (512, 512), (480, 640)),   # above the 256 px training size: the bias is in the graph
-    ("basam", (384, 256), (600, 410)),   # non-square input
+@pytest.mark.parametrize("attn, windows, input_hw, orig_hw", [
+    ("sam", "fixed", (256, 256), (300, 200)),
+    ("basam", "fixed", (512, 512), (480, 640)),   # above the 256 px training size: the bias is in the graph
+    ("basam", "scaled", (384, 256), (600, 410)),  # non-square input, windows grown with it (8 → 12 tokens)
 ])
-def test_default_model_onnx_matches_torch(tmp_path, attn, input_hw, orig_hw):
-    model = basam.load_model("default", attn=attn)
+def test_default_model_onnx_matches_torch(tmp_path, attn, windows, input_hw, orig_hw):
+    model = basam.load_model("default", attn=attn, windows=windows)
     export_onnx(model, tmp_path, input_hw)
     check_against_torch(model, tmp_path, input_hw, orig_hw)
 

@@ -177,7 +177,7 @@ def attend(
     outputs = []
     # Inside the offset the bias is exactly zero (e.g. the checkpoint's own grid with offset "train");
     # inference skips it (an ONNX export then holds no all-zero bias); training keeps the slopes in the graph.
-    use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > mode.offset)
+    use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > mode.bias_offset(grid_hw))
     # Without autograd one distance buffer serves every chunk: fresh chunk-row allocations of a few
     # MB each fragment glibc's heap (+0.7 GB peak RSS for ViT-B at 2048 px). With autograd each chunk
     # keeps its own, which backward needs for the slopes' gradient.
