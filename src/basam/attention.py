@@ -104,9 +104,10 @@ def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows
     """max(0, dist − offset) for query rows `rows` of the grid: (len(rows), H·W) float32.
     Cached per (grid, distance, offset, device) and shared by every block with those settings;
     beyond the cache, written into `out` when given."""
+    grid_hw = (int(grid_hw[0]), int(grid_hw[1]))  # under the ONNX tracer sizes are tensors, which miss the cache
     n = grid_hw[0] * grid_hw[1]
     if n * n <= _CACHE_MAX_ENTRIES:
-        return _cached_excess_distance(tuple(grid_hw), distance, float(offset), torch.device(device))[rows]
+        return _cached_excess_distance(grid_hw, distance, float(offset), torch.device(device))[rows]
     return token_distance(grid_hw, distance, rows, device, out).sub_(offset).clamp_min_(0)
 
 
@@ -174,12 +175,15 @@ def attend(
     bytes_per_row = b * heads * n * max(q.element_size(), 4)
     chunk = max(1, min(n, mode.chunk_bytes // bytes_per_row))
     outputs = []
+    # Inside the offset the bias is exactly zero (e.g. the checkpoint's own grid with offset "train");
+    # inference skips it (an ONNX export then holds no all-zero bias); training keeps the slopes in the graph.
+    use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > mode.bias_offset(grid_hw))
     # Without autograd one distance buffer serves every chunk: fresh chunk-row allocations of a few
     # MB each fragment glibc's heap (+0.7 GB peak RSS for ViT-B at 2048 px). With autograd each chunk
     # keeps its own, which backward needs for the slopes' gradient.
-    reuse = mode.use_bias and n * n > _CACHE_MAX_ENTRIES and not torch.is_grad_enabled()
+    reuse = use_bias and n * n > _CACHE_MAX_ENTRIES and not torch.is_grad_enabled()
     dist_buffer = torch.empty(chunk, n, device=q.device) if reuse else None
-    neg_slopes = -mode.slopes.view(-1, 1, 1) if mode.use_bias else None
+    neg_slopes = -mode.slopes.view(-1, 1, 1) if use_bias else None
     for start in range(0, n, chunk):
         rows = slice(start, min(n, start + chunk))
         mask = None
@@ -187,7 +191,7 @@ def attend(
             mask = (rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(-2)
             if gain is not None:
                 mask = gain * mask
-        if mode.use_bias:
+        if use_bias:
             buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
             dist = excess_distance(grid_hw, mode.distance, mode.bias_offset(grid_hw), rows, q.device, buffer)
             # In place: one chunk-sized tensor instead of three (bias, sum, mask).

@@ -37,7 +37,7 @@ def load_model(
 
     model_type: "vit_b" | "vit_l" | "vit_h" | "tiny" | "default" (the embedded model).
     checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
-        safetensors file, or a basam export.
+        safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
     """
@@ -63,7 +63,13 @@ def load_model(
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """→ (state dict, basam metadata or {}). Any unreadable file becomes a CheckpointError."""
+    from .export.hf import is_hf_checkpoint, read_hf_checkpoint
+
     path = Path(path)
+    if is_hf_checkpoint(path):
+        return read_hf_checkpoint(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder without a Hugging Face config.json")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -120,11 +126,18 @@ def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
     return f"an unknown size (width {pos.shape[3]}, {depth} blocks, {pos.shape[1]}×{pos.shape[2]} grid)"
 
 
-def save_model(model: Sam, path: str | os.PathLike) -> Path:
+def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Path:
     """Write a safetensors file whose metadata holds the model and attention configs, so that
-    `load_model` can rebuild it without being told the size."""
+    `load_model` can rebuild it without being told the size. format="hf": a folder that
+    transformers.SamModel.from_pretrained opens (basam.export.hf)."""
     from safetensors.torch import save_file
 
+    if format == "hf":
+        from .export.hf import save_hf
+
+        return save_hf(model, path)
+    if format != "basam":
+        raise ValueError(f"unknown checkpoint format {format!r}; choose basam or hf")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"basam": json.dumps({"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()})}

@@ -17,6 +17,8 @@ COMMANDS = {
     "synth": ("basam.data.synth", "", "render the synthetic multi-resolution benchmark"),
     "train": ("basam.train", "", "fine-tune (one machine or many through torchrun)"),
     "demo": ("basam.demo", "", "the offline demo: BA-SAM vs SAM across resolutions on the embedded model"),
+    "export-onnx": ("basam.export.onnx", "", "export the encoder at one input size and the prompt decoder to ONNX"),
+    "export-hf": ("basam.export.hf", "", "save a model as a Hugging Face SamModel folder (config.json + safetensors)"),
 }
 
 

@@ -37,6 +37,9 @@ class ModelConfig:
     decoder_num_heads: int = 8
     iou_head_hidden_dim: int = 256
     num_multimask_outputs: int = 3
+    # LayerNorm eps of the two-way transformer blocks: 1e-5 in the official SAM; Hugging Face's
+    # SamConfig sets 1e-6 and basam follows the file it loads.
+    decoder_norm_eps: float = 1e-5
 
     @property
     def train_grid(self) -> tuple[int, int]:

@@ -26,7 +26,8 @@ class Sam(nn.Module):
         self.prompt_encoder = PromptEncoder(dim, cfg.mask_in_chans, cfg.patch_size)
         self.mask_decoder = MaskDecoder(
             dim,
-            TwoWayTransformer(cfg.decoder_depth, dim, cfg.decoder_num_heads, cfg.decoder_mlp_dim),
+            TwoWayTransformer(cfg.decoder_depth, dim, cfg.decoder_num_heads, cfg.decoder_mlp_dim,
+                              norm_eps=cfg.decoder_norm_eps),
             num_multimask_outputs=cfg.num_multimask_outputs,
             iou_head_hidden_dim=cfg.iou_head_hidden_dim,
         )

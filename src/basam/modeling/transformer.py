@@ -65,15 +65,16 @@ class TwoWayAttentionBlock(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
-        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.norm1 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
-        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.norm2 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
-        self.norm3 = nn.LayerNorm(embedding_dim)
-        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.norm3 = nn.LayerNorm(embedding_dim, eps=norm_eps)
+        self.norm4 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
@@ -114,6 +115,7 @@ class TwoWayTransformer(nn.Module):
         mlp_dim: int,
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.depth = depth
@@ -128,11 +130,12 @@ class TwoWayTransformer(nn.Module):
                 activation=activation,
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
+                norm_eps=norm_eps,
             )
             for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
-        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)  # default eps in the official and HF code alike
 
     def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
         # (B, C, Hg, Wg) -> (B, Hg·Wg, C): row-major token order, which the decoder relies on

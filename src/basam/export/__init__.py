@@ -1,0 +1,1 @@
+"""Other formats: Hugging Face SamModel checkpoints (hf) and ONNX Runtime graphs (onnx)."""

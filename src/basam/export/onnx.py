@@ -1,0 +1,203 @@
+"""ONNX export: the image encoder at one chosen input size, and the prompt decoder for its grid.
+
+encoder.onnx   image (1, 3, H, W) float32, normalised and zero-padded as `transforms.normalize_and_pad`
+               → image_embeddings (1, C, H/16, W/16). BA-SAM's λ(N) and bias are baked in for that size.
+decoder.onnx   the official SAM decoder export's contract (segment_anything.utils.onnx.SamOnnxModel):
+               image_embeddings (1, C, Hg, Wg), point_coords (1, N, 2) xy in model-input pixels,
+               point_labels (1, N) (1 fg, 0 bg, 2/3 box corners, -1 padding), mask_input (1, 1, 4Hg, 4Wg),
+               has_mask_input (1,), orig_im_size (2,) = (h, w) → masks (1, M, h, w) logits at the original
+               size, iou_predictions (1, M), low_res_masks (1, M, 4Hg, 4Wg); N is dynamic.
+
+The model input of an H×W export is the image scaled to fit inside H×W with its aspect ratio kept
+(side lengths rounded half up), padded at the bottom and right: for a square N this is SAM's
+resize-longest-side-to-N, and point coordinates are scaled by the same factor.
+
+Exported through the TorchScript-based `torch.onnx.export(dynamo=False)`: the dynamo exporter of
+torch 2.13 fails on the encoder's attention (a view it cannot decompose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attention import _CACHE_MAX_ENTRIES
+from ..modeling.sam import Sam
+from ..transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
+
+OPSET = 17
+# protobuf refuses files over 2 GiB; above this many bytes of tensors (vit_h) they go to a side file.
+EXTERNAL_DATA_BYTES = 1_500_000_000
+
+
+def parse_size(text: str | int) -> tuple[int, int]:
+    """"N" or "HxW" → (H, W), each a multiple of 16 in [64, 4096]."""
+    parts = str(text).lower().split("x")
+    try:
+        hw = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else None
+    except ValueError:
+        hw = None
+    if hw is None or any(s % MULTIPLE or not MIN_SIDE <= s <= MAX_SIDE for s in hw):
+        raise ValueError(f"--resolution {text!r}: expected N or HxW, multiples of {MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}")
+    return hw
+
+
+def fit_inside(orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:
+    """Size of an orig_hw image scaled, aspect kept, to fit inside input_hw (rounded half up)."""
+    scale = min(input_hw[0] / orig_hw[0], input_hw[1] / orig_hw[1])
+    return int(orig_hw[0] * scale + 0.5), int(orig_hw[1] * scale + 0.5)
+
+
+class DecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder + mask post-processing of one grid, with the official decoder
+    export's inputs and outputs (see the module docstring)."""
+
+    def __init__(self, model: Sam, input_hw: tuple[int, int], return_single_mask: bool):
+        super().__init__()
+        self.model = model
+        self.input_hw = input_hw
+        self.return_single_mask = return_single_mask
+        grid = model.prompt_encoder.grid_size(input_hw)
+        self.register_buffer("image_pe", model.prompt_encoder.get_dense_pe(grid), persistent=False)
+
+    def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(1, N, 2) xy, (1, N) float labels → (1, N, C), as PromptEncoder does for points and box
+        corners, written with masks instead of control flow."""
+        pe_layer = self.model.prompt_encoder.pe_layer
+        h, w = self.input_hw
+        xy = (coords + 0.5) / torch.tensor([w, h], dtype=coords.dtype)
+        embedding = pe_layer._pe_encoding(xy)
+        labels = labels.unsqueeze(-1)
+        embedding = embedding * (labels != -1) + self.model.prompt_encoder.not_a_point_embed.weight * (labels == -1)
+        for i, kind in enumerate(self.model.prompt_encoder.point_embeddings):
+            embedding = embedding + kind.weight * (labels == i)
+        return embedding
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
+        prompt = self.model.prompt_encoder
+        sparse = self.embed_points(point_coords, point_labels)
+        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input * prompt.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        masks, scores = self.model.mask_decoder.predict_masks(image_embeddings, self.image_pe, sparse, dense)
+        if self.return_single_mask:
+            masks, scores = self.select_mask(masks, scores, point_coords.shape[1])
+        return self.to_original(masks, orig_im_size), scores, masks
+
+    @staticmethod
+    def select_mask(masks: torch.Tensor, scores: torch.Tensor, num_points) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official rule without branches: with more than one real point (num_points counts the
+        padding point) the single-mask token, else the best-scored of the multimask tokens."""
+        prefer_single = torch.zeros(scores.shape[1], dtype=scores.dtype)
+        prefer_single[0] = 1000.0
+        best = torch.argmax(scores + (num_points - 2.5) * prefer_single, dim=1)
+        rows = torch.arange(masks.shape[0])
+        return masks[rows, best].unsqueeze(1), scores[rows, best].unsqueeze(1)
+
+    def to_original(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+        """Low-res logits → the model input size → cut to the resized image → the original size."""
+        h, w = self.input_hw
+        masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+        orig = orig_im_size.to(torch.float32)
+        scale = torch.min(torch.tensor([h, w], dtype=torch.float32) / orig)
+        resized = torch.floor(orig * scale + 0.5).to(torch.int64)
+        masks = masks[..., : resized[0], : resized[1]]
+        size = orig_im_size.to(torch.int64)
+        return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+
+
+def decoder_example_inputs(model: Sam, input_hw: tuple[int, int], num_points: int = 2) -> dict[str, torch.Tensor]:
+    """Inputs of the official contract with the shapes of this grid (used to trace the export)."""
+    hg, wg = model.prompt_encoder.grid_size(input_hw)
+    c = model.cfg.prompt_embed_dim
+    return {
+        "image_embeddings": torch.randn(1, c, hg, wg),
+        "point_coords": torch.randint(0, min(input_hw), (1, num_points, 2)).float(),
+        "point_labels": torch.randint(-1, 4, (1, num_points)).float(),
+        "mask_input": torch.randn(1, 1, 4 * hg, 4 * wg),
+        "has_mask_input": torch.tensor([1.0]),
+        "orig_im_size": torch.tensor([input_hw[0] * 0.75, input_hw[1] * 1.5]).round(),
+    }
+
+
+def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_single_mask: bool = False,
+                external_data: bool | None = None, opset: int = OPSET) -> dict[str, Path]:
+    """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
+    external_data None → only when the tensors would come near protobuf's 2 GiB limit."""
+    model = model.cpu().eval()
+    h, w = input_hw
+    tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
+    if model.attn_cfg.bias and tokens * tokens > _CACHE_MAX_ENTRIES:
+        raise ValueError(f"the BA-SAM bias of a {h}x{w} input ({tokens} tokens) is built chunk by chunk, which the "
+                         f"ONNX export cannot hold; export at most {int(math.isqrt(_CACHE_MAX_ENTRIES))} tokens "
+                         f"(e.g. 1024x1024 with 16 px patches)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    image = torch.zeros(1, 3, h, w)
+    if model.attn_cfg.bias:
+        with torch.no_grad():
+            model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
+    paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
+    _export(model.image_encoder, (image,), paths["encoder"], ["image"], ["image_embeddings"], {}, opset, external_data)
+    decoder = DecoderGraph(model, input_hw, return_single_mask)
+    inputs = decoder_example_inputs(model, input_hw)
+    dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    _export(decoder, tuple(inputs.values()), paths["decoder"], list(inputs),
+            ["masks", "iou_predictions", "low_res_masks"], dynamic, opset, False)
+    return paths
+
+
+def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int, external: bool | None) -> None:
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python scalars, all intended here
+        staged = Path(tmp) / path.name
+        torch.onnx.export(module, args, str(staged), input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        proto = onnx.load(str(staged))
+    data = path.with_name(path.name + ".data")
+    data.unlink(missing_ok=True)
+    if external is None:
+        external = sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+    else:
+        onnx.save_model(proto, str(path))
+
+
+# --- basam export-onnx -------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_model_arguments
+
+    add_model_arguments(p)
+    p.add_argument("--resolution", default="1024", help="model input N (N×N) or HxW, multiples of 16")
+    p.add_argument("--out", required=True, help="folder for encoder.onnx and decoder.onnx")
+    p.add_argument("--return-single-mask", action="store_true",
+                   help="the decoder returns the best mask only (as the official export's flag)")
+    p.add_argument("--external-data", action="store_true",
+                   help="weights in encoder.onnx.data (automatic above 1.5 GB, e.g. vit_h)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, ≥ {OPSET}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import load_model_from_args
+
+    input_hw = parse_size(args.resolution)
+    if args.opset < OPSET:
+        raise ValueError(f"--opset {args.opset}: needs {OPSET} or later (LayerNormalization)")
+    model = load_model_from_args(args)
+    paths = export_onnx(model, args.out, input_hw, args.return_single_mask, args.external_data or None, args.opset)
+    grid = model.prompt_encoder.grid_size(input_hw)
+    print(f"wrote {paths['encoder']} and {paths['decoder']}: {model.cfg.name}, attention {model.attn_cfg.describe()}, "
+          f"input {input_hw[0]}x{input_hw[1]} → {grid[0]}x{grid[1]} embeddings, opset {args.opset}")
+    return 0
