@@ -2,6 +2,7 @@
 its pieces against their definitions, and tiles."""
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -160,3 +161,79 @@ def test_bad_arguments_are_refused(models):
         AutomaticMaskGenerator(models[1], points_per_side=None)
     with pytest.raises(ValueError, match="tile_size"):
         AutomaticMaskGenerator(models[1], tile_size=256, tile_overlap=300)
+
+
+# --- `basam amg` ----------------------------------------------------------------------------------
+
+CLI_SETTINGS = ["--resolution", "256", "--points-per-side", "4", "--pred-iou-thresh", "0.05",
+                "--stability-score-thresh", "0.2", "--stability-score-offset", "0.05", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("amg_in")
+    for i, seed in enumerate((3, 5, 8)):
+        Image.fromarray(scene(seed, family="lesion")).save(d / f"scene{i}.png")
+    (d / "broken.jpg").write_bytes(b"not a jpeg")
+    return d
+
+
+def test_cli_writes_json_overlay_and_mask_folders_and_names_the_broken_file(folder, tmp_path, capsys):
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from basam.cli import main
+
+    assert main(["amg", str(folder), "--out", str(tmp_path), *CLI_SETTINGS, "--masks"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 unreadable" in captured.out and "broken.jpg" in captured.out and "broken.jpg" in captured.err
+    for i in range(3):
+        records = json.loads((tmp_path / f"scene{i}.json").read_text())
+        assert records and set(records[0]) == {"segmentation", "area", "bbox", "predicted_iou", "point_coords",
+                                               "stability_score", "crop_box"}
+        assert Image.open(tmp_path / f"scene{i}_overlay.png").size == (256, 192)
+        rows = (tmp_path / f"scene{i}" / "metadata.csv").read_text().splitlines()
+        assert rows[0].startswith("id,area,bbox_x0") and len(rows) == len(records) + 1
+        png = np.asarray(Image.open(tmp_path / f"scene{i}" / "0.png")) > 0
+        assert np.array_equal(png, mask_utils.decode(records[0]["segmentation"]).astype(bool))
+        assert int(rows[1].split(",")[1]) == records[0]["area"] == png.sum()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from basam.cli import main
+
+    assert main(["amg", str(tmp_path / "missing.png"), "--out", str(tmp_path)]) == 2
+    (tmp_path / "bad.png").write_bytes(b"x")
+    assert main(["amg", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == f"basam amg: error: image or folder not found: {tmp_path / 'missing.png'}"
+    assert err[-1].startswith("basam amg: error: no readable image")
+
+
+def test_two_torchrun_processes_write_what_one_process_writes(folder, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+         "--master-port", str(port), "-m", "basam.cli", "amg", str(folder), "--out", str(tmp_path / "two"),
+         *CLI_SETTINGS], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("segmented 3 image(s)") == 1  # rank 0 alone reports, for every rank
+    from basam.cli import main
+
+    assert main(["amg", str(folder), "--out", str(tmp_path / "one"), *CLI_SETTINGS]) == 0
+    for i in range(3):
+        two, one = (json.loads((tmp_path / d / f"scene{i}.json").read_text()) for d in ("two", "one"))
+        assert len(two) == len(one) > 0
+        for a, b in zip(two, one):  # equal up to float round-off between processes
+            assert a["segmentation"] == b["segmentation"] and a["bbox"] == b["bbox"]
+            assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-6)

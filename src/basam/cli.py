@@ -11,6 +11,7 @@ import sys
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
     "predict": ("basam.cli", "predict", "segment one image from points/boxes (or no prompt)"),
+    "amg": ("basam.amg_cli", "", "segment everything: every object's mask in an image or a folder"),
     "eval": ("basam.evaluate", "eval", "evaluate on a dataset with the standard metrics"),
     "sweep": ("basam.evaluate", "sweep", "evaluate attention presets × resolutions; table, CSV and plot"),
     "synth": ("basam.data.synth", "", "render the synthetic multi-resolution benchmark"),
