@@ -237,3 +237,17 @@ def test_two_torchrun_processes_write_what_one_process_writes(folder, tmp_path):
         for a, b in zip(two, one):  # equal up to float round-off between processes
             assert a["segmentation"] == b["segmentation"] and a["bbox"] == b["bbox"]
             assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-6)
+
+
+def test_auto_resolution_encodes_each_crop_at_its_own_size_with_scaled_windows(models):
+    _, ours = models
+    gen = AutomaticMaskGenerator(ours, points_per_side=2, resolution="auto", crop_n_layers=1)
+    sizes = []
+    gen.predictor.set_image = lambda crop, _set=gen.predictor.set_image: (_set(crop), sizes.append(
+        (crop.shape[:2], gen.predictor.padded_hw, gen.predictor.windows)))[0]
+    gen.generate(scene(1, h=384, w=512))
+    assert sizes[0] == ((384, 512), (384, 512), "scaled")  # the whole image: native, scaled windows
+    # Layer-1 crops of about 258×322 px, above the 256 px pretraining side: native too.
+    assert len(sizes) == 5
+    for (h, w), padded, windows in sizes[1:]:
+        assert max(h, w) > 256 and padded == (16 * round(h / 16), 16 * round(w / 16)) and windows == "scaled"

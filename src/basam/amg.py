@@ -42,7 +42,7 @@ from .amg_utils import (
 )
 from .modeling.sam import Sam
 from .predictor import Predictor
-from .transforms import Resolution, to_rgb_uint8
+from .transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 _TENSOR_FIELDS = ("boxes", "iou_preds", "points", "stability_score", "crop_boxes")
@@ -52,8 +52,10 @@ class AutomaticMaskGenerator:
     """The official generator's arguments and defaults (see segment_anything's
     SamAutomaticMaskGenerator), plus:
 
-    resolution: the policy each crop or tile is encoded at (1024 | N | "native"); default 1024,
-        or "native" with tiles.
+    resolution: the policy each crop or tile is encoded at (N | "native" | "auto", see Predictor);
+        default: the model's pretraining side as SAM (1024 for SAM checkpoints), "auto" with tiles
+        (a tile at least that large is encoded at its native size, with scaled windows).
+    max_side: "auto"'s largest long side (a larger crop is resized down to it).
     tile_size: None, or N: images larger than N px are processed as N×N tiles (module docstring).
     tile_overlap: least overlap of neighbouring tiles in px; default tile_size // 4.
     chunk_mb: about how much memory one step of mask upsampling or decoding may take.
@@ -77,6 +79,7 @@ class AutomaticMaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
         resolution: Resolution | None = None,
+        max_side: int = AUTO_MAX_SIDE,
         tile_size: int | None = None,
         tile_overlap: int | None = None,
         chunk_mb: float = 256,
@@ -97,9 +100,9 @@ class AutomaticMaskGenerator:
             point_grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
         if len(point_grids) < crop_n_layers + 1:
             raise ValueError(f"point_grids has {len(point_grids)} grids for {crop_n_layers + 1} crop layers")
-        if resolution is None:
-            resolution = "native" if tile_size else 1024
-        self.predictor = Predictor(model, resolution)
+        if resolution is None and tile_size:
+            resolution = "auto"
+        self.predictor = Predictor(model, resolution, max_side)
         self.point_grids = point_grids
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
-from .cli import add_model_arguments, load_model_from_args
+from .cli import add_model_arguments, add_resolution_arguments, load_model_from_args
 
 # Generator options exposed as flags; unset flags keep the generator's own defaults.
 _OPTIONS = {
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="an image, or a folder of images")
     p.add_argument("--out", required=True, help="output folder")
     add_model_arguments(p)
-    p.add_argument("--resolution", default=None, help="1024 | N | native (default: 1024, or native with --tile-size)")
+    add_resolution_arguments(p)  # default here: the model's pretraining side, "auto" with --tile-size
     for name, kind in _OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, help="as AutomaticMaskGenerator's " + name)
     p.add_argument("--masks", action="store_true", help="also write one PNG per mask and metadata.csv")
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     rank, world = distributed.setup(args.device)
     options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     show = not args.no_progress and rank == 0
-    generator = AutomaticMaskGenerator(load_model_from_args(args), resolution=args.resolution,
+    generator = AutomaticMaskGenerator(load_model_from_args(args), resolution=args.resolution, max_side=args.max_side,
                                        output_mode="coco_rle", progress=show, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
