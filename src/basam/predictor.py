@@ -42,7 +42,6 @@ class Predictor:
         self.max_side = max_side
         self.transform = ResolutionTransform(self.resolution, model.cfg.img_size, max_side)
         self.windows = "scaled" if parse_resolution(self.resolution) == "auto" else None  # None: the model's
-        self.note: str | None = None
         self.reset_image()
 
     @property
@@ -50,8 +49,9 @@ class Predictor:
         return self.model.device
 
     def reset_image(self) -> None:
-        """Forget the current image (its embedding and sizes)."""
+        """Forget the current image (its embedding, sizes and conversion note)."""
         self.is_image_set = False
+        self.note: str | None = None
         self.features: torch.Tensor | None = None
         self.orig_hw = self.resized_hw = self.padded_hw = None
 
@@ -70,9 +70,9 @@ class Predictor:
         """image: H×W×3 uint8 numpy or PIL, RGB or (image_format="BGR") BGR; gray, RGBA and 16-bit
         are converted (`self.note` says how). Runs the image encoder once. If anything fails the
         predictor is left without an image, never with the previous one's embedding."""
+        self.reset_image()
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        self.reset_image()
         rgb, note = to_rgb_uint8(image)
         if image_format == "BGR":
             rgb = np.ascontiguousarray(rgb[..., ::-1])
