@@ -187,22 +187,48 @@ class AutomaticMaskGenerator:
 
     def _process_batch(self, points: np.ndarray, crop_box: list[int], image_hw: tuple[int, int]) -> dict:
         """(B, 2) xy points in crop pixels -> the masks that pass the filters, as RLEs in the image
-        frame, with boxes in the crop frame."""
+        frame, with boxes in the crop frame. On a large grid the points go through the decoder a
+        few at a time (each one repeats the image embedding), and each group's masks are filtered
+        and encoded before the next group is decoded."""
         pred = self.predictor
-        low_res, iou_preds = self._decode_points(points)  # (B, 3, h, w), (B, 3)
-        low_res, iou_preds = low_res.flatten(0, 1), iou_preds.flatten(0, 1)
-        point_of = torch.as_tensor(np.repeat(points, len(low_res) // len(points), axis=0))
+        c, gh, gw = pred.features.shape[1:]
+        step = max(1, int(self.chunk_bytes // (64 * c * gh * gw)))  # ~16 float copies of the embedding per point
+        out = {"rles": [], "boxes": [], "iou_preds": [], "points": [], "stability_score": []}
+        for s in range(0, len(points), step):
+            low_res, iou_preds = self._decode_points(points[s : s + step])  # (b, 3, h, w), (b, 3)
+            point_of = torch.as_tensor(np.repeat(points[s : s + step], low_res.shape[1], axis=0))
+            self._filter_and_encode(low_res.flatten(0, 1), iou_preds.flatten(0, 1), point_of, crop_box, image_hw, out)
+        for k in _TENSOR_FIELDS[:-1]:
+            out[k] = torch.cat(out[k]) if out[k] else _empty(k)
+        return out
+
+    def _decode_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single foreground points (b, 2) in crop pixels -> low-res logits (b, 3, h, w) and IoU
+        predictions (b, 3)."""
+        pred = self.predictor
+        coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
+        coords = coords.to(pred.device)[:, None, :]
+        labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
+        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels), multimask_output=True)
+        return low_res.float().cpu(), iou_preds.float().cpu()
+
+    def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,
+                           crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:
+        """Masks (K, h, w) low-res logits: keep those that pass the predicted-IoU and stability
+        thresholds and are not cut by the crop edge, appending their RLEs and fields to `out`.
+        Upsampled to the crop a few at a time, so memory does not grow with K."""
+        pred = self.predictor
         keep = torch.arange(len(low_res))
         if self.pred_iou_thresh > 0:
             keep = keep[iou_preds > self.pred_iou_thresh]
-
         h, w = pred.original_size
         per_mask = 4 * (h * w * 2 + pred.padded_hw[0] * pred.padded_hw[1])  # logits, bilinear steps, bool
-        out = {"rles": [], "boxes": [], "iou_preds": [], "points": [], "stability_score": []}
         for chunk in torch.split(keep, max(1, int(self.chunk_bytes // per_mask))):
             logits = pred.postprocess_masks(low_res[chunk][:, None])[:, 0]
             stability = stability_score(logits, pred.mask_threshold, self.stability_score_offset)
-            passed = stability >= self.stability_score_thresh if self.stability_score_thresh > 0 else torch.ones_like(stability, dtype=torch.bool)
+            passed = stability >= self.stability_score_thresh
+            if self.stability_score_thresh <= 0:  # off, as SAM: even an empty mask's NaN score passes
+                passed = torch.ones_like(passed)
             masks = logits[passed] > pred.mask_threshold
             del logits
             boxes = masks_to_boxes(masks)
@@ -213,26 +239,6 @@ class AutomaticMaskGenerator:
             out["iou_preds"].append(iou_preds[chosen])
             out["points"].append(point_of[chosen])
             out["stability_score"].append(stability[passed][whole])
-        for k in _TENSOR_FIELDS[:-1]:
-            out[k] = torch.cat(out[k]) if out[k] else _empty(k)
-        return out
-
-    def _decode_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single foreground points (B, 2) in crop pixels -> low-res logits (B, 3, h, w) and IoU
-        predictions (B, 3), decoded a few prompts at a time: each repeats the image embedding."""
-        pred = self.predictor
-        coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
-        coords = coords.to(pred.device)[:, None, :]
-        labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
-        c, gh, gw = pred.features.shape[1:]
-        step = max(1, int(self.chunk_bytes // (64 * c * gh * gw)))  # ~16 float copies of the embedding per prompt
-        low, iou = [], []
-        for s in range(0, len(coords), step):
-            lr, sc = pred.model.decode(pred.features, pred.padded_hw, (coords[s : s + step], labels[s : s + step]),
-                                       multimask_output=True)
-            low.append(lr.float().cpu())
-            iou.append(sc.float().cpu())
-        return torch.cat(low), torch.cat(iou)
 
     def _remove_small_regions(self, data: dict) -> dict:
         """Fill small holes and drop small islands of every mask, then NMS again with changed
