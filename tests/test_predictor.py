@@ -161,12 +161,13 @@ def test_state_and_transform_match_the_official_predictor(both_predictors):
     assert mine.features.shape == official.features.shape
     xy = np.array([[10.0, 20.0], [259.0, 149.0], [-5.0, 300.0]])
     boxes = np.array([[1.0, 2.0, 30.0, 40.0], [0.0, 0.0, 260.0, 150.0]])
-    np.testing.assert_allclose(mine.transform.apply_coords(xy, img.shape[:2]), official.transform.apply_coords(xy, img.shape[:2]))
-    np.testing.assert_allclose(mine.transform.apply_boxes(boxes, img.shape[:2]), official.transform.apply_boxes(boxes, img.shape[:2]))
+    ours, theirs, hw = mine.transform, official.transform, img.shape[:2]
+    np.testing.assert_allclose(ours.apply_coords(xy, hw), theirs.apply_coords(xy, hw))
+    np.testing.assert_allclose(ours.apply_boxes(boxes, hw), theirs.apply_boxes(boxes, hw))
     t = torch.as_tensor(xy, dtype=torch.float32)
-    assert torch.allclose(mine.transform.apply_coords_torch(t, img.shape[:2]), official.transform.apply_coords_torch(t, img.shape[:2]))
+    assert torch.allclose(ours.apply_coords_torch(t, hw), theirs.apply_coords_torch(t, hw))
     tb = torch.as_tensor(boxes, dtype=torch.float32)
-    assert torch.allclose(mine.transform.apply_boxes_torch(tb, img.shape[:2]), official.transform.apply_boxes_torch(tb, img.shape[:2]))
+    assert torch.allclose(ours.apply_boxes_torch(tb, hw), theirs.apply_boxes_torch(tb, hw))
     assert np.array_equal(mine.transform.apply_image(img), official.transform.apply_image(img))
 
 

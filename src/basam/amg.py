@@ -163,8 +163,8 @@ class AutomaticMaskGenerator:
         boxes, layers = self.crop_boxes(image_hw)
         data = _cat([self._process_crop(image, box, layer, image_hw) for box, layer in zip(boxes, layers)])
         if len(boxes) > 1:  # duplicates between crops: the smaller crop wins
-            area = (data["crop_boxes"][:, 2] - data["crop_boxes"][:, 0]) * (data["crop_boxes"][:, 3] - data["crop_boxes"][:, 1])
-            data = _filter(data, box_nms(data["boxes"], 1 / area, self.crop_nms_thresh))
+            x0, y0, x1, y1 = data["crop_boxes"].unbind(1)
+            data = _filter(data, box_nms(data["boxes"], 1 / ((x1 - x0) * (y1 - y0)), self.crop_nms_thresh))
         return data
 
     def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int, image_hw: tuple[int, int]) -> dict:

@@ -210,5 +210,6 @@ class Predictor:
             return mask_input
         if h == w and self.padded_hw == self.resized_hw and self.padded_hw[0] != self.padded_hw[1]:
             scale = h / max(self.orig_hw)
-            mask_input = mask_input[..., : max(1, round(self.orig_hw[0] * scale)), : max(1, round(self.orig_hw[1] * scale))]
+            content = [max(1, round(side * scale)) for side in self.orig_hw]
+            mask_input = mask_input[..., : content[0], : content[1]]
         return F.interpolate(mask_input, target, mode="bilinear", align_corners=False)
