@@ -124,7 +124,7 @@ def masks_to_rle(masks: torch.Tensor, crop_box: list[int], image_hw: tuple[int, 
     edge = torch.zeros(k, w, 1, dtype=torch.bool, device=masks.device)
     change = torch.cat([edge, cols, edge], dim=2).diff(dim=2)  # True where a run starts or ends
     mask_idx, col, row = change.nonzero(as_tuple=True)
-    flat = ((col + x0) * img_h + row + y0).cpu().numpy()  # change at padded index r+1 ↔ crop row r
+    flat = ((col + x0) * img_h + row + y0).cpu().numpy()  # diff index r: a run starts or ends at crop row r
     splits = np.searchsorted(mask_idx.cpu().numpy(), np.arange(1, k))
     out = []
     for changes in np.split(flat, splits):
