@@ -16,6 +16,7 @@ COMMANDS = {
     "synth": ("basam.data.synth", "", "render the synthetic multi-resolution benchmark"),
     "train": ("basam.train", "", "fine-tune (one machine or many through torchrun)"),
     "demo": ("basam.demo", "", "the offline demo: BA-SAM vs SAM across resolutions on the embedded model"),
+    "serve": ("basam.serve", "", "a local click-to-segment web page (needs basam[serve])"),
 }
 
 
