@@ -200,12 +200,13 @@ class Engine:
 
     def predict(self, request: dict) -> dict:
         """request: {image_id, points [[x, y], …], labels [1|0, …], box [x0, y0, x1, y1] | null,
-        multimask (bool, default true), resolution, attention}. Coordinates in original pixels."""
+        multimask (bool, default false: one mask, as the embedded model was trained), resolution,
+        attention}. Coordinates in original pixels."""
         request = _require_dict(request)
         predictor, encode_ms = self._encoded(request.get("image_id"), request.get("resolution"), request.get("attention"))
         h, w = predictor.orig_hw
         prompt = parse_prompt(request, w, h)
-        multimask = request.get("multimask", True)
+        multimask = request.get("multimask", False)
         if not isinstance(multimask, bool):
             raise RequestError(400, f"multimask must be true or false, got {multimask!r}")
         start = time.perf_counter()
