@@ -217,3 +217,39 @@ def test_cli_errors_are_one_line(capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "uvicorn", None)  # as if basam[serve] were not installed
     assert cli.main(["serve"]) == 2
     assert "pip install 'basam[serve]'" in capsys.readouterr().err
+
+
+def test_inference_runs_off_the_event_loop_one_request_at_a_time(model, scene):
+    """A slow encode (native 768×576) does not hold up /api/info; two prompts sent at once on
+    different images each get their own image's answer."""
+    import asyncio
+
+    import httpx
+
+    engine = Engine(model)
+    big = np.asarray(Image.fromarray(scene.image).resize((768, 576)))
+    done = []
+
+    async def run():
+        transport = httpx.ASGITransport(app=create_app(engine))
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as c:
+            ids = [(await c.post("/api/images", content=png_bytes(im))).json()["image_id"] for im in (big, scene.image)]
+
+            async def ask(name, *args, **kwargs):
+                r = await (c.post(*args, **kwargs) if kwargs else c.get(*args))
+                done.append(name)
+                return r.json()
+
+            prompt = {"points": [[100, 100]], "labels": [1], "resolution": "native"}
+            return await asyncio.gather(
+                ask("big", "/api/predict", json={"image_id": ids[0], **prompt}),
+                ask("small", "/api/predict", json={"image_id": ids[1], **prompt}),
+                ask("info", "/api/info"))
+
+    big_answer, small_answer, _ = asyncio.run(run())
+    engine.close()
+    assert done.index("info") < done.index("big") and big_answer["input_size"] == [576, 768]
+    for image, answer in ((big, big_answer), (scene.image, small_answer)):
+        want = predictor_for(model, image, "native").predict(
+            point_coords=np.array([[100, 100]]), point_labels=np.array([1]), multimask_output=False)[0][0]
+        np.testing.assert_array_equal(decoded(answer["masks"][0]), want)
