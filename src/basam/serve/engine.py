@@ -47,7 +47,7 @@ class ServeSettings:
 
     max_upload_mb: float = 25.0
     max_megapixels: float = 40.0
-    cached_images: int = 32
+    cached_images: int = 8
     cached_encodings: int = 8
     resolution: str = "model"  # "model" = the checkpoint's training size
 
