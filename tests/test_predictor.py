@@ -96,10 +96,13 @@ def test_bad_prompts_are_refused(models):
     with pytest.raises(RuntimeError, match="set_image"):
         pred.predict()
     pred.set_image(image())
-    with pytest.raises(ValueError, match="outside the 300×180 image"):
-        pred.predict(point_coords=np.array([[400, 5]]), point_labels=np.array([1]))
-    with pytest.raises(ValueError, match="one label per point"):
+    with pytest.raises(ValueError, match="point_labels"):
         pred.predict(point_coords=np.array([[4, 5]]))
+    with pytest.raises(ValueError, match="one label per point"):
+        pred.predict(point_coords=np.array([[4, 5], [6, 7]]), point_labels=np.array([1]))
+    for label in (7, 2, 0.5):
+        with pytest.raises(ValueError, match="label"):
+            pred.predict(point_coords=np.array([[4, 5]]), point_labels=np.array([label]))
     with pytest.raises(ValueError, match="x0≤x1"):
         pred.predict(box=np.array([50, 50, 10, 60]))
     with pytest.raises(ValueError, match="resolution"):

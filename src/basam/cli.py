@@ -71,9 +71,14 @@ def predict_run(args: argparse.Namespace) -> int:
     for spec in args.point:
         values = _floats(spec, "--point", (2, 3))
         coords.append(values[:2])
+        if len(values) == 3 and values[2] not in (0, 1):
+            raise ValueError(f"--point {spec!r}: the label must be 1 (foreground) or 0 (background)")
         labels.append(int(values[2]) if len(values) == 3 else 1)
     box = _floats(args.box, "--box", (4,)) if args.box else None
     image = _read_image(args.image)
+    for x, y in coords + ([box[:2], box[2:]] if box else []):
+        if not (0 <= x <= image.width and 0 <= y <= image.height):
+            raise ValueError(f"point {x:g},{y:g} lies outside the {image.width}×{image.height} image")
     model = load_model_from_args(args)
     predictor = Predictor(model, resolution=args.resolution)
     predictor.set_image(image)
