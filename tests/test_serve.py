@@ -253,3 +253,32 @@ def test_inference_runs_off_the_event_loop_one_request_at_a_time(model, scene):
         want = predictor_for(model, image, "native").predict(
             point_coords=np.array([[100, 100]]), point_labels=np.array([1]), multimask_output=False)[0][0]
         np.testing.assert_array_equal(decoded(answer["masks"][0]), want)
+
+
+def test_everything_gives_the_generators_records_and_their_label_image(client, model):
+    scene = sample_scene("lesion scene")
+    image_id = client.post("/api/samples/lesion scene").json()["image_id"]
+    for multimask in (False, True):
+        r = client.post("/api/everything", json={"image_id": image_id, "points_per_side": 8, "multimask": multimask})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        want = basam.AutomaticMaskGenerator(model, points_per_side=8, output_mode="coco_rle", resolution=256,
+                                            multimask_output=multimask).generate(scene.image)
+        assert answer["records"] == sorted(want, key=lambda rec: -rec["area"])
+    # single-mask output (the embedded model's trained one, the default) finds the lesion
+    r = client.post("/api/everything", json={"image_id": image_id, "points_per_side": 8}).json()
+    masks = [mask_utils.decode({**rec["segmentation"], "counts": rec["segmentation"]["counts"].encode()}).astype(bool)
+             for rec in r["records"]]
+    assert masks and max(iou(m, scene.mask) for m in masks) > 0.9
+    labels = np.asarray(Image.open(io.BytesIO(base64.b64decode(r["labels_png"])))).astype(np.int64)
+    want = np.zeros(scene.mask.shape, np.int64)
+    for k, m in enumerate(masks, 1):
+        want[m] = k
+    np.testing.assert_array_equal(labels[..., 0] + 256 * labels[..., 1], want)
+    assert r["input_size"] == [256, 256] and r["options"]["pred_iou_thresh"] == 0.88
+    bad = client.post("/api/everything", json={"image_id": image_id, "points_per_side": 0})
+    assert bad.status_code == 400 and "points_per_side must be an integer from 1 to 64" in bad.json()["error"]
+
+
+def iou(a, b) -> float:
+    return (a & b).sum() / max(1, (a | b).sum())

@@ -58,6 +58,8 @@ class AutomaticMaskGenerator:
     tile_overlap: least overlap of neighbouring tiles in px; default tile_size // 4.
     chunk_mb: about how much memory one step of mask upsampling or decoding may take.
     progress: show a progress bar over the point batches of each crop.
+    multimask_output: SAM's three masks per point (the official pipeline), or the single-mask
+        output only, for models trained on it alone (the embedded default model).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class AutomaticMaskGenerator:
         tile_overlap: int | None = None,
         chunk_mb: float = 256,
         progress: bool = False,
+        multimask_output: bool = True,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -114,6 +117,7 @@ class AutomaticMaskGenerator:
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.chunk_bytes = chunk_mb * 2**20
         self.progress = progress
+        self.multimask_output = multimask_output
 
     @torch.no_grad()
     def generate(self, image) -> list[dict]:
@@ -226,7 +230,7 @@ class AutomaticMaskGenerator:
         low, iou = [], []
         for s in range(0, len(coords), step):
             lr, sc = pred.model.decode(pred.features, pred.padded_hw, (coords[s : s + step], labels[s : s + step]),
-                                       multimask_output=True)
+                                       multimask_output=self.multimask_output)
             low.append(lr.float().cpu())
             iou.append(sc.float().cpu())
         return torch.cat(low), torch.cat(iou)

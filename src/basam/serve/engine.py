@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pycocotools import mask as coco_mask
 
+from ..amg import AutomaticMaskGenerator
 from ..config import AttentionConfig
 from ..modeling.sam import Sam
 from ..predictor import Predictor
-from ..transforms import parse_resolution, to_rgb_uint8
+from ..transforms import model_input_size, parse_resolution, to_rgb_uint8
 from .samples import SAMPLES, render_sample
 
 # Presets the page may switch between; `official` changes which weights are loaded, so it is only
@@ -107,7 +109,7 @@ class Engine:
             "resolution_choices": list(dict.fromkeys([self.default_resolution, str(cfg.img_size), "512", "1024",
                                                       "2048", "native"])),
             "samples": list(SAMPLES), "max_upload_mb": self.settings.max_upload_mb,
-            "max_megapixels": self.settings.max_megapixels, "everything": False,
+            "max_megapixels": self.settings.max_megapixels, "everything": True,
         }
 
     # --- images --------------------------------------------------------------------------------
@@ -206,9 +208,7 @@ class Engine:
         predictor, encode_ms = self._encoded(request.get("image_id"), request.get("resolution"), request.get("attention"))
         h, w = predictor.orig_hw
         prompt = parse_prompt(request, w, h)
-        multimask = request.get("multimask", False)
-        if not isinstance(multimask, bool):
-            raise RequestError(400, f"multimask must be true or false, got {multimask!r}")
+        multimask = _flag(request, "multimask")
         start = time.perf_counter()
         masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask)
         decode_ms = (time.perf_counter() - start) * 1e3
@@ -217,6 +217,43 @@ class Engine:
             "best": int(np.argmax(scores)),
             "masks": [{"score": float(s), "area": int(m.sum()), "png": mask_png(m), "rle": coco_rle(m)}
                       for m, s in zip(masks, scores)],
+        }
+
+    def everything(self, request: dict) -> dict:
+        """request: {image_id, points_per_side (default 16), pred_iou_thresh (0.88),
+        stability_score_thresh (0.95), multimask (false, as for prompts), resolution, attention}:
+        basam.AutomaticMaskGenerator over the whole image, the official defaults otherwise. Returns its records (segmentation as
+        COCO RLE), largest first, and a label image: mask k (1-based, in that order) drawn as
+        r + 256 g, smaller masks over larger."""
+        request = _require_dict(request)
+        rgb = self._image(request.get("image_id"))
+        policy, attention = self._policy(request.get("resolution")), self._attention(request.get("attention"))
+        options = {"points_per_side": _number(request, "points_per_side", 16, 1, 64, int),
+                   "pred_iou_thresh": _number(request, "pred_iou_thresh", 0.88, 0.0, 1.0, float),
+                   "stability_score_thresh": _number(request, "stability_score_thresh", 0.95, 0.0, 1.0, float)}
+        multimask = _flag(request, "multimask")
+        self._switch_attention(attention)
+        start = time.perf_counter()
+        try:
+            generator = AutomaticMaskGenerator(self.model, output_mode="coco_rle", resolution=policy,
+                                               multimask_output=multimask, **options)
+            records = generator.generate(rgb)
+        except ValueError as e:
+            raise RequestError(400, str(e)) from None
+        generate_ms = (time.perf_counter() - start) * 1e3
+        records.sort(key=lambda r: -r["area"])
+        labels = np.zeros(rgb.shape[:2], np.int64)
+        for k, record in enumerate(records, 1):
+            labels[coco_mask.decode({**record["segmentation"], "counts": record["segmentation"]["counts"].encode()})
+                   .astype(bool)] = k
+        label_rgb = np.stack([labels % 256, labels // 256 % 256, labels // 65536], -1).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(label_rgb).save(buf, format="PNG")
+        return {
+            "image_id": request["image_id"], "resolution": policy, "attention": attention,
+            "input_size": list(model_input_size(rgb.shape[:2], policy)[1]), "encode_ms": None, "cached": False,
+            "note": None, "generate_ms": round(generate_ms, 1), "options": {**options, "multimask": multimask}, "records": records,
+            "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 
     def _encoding_summary(self, predictor: Predictor, request: dict, encode_ms: float) -> dict:
@@ -232,6 +269,22 @@ def _require_dict(request) -> dict:
     if not isinstance(request, dict):
         raise RequestError(400, f"the request body must be a JSON object, got {type(request).__name__}")
     return request
+
+
+def _flag(request: dict, name: str) -> bool:
+    value = request.get(name, False)
+    if not isinstance(value, bool):
+        raise RequestError(400, f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _number(request: dict, name: str, default, low, high, kind):
+    value = request.get(name, default)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value))
+            or not low <= value <= high):
+        raise RequestError(400, f"{name} must be {'an integer' if kind is int else 'a number'} from {low} to {high}, "
+                                f"got {value!r}")
+    return kind(value)
 
 
 def _numbers(value, count: int, what: str) -> list[float]:
@@ -283,7 +336,5 @@ def mask_png(mask: np.ndarray) -> str:
 
 def coco_rle(mask: np.ndarray) -> dict:
     """(H, W) bool → COCO compressed RLE {"size": [H, W], "counts": str}, as pycocotools writes it."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}

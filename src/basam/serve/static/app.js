@@ -179,8 +179,9 @@ function settings() {
 
 function timesText(r, work, ms) {
   const [h, w] = r.input_size;
-  return `model input ${w}×${h} (resolution ${r.resolution}, attention ${r.attention}) · encode ` +
-    `${r.cached ? "cached" : `${r.encode_ms} ms`} · ${work} ${ms} ms${r.note ? ` · ${r.note}` : ""}`;
+  const encode = r.encode_ms === null ? "" : ` · encode ${r.cached ? "cached" : `${r.encode_ms} ms`}`;
+  return `model input ${w}×${h} (resolution ${r.resolution}, attention ${r.attention})${encode} · ` +
+    `${work} ${ms} ms${r.note ? ` · ${r.note}` : ""}`;
 }
 
 let latest = 0;  // answers to superseded requests are dropped
@@ -261,12 +262,15 @@ async function segmentEverything() {
   $("error").hidden = true;
   setState("busy", "segmenting everything…");
   try {
-    const result = await postJSON("/api/everything", {...settings(), points_per_side: Number($("points-per-side").value)});
+    const result = await postJSON("/api/everything", {
+      ...settings(), points_per_side: Number($("points-per-side").value), multimask: $("multimask").checked,
+      pred_iou_thresh: Number($("iou-thresh").value), stability_score_thresh: Number($("stability-thresh").value),
+    });
     if (ticket !== latest) return;
     state.everything = result;
     await paint(result.labels_png, (r, g) => (r || g ? labelColour(r + 256 * g) : null));
     showChoices();
-    $("status").textContent = `${result.records.length} masks · ` + timesText(result, "generate", result.generate_ms);
+    $("status").textContent = `${result.records.length} masks · ` + timesText(result, "generate (encode included)", result.generate_ms);
     resultDrawn();
   } catch (err) { if (ticket === latest) showError(err); }
 }
@@ -312,7 +316,7 @@ $("file").addEventListener("change", (e) => { if (e.target.files[0]) openFile(e.
 $("sample").addEventListener("change", (e) => { if (e.target.value) openSample(e.target.value); e.target.value = ""; });
 $("resolution").addEventListener("change", rerun);
 $("attention").addEventListener("change", rerun);
-$("multimask").addEventListener("change", () => { if (state.result) predictPrompts(); });
+$("multimask").addEventListener("change", rerun);
 $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", resetPrompts);
 $("everything").addEventListener("click", segmentEverything);
