@@ -7,6 +7,7 @@ that is a failure instead.
 """
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 
@@ -169,6 +171,17 @@ def test_click_box_and_everything_in_chromium(server, page, tmp_path):
     page.click("#undo")
     wait_for_result(page, 7)
     assert iou(drawn_mask(page), want) > 0.99
+
+    # the shown mask downloads as PNG and as COCO RLE
+    with page.expect_download() as png:
+        page.click("#download-png")
+    np.testing.assert_array_equal(np.asarray(Image.open(png.value.path())).astype(bool), want)
+    with page.expect_download() as rle:
+        page.click("#download-rle")
+    saved = json.loads(open(rle.value.path()).read())
+    decoded = mask_utils.decode({**saved["segmentation"], "counts": saved["segmentation"]["counts"].encode()})
+    np.testing.assert_array_equal(decoded.astype(bool), want)
+    assert saved["box"] == box and saved["resolution"] == "256"
 
     # segment everything: one colour per mask, drawn where the records' masks are
     page.select_option("#points-per-side", "8")
