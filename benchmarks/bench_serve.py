@@ -5,7 +5,8 @@ resolution, with the embedded default model, through the HTTP API in-process.
 
 Each repeat starts an empty cache (a fresh Engine over the same model): the first click pays the
 encode, the second is answered from the cache. "click" is the whole request as the page sees it
-(JSON in, decode, mask PNG + COCO RLE out), median over the repeats.
+(JSON in, decode, mask PNG + COCO RLE out), median over the repeats. Then "segment everything"
+with the page's defaults (the generator encodes the image itself, so its time includes one encode).
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ def main() -> None:
             h, w = first["input_size"]
             print(f"| {name} ({image['width']}×{image['height']}) | {resolution} | {w}×{h} | "
                   f"{statistics.median(encode):.0f} | {statistics.median(decode):.0f} | {statistics.median(click):.0f} |")
+    print("\n| sample | segment everything, 256 px, 16×16 points (ms) | masks |")
+    print("|---|---|---|")
+    with TestClient(create_app(Engine(model))) as client:
+        for name in SAMPLES:
+            image_id = client.post(f"/api/samples/{name}").json()["image_id"]
+            runs = [client.post("/api/everything", json={"image_id": image_id, "resolution": "256"}).json()
+                    for _ in range(args.repeats)]
+            print(f"| {name} | {statistics.median(r['generate_ms'] for r in runs):.0f} | {len(runs[0]['records'])} |")
 
 
 if __name__ == "__main__":
