@@ -13,21 +13,35 @@ import torch.nn.functional as F
 from scipy.special import expit
 
 from .modeling.sam import Sam
-from .transforms import Resolution, ResolutionTransform, masks_to_original, normalize_and_pad, resize_image, to_rgb_uint8
+from .transforms import (
+    AUTO_MAX_SIDE,
+    Resolution,
+    ResolutionTransform,
+    masks_to_original,
+    normalize_and_pad,
+    parse_resolution,
+    resize_image,
+    to_rgb_uint8,
+)
 
 POINT_LABELS = (-1, 0, 1)  # padding point, background, foreground: what the prompt encoder knows
 
 
 class Predictor:
-    """resolution: 1024 (SAM's resize-longest-side + pad), any multiple of 16 (long side → N), or
-    "native" (the image's own size rounded to a multiple of 16)."""
+    """resolution: None → the model's pretraining side (SAM's resize-longest-side + pad: 1024 px
+    for SAM checkpoints, 256 px for the default model), any multiple of 16 (long side → N),
+    "native" (the image's own size rounded to a multiple of 16), or "auto" (smaller images resized
+    up to the pretraining side, larger ones at native size up to `max_side`, with scaled windows
+    whatever the model's own setting; at or below the pretraining side these equal fixed ones)."""
 
     mask_threshold = 0.0
 
-    def __init__(self, model: Sam, resolution: Resolution = 1024):
+    def __init__(self, model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE):
         self.model = model.eval()
-        self.resolution = resolution
-        self.transform = ResolutionTransform(resolution)
+        self.resolution = model.cfg.img_size if resolution is None else resolution
+        self.max_side = max_side
+        self.transform = ResolutionTransform(self.resolution, model.cfg.img_size, max_side)
+        self.windows = "scaled" if parse_resolution(self.resolution) == "auto" else None  # None: the model's
         self.note: str | None = None
         self.reset_image()
 
@@ -78,7 +92,7 @@ class Predictor:
             raise ValueError(f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
                              f"original size {orig_hw} at resolution {self.resolution}, got {shape}")
         x = normalize_and_pad(transformed_image.to(self.device), padded_hw)
-        self.features = self.model.image_encoder(x)  # 1, C, Hg, Wg
+        self.features = self.model.image_encoder(x, windows=self.windows)  # 1, C, Hg, Wg
         self.orig_hw, self.resized_hw, self.padded_hw = orig_hw, resized_hw, padded_hw
         self.is_image_set = True
 
