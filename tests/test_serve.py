@@ -62,9 +62,9 @@ def upload(client, data: bytes) -> dict:
     return r.json()
 
 
-def predictor_for(model, image, resolution=256, attn=None):
-    if attn:
-        model = basam.load_model("default", attn=attn)
+def predictor_for(model, image, resolution=256, **attention):
+    if attention:
+        model = basam.load_model("default", **attention)
     p = basam.Predictor(model, resolution=resolution)
     p.set_image(image)
     return p
@@ -133,6 +133,23 @@ def test_encoding_is_cached_per_image_resolution_and_attention(client, model, sc
     assert ask()["cached"]  # the 256 px sam encoding is still there, whatever the encoder is set to now
 
 
+def test_auto_resolution_and_scaled_windows_give_the_predictors_masks(client, model, scene):
+    image_id = upload(client, png_bytes(scene.image))["image_id"]
+    box = [100.0, 150.0, 300.0, 350.0]
+    ask = lambda **kw: client.post("/api/predict", json={"image_id": image_id, "box": box, **kw}).json()  # noqa: E731
+    auto, scaled = ask(resolution="auto"), ask(resolution="512", windows="scaled")
+    assert auto["input_size"] == [384, 512] and auto["windows"] == "scaled"  # 512 px > 256: native, scaled
+    assert scaled["input_size"] == [512, 512] and scaled["windows"] == "scaled" and not scaled["cached"]
+    for answer, predictor in ((auto, predictor_for(model, scene.image, "auto")),
+                              (scaled, predictor_for(model, scene.image, 512, windows="scaled"))):
+        want = predictor.predict(box=np.array(box), multimask_output=False)[0][0]
+        np.testing.assert_array_equal(decoded(answer["masks"][0]), want)
+    fixed = ask(resolution="512")
+    assert fixed["windows"] == "fixed" and decoded(fixed["masks"][0]).sum() != decoded(scaled["masks"][0]).sum()
+    info = client.get("/api/info").json()
+    assert "auto" in info["resolution_choices"] and info["window_choices"] == ["fixed", "scaled"]
+
+
 def test_lru_keeps_the_most_recently_used():
     lru = LRU(2)
     lru.put("a", 1), lru.put("b", 2)
@@ -176,6 +193,7 @@ BAD_PROMPTS = [
     ({"points": [[10, 10]], "labels": [1], "resolution": "huge"}, 400, "expected an integer"),
     ({"points": [[10, 10]], "labels": [1], "attention": "magic"}, 400, "choose from sam, nsf, bm, basam"),
     ({"points": [[10, 10]], "labels": [1], "multimask": "yes"}, 400, "multimask must be true or false"),
+    ({"points": [[10, 10]], "labels": [1], "windows": "round"}, 400, "windows 'round': choose from fixed, scaled"),
 ]
 
 

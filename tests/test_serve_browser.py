@@ -183,10 +183,20 @@ def test_click_box_and_everything_in_chromium(server, page, tmp_path):
     np.testing.assert_array_equal(decoded.astype(bool), want)
     assert saved["box"] == box and saved["resolution"] == "256"
 
+    # the resolution selector: auto runs this 384 px image at its own size with scaled windows
+    page.select_option("#resolution", "auto")
+    wait_for_result(page, 8)
+    assert "model input 384×384 (resolution auto, attention sam, scaled windows)" in page.inner_text("#status")
+    auto = basam.Predictor(predictor.model, resolution="auto")
+    auto.set_image(scene.image)
+    assert iou(drawn_mask(page), auto.predict(box=np.array(box), multimask_output=False)[0][0]) > 0.99
+    page.select_option("#resolution", "256")
+    wait_for_result(page, 9)
+
     # segment everything: one colour per mask, drawn where the records' masks are
     page.select_option("#points-per-side", "8")
     page.click("#everything")
-    wait_for_result(page, 8)
+    wait_for_result(page, 10)
     records = page.evaluate("window.basam.everything.records")
     union = np.zeros((h, w), bool)
     for record in records:

@@ -13,12 +13,11 @@ INSTALL_HINT = "basam serve needs starlette and uvicorn: pip install 'basam[serv
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
+    from ..cli import add_model_arguments, add_resolution_arguments
 
     add_model_arguments(p)
+    add_resolution_arguments(p)  # the page's starting policy; the page can change it
     defaults = ServeSettings()
-    p.add_argument("--resolution", default=defaults.resolution,
-                   help="the page's starting policy: model (the checkpoint's training size) | N | native")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb, help="largest upload accepted")
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: expected 0-65535")
     settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
-                             cached_encodings=args.cache, resolution=args.resolution)
+                             cached_encodings=args.cache, resolution=args.resolution, max_side=args.max_side)
     model = load_model_from_args(args)
     engine = Engine(model, settings, attention_overrides(args))
     if not _is_loopback(args.host):

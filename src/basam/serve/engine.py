@@ -26,7 +26,7 @@ from ..amg import AutomaticMaskGenerator
 from ..config import AttentionConfig
 from ..modeling.sam import Sam
 from ..predictor import Predictor
-from ..transforms import model_input_size, parse_resolution, to_rgb_uint8
+from ..transforms import AUTO_MAX_SIDE, model_input_size, parse_resolution, to_rgb_uint8
 from .samples import SAMPLES, render_sample
 
 # Presets the page may switch between; `official` changes which weights are loaded, so it is only
@@ -51,7 +51,8 @@ class ServeSettings:
     max_megapixels: float = 40.0
     cached_images: int = 8
     cached_encodings: int = 8
-    resolution: str = "model"  # "model" = the checkpoint's training size
+    resolution: str | None = None  # the page's starting policy; None: the checkpoint's training size
+    max_side: int = AUTO_MAX_SIDE  # "auto": largest long side
 
 
 class LRU:
@@ -79,10 +80,10 @@ class Engine:
         self.settings = settings
         self.loaded_attn = model.attn_cfg
         self.attn_overrides = attn_overrides or {}
-        self.default_resolution = str(model.cfg.img_size if settings.resolution == "model" else
+        self.default_resolution = str(model.cfg.img_size if settings.resolution is None else
                                       parse_resolution(settings.resolution))
         self.images = LRU(settings.cached_images)  # image id → (H, W, 3) uint8
-        self.encodings = LRU(settings.cached_encodings)  # (image id, resolution, attention) → Predictor
+        self.encodings = LRU(settings.cached_encodings)  # (image id, resolution, attention, windows) → Predictor
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="basam-inference")
 
     async def call(self, method, *args):
@@ -100,6 +101,12 @@ class Engine:
             return [loaded.preset]
         return list(dict.fromkeys([loaded.preset, *SWITCHABLE_PRESETS]))
 
+    def window_choices(self) -> list[str]:
+        loaded = self.loaded_attn
+        if loaded.official or loaded.bm_learnable:
+            return [loaded.windows]
+        return list(dict.fromkeys([loaded.windows, "fixed", "scaled"]))
+
     def info(self) -> dict:
         cfg = self.model.cfg
         return {
@@ -107,7 +114,8 @@ class Engine:
             "attention_choices": self.attention_choices(), "attention_loaded": self.loaded_attn.describe(),
             "resolution": self.default_resolution,
             "resolution_choices": list(dict.fromkeys([self.default_resolution, str(cfg.img_size), "512", "1024",
-                                                      "2048", "native"])),
+                                                      "2048", "native", "auto"])),
+            "windows": self.loaded_attn.windows, "window_choices": self.window_choices(),
             "samples": list(SAMPLES), "max_upload_mb": self.settings.max_upload_mb,
             "max_megapixels": self.settings.max_megapixels, "everything": True,
         }
@@ -163,41 +171,45 @@ class Engine:
 
     # --- prompts -------------------------------------------------------------------------------
 
-    def _policy(self, resolution) -> str:
+    def _setting(self, request: dict) -> tuple[str, str, str]:
+        """The request's (resolution policy, attention preset, windows), validated; omitted ones are
+        the server's."""
+        resolution = request.get("resolution")
         try:
-            return str(parse_resolution(self.default_resolution if resolution is None else resolution))
+            policy = str(parse_resolution(self.default_resolution if resolution is None else resolution))
         except ValueError as e:
             raise RequestError(400, str(e)) from None
+        for field, choices in (("attention", self.attention_choices()), ("windows", self.window_choices())):
+            value = request.get(field, choices[0])  # the first choice is the loaded one
+            if not isinstance(value, str) or value not in choices:
+                raise RequestError(400, f"{field} {value!r}: choose from {', '.join(choices)}")
+            request = {**request, field: value}
+        return policy, request["attention"], request["windows"]
 
-    def _attention(self, name) -> str:
-        name = self.loaded_attn.preset if name is None else name
-        if not isinstance(name, str) or name not in self.attention_choices():
-            raise RequestError(400, f"attention {name!r}: choose from {', '.join(self.attention_choices())}")
-        return name
-
-    def _switch_attention(self, name: str) -> None:
-        """Set the encoder's BA-SAM preset before encoding. The decoder has no BA-SAM settings, so
+    def _switch_attention(self, attention: str, windows: str) -> None:
+        """Set the encoder's BA-SAM preset and windows before encoding. The decoder has neither, so
         cached encodings answer prompts whatever the encoder is set to now."""
-        cfg = self.loaded_attn if name == self.loaded_attn.preset else AttentionConfig.from_preset(name, **self.attn_overrides)
+        loaded = self.loaded_attn
+        cfg = loaded if (attention, windows) == (loaded.preset, loaded.windows) else AttentionConfig.from_preset(
+            attention, **{**self.attn_overrides, "windows": windows})
         if self.model.attn_cfg != cfg:
             self.model.set_attention(cfg)
 
-    def _encoded(self, image_id: str, resolution, attention) -> tuple[Predictor, float]:
-        """The Predictor holding this image's embedding (encoded now if not cached) and the encode
-        time in ms (0 when cached)."""
+    def _encoded(self, image_id: str, setting: tuple[str, str, str]) -> tuple[Predictor, float]:
+        """The Predictor holding this image's embedding under setting (encoded now if not cached)
+        and the encode time in ms (0 when cached)."""
         rgb = self._image(image_id)
-        key = (image_id, self._policy(resolution), self._attention(attention))
-        predictor = self.encodings.get(key)
+        predictor = self.encodings.get((image_id, *setting))
         if predictor is not None:
             return predictor, 0.0
-        self._switch_attention(key[2])
+        self._switch_attention(*setting[1:])
         start = time.perf_counter()
-        predictor = Predictor(self.model, resolution=key[1])
+        predictor = Predictor(self.model, resolution=setting[0], max_side=self.settings.max_side)
         try:
             predictor.set_image(rgb)
         except ValueError as e:  # e.g. "native" on an image over 4096 px
             raise RequestError(400, str(e)) from None
-        self.encodings.put(key, predictor)
+        self.encodings.put((image_id, *setting), predictor)
         return predictor, (time.perf_counter() - start) * 1e3
 
     def predict(self, request: dict) -> dict:
@@ -205,7 +217,8 @@ class Engine:
         multimask (bool, default false: one mask, as the embedded model was trained), resolution,
         attention}. Coordinates in original pixels."""
         request = _require_dict(request)
-        predictor, encode_ms = self._encoded(request.get("image_id"), request.get("resolution"), request.get("attention"))
+        setting = self._setting(request)
+        predictor, encode_ms = self._encoded(request.get("image_id"), setting)
         h, w = predictor.orig_hw
         prompt = parse_prompt(request, w, h)
         multimask = _flag(request, "multimask")
@@ -213,7 +226,9 @@ class Engine:
         masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask)
         decode_ms = (time.perf_counter() - start) * 1e3
         return {
-            **self._encoding_summary(predictor, request, encode_ms), "decode_ms": round(decode_ms, 1),
+            **_summary(request, setting, predictor.padded_hw), "resized_size": list(predictor.resized_hw),
+            "encode_ms": round(encode_ms, 1), "cached": encode_ms == 0.0, "note": predictor.note,
+            "decode_ms": round(decode_ms, 1),
             "best": int(np.argmax(scores)),
             "masks": [{"score": float(s), "area": int(m.sum()), "png": mask_png(m), "rle": coco_rle(m)}
                       for m, s in zip(masks, scores)],
@@ -227,15 +242,15 @@ class Engine:
         r + 256 g, smaller masks over larger."""
         request = _require_dict(request)
         rgb = self._image(request.get("image_id"))
-        policy, attention = self._policy(request.get("resolution")), self._attention(request.get("attention"))
+        setting = self._setting(request)
         options = {"points_per_side": _number(request, "points_per_side", 16, 1, 64, int),
                    "pred_iou_thresh": _number(request, "pred_iou_thresh", 0.88, 0.0, 1.0, float),
                    "stability_score_thresh": _number(request, "stability_score_thresh", 0.95, 0.0, 1.0, float)}
         multimask = _flag(request, "multimask")
-        self._switch_attention(attention)
+        self._switch_attention(*setting[1:])
         start = time.perf_counter()
         try:
-            generator = AutomaticMaskGenerator(self.model, output_mode="coco_rle", resolution=policy,
+            generator = AutomaticMaskGenerator(self.model, output_mode="coco_rle", resolution=setting[0],
                                                multimask_output=multimask, **options)
             records = generator.generate(rgb)
         except ValueError as e:
@@ -249,20 +264,17 @@ class Engine:
         label_rgb = np.stack([labels % 256, labels // 256 % 256, labels // 65536], -1).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(label_rgb).save(buf, format="PNG")
+        padded_hw = model_input_size(rgb.shape[:2], setting[0], self.model.cfg.img_size, self.settings.max_side)[1]
         return {
-            "image_id": request["image_id"], "resolution": policy, "attention": attention,
-            "input_size": list(model_input_size(rgb.shape[:2], policy)[1]), "encode_ms": None, "cached": False,
-            "note": None, "generate_ms": round(generate_ms, 1), "options": {**options, "multimask": multimask}, "records": records,
+            **_summary(request, setting, padded_hw), "encode_ms": None, "generate_ms": round(generate_ms, 1), "options": {**options, "multimask": multimask}, "records": records,
             "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 
-    def _encoding_summary(self, predictor: Predictor, request: dict, encode_ms: float) -> dict:
-        return {
-            "image_id": request["image_id"], "resolution": str(predictor.resolution),
-            "attention": self._attention(request.get("attention")), "input_size": list(predictor.padded_hw),
-            "resized_size": list(predictor.resized_hw), "encode_ms": round(encode_ms, 1),
-            "cached": encode_ms == 0.0, "note": predictor.note,
-        }
+
+def _summary(request: dict, setting: tuple[str, str, str], padded_hw) -> dict:
+    windows = "scaled" if setting[0] == "auto" else setting[2]  # what Predictor does under auto
+    return {"image_id": request["image_id"], "resolution": setting[0], "attention": setting[1], "windows": windows,
+            "input_size": list(padded_hw)}
 
 
 def _require_dict(request) -> dict:

@@ -58,6 +58,7 @@ async function init() {
       `${info.attention_loaded} · uploads up to ${info.max_upload_mb} MB / ${info.max_megapixels} MP`;
     fillSelect($("resolution"), info.resolution_choices, info.resolution);
     fillSelect($("attention"), info.attention_choices, info.attention);
+    fillSelect($("windows"), info.window_choices, info.windows);
     for (const name of info.samples) $("sample").add(new Option(name, name));
     $("everything-tools").hidden = !info.everything;
     setState("idle");
@@ -174,13 +175,14 @@ function undo() {
 }
 
 function settings() {
-  return {image_id: state.image.image_id, resolution: $("resolution").value, attention: $("attention").value};
+  return {image_id: state.image.image_id, resolution: $("resolution").value, attention: $("attention").value,
+          windows: $("windows").value};
 }
 
 function timesText(r, work, ms) {
   const [h, w] = r.input_size;
   const encode = r.encode_ms === null ? "" : ` · encode ${r.cached ? "cached" : `${r.encode_ms} ms`}`;
-  return `model input ${w}×${h} (resolution ${r.resolution}, attention ${r.attention})${encode} · ` +
+  return `model input ${w}×${h} (resolution ${r.resolution}, attention ${r.attention}, ${r.windows} windows)${encode} · ` +
     `${work} ${ms} ms${r.note ? ` · ${r.note}` : ""}`;
 }
 
@@ -316,6 +318,7 @@ $("file").addEventListener("change", (e) => { if (e.target.files[0]) openFile(e.
 $("sample").addEventListener("change", (e) => { if (e.target.value) openSample(e.target.value); e.target.value = ""; });
 $("resolution").addEventListener("change", rerun);
 $("attention").addEventListener("change", rerun);
+$("windows").addEventListener("change", rerun);
 $("multimask").addEventListener("change", rerun);
 $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", resetPrompts);
