@@ -26,7 +26,7 @@ from ..amg import AutomaticMaskGenerator
 from ..config import AttentionConfig
 from ..modeling.sam import Sam
 from ..predictor import Predictor
-from ..transforms import AUTO_MAX_SIDE, model_input_size, parse_resolution, to_rgb_uint8
+from ..transforms import AUTO_MAX_SIDE, parse_resolution, to_rgb_uint8
 from .samples import SAMPLES, render_sample
 
 # Presets the page may switch between; `official` changes which weights are loaded, so it is only
@@ -75,6 +75,8 @@ class LRU:
 
 
 class Engine:
+    """One model behind the page: images, their encodings, prompts and segment-everything."""
+
     def __init__(self, model: Sam, settings: ServeSettings = ServeSettings(), attn_overrides: dict | None = None):
         self.model = model.eval()
         self.settings = settings
@@ -157,7 +159,7 @@ class Engine:
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise RequestError(415, "not an image: the upload is no format Pillow can read (PNG, JPEG, TIFF, …)") from None
+            raise RequestError(415, "not an image: Pillow reads no format in this upload (PNG, JPEG, TIFF, …)") from None
         megapixels = im.width * im.height / 1e6
         if megapixels > self.settings.max_megapixels:
             raise RequestError(413, f"image {im.width}×{im.height} has {megapixels:.1f} megapixels; this server "
@@ -215,7 +217,7 @@ class Engine:
     def predict(self, request: dict) -> dict:
         """request: {image_id, points [[x, y], …], labels [1|0, …], box [x0, y0, x1, y1] | null,
         multimask (bool, default false: one mask, as the embedded model was trained), resolution,
-        attention}. Coordinates in original pixels."""
+        attention, windows}. Coordinates in original pixels."""
         request = _require_dict(request)
         setting = self._setting(request)
         predictor, encode_ms = self._encoded(request.get("image_id"), setting)
@@ -236,10 +238,10 @@ class Engine:
 
     def everything(self, request: dict) -> dict:
         """request: {image_id, points_per_side (default 16), pred_iou_thresh (0.88),
-        stability_score_thresh (0.95), multimask (false, as for prompts), resolution, attention}:
-        basam.AutomaticMaskGenerator over the whole image, the official defaults otherwise. Returns its records (segmentation as
-        COCO RLE), largest first, and a label image: mask k (1-based, in that order) drawn as
-        r + 256 g, smaller masks over larger."""
+        stability_score_thresh (0.95), multimask (false, as for prompts), resolution, attention,
+        windows}: basam.AutomaticMaskGenerator over the whole image, the official defaults
+        otherwise. Returns its records (segmentation as COCO RLE), largest first, and a label
+        image: mask k (1-based, in that order) stored as r + 256 g, smaller masks over larger."""
         request = _require_dict(request)
         rgb = self._image(request.get("image_id"))
         setting = self._setting(request)
@@ -264,9 +266,10 @@ class Engine:
         label_rgb = np.stack([labels % 256, labels // 256 % 256, labels // 65536], -1).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(label_rgb).save(buf, format="PNG")
-        padded_hw = model_input_size(rgb.shape[:2], setting[0], self.model.cfg.img_size, self.settings.max_side)[1]
+        padded_hw = generator.predictor.transform.sizes(rgb.shape[:2])[1]
         return {
-            **_summary(request, setting, padded_hw), "encode_ms": None, "generate_ms": round(generate_ms, 1), "options": {**options, "multimask": multimask}, "records": records,
+            **_summary(request, setting, padded_hw), "encode_ms": None, "generate_ms": round(generate_ms, 1),
+            "options": {**options, "multimask": multimask}, "records": records,
             "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 
