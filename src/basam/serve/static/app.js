@@ -136,9 +136,11 @@ function onPointerUp(event) {
     state.history.push({kind: "point"});
   } else {
     const end = imageXY(event);
-    state.history.push({kind: "box", previous: state.box});
-    state.box = [Math.min(d.start[0], end[0]), Math.min(d.start[1], end[1]),
+    const box = [Math.min(d.start[0], end[0]), Math.min(d.start[1], end[1]),
                  Math.max(d.start[0], end[0]), Math.max(d.start[1], end[1])];
+    if (box[2] - box[0] < 1 || box[3] - box[1] < 1) { drawPrompts(); return; }  // a line, not a box
+    state.history.push({kind: "box", previous: state.box});
+    state.box = box;
   }
   predictPrompts();
 }
