@@ -60,6 +60,8 @@ class AutomaticMaskGenerator:
     tile_overlap: least overlap of neighbouring tiles in px; default tile_size // 4.
     chunk_mb: about how much memory one step of mask upsampling or decoding may take.
     progress: show a progress bar over the point batches of each crop.
+    multimask_output: SAM's three masks per point (the official pipeline), or the single-mask
+        output only, for models trained on it alone (the embedded default model).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class AutomaticMaskGenerator:
         tile_overlap: int | None = None,
         chunk_mb: float = 256,
         progress: bool = False,
+        multimask_output: bool = True,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -117,6 +120,7 @@ class AutomaticMaskGenerator:
         self.tile_size, self.tile_overlap = tile_size, tile_overlap
         self.chunk_bytes = chunk_mb * 2**20
         self.progress = progress
+        self.multimask_output = multimask_output
 
     @torch.no_grad()
     def generate(self, image) -> list[dict]:
@@ -203,13 +207,14 @@ class AutomaticMaskGenerator:
         return out
 
     def _decode_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single foreground points (b, 2) in crop pixels -> low-res logits (b, 3, h, w) and IoU
-        predictions (b, 3)."""
+        """Single foreground points (b, 2) in crop pixels -> low-res logits (b, M, h, w) and IoU
+        predictions (b, M); M = 3 with multimask_output, else 1."""
         pred = self.predictor
         coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
         coords = coords.to(pred.device)[:, None, :]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
-        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels), multimask_output=True)
+        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels),
+                                                 multimask_output=self.multimask_output)
         return low_res.float().cpu(), iou_preds.float().cpu()
 
     def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,

@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ("basam.demo", "", "the offline demo: BA-SAM vs SAM across resolutions on the embedded model"),
     "export-onnx": ("basam.export.onnx", "", "export the encoder at one input size and the prompt decoder to ONNX"),
     "export-hf": ("basam.export.hf", "", "save a model as a Hugging Face SamModel folder (config.json + safetensors)"),
+    "serve": ("basam.serve", "", "a local click-to-segment web page (needs basam[serve])"),
 }
 
 
