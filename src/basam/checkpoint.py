@@ -16,6 +16,7 @@ import torch
 
 from .config import MODEL_CONFIGS, AttentionConfig, ModelConfig
 from .modeling.sam import Sam
+from .precision import PRECISIONS, set_precision
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
@@ -31,6 +32,7 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     attn: str | AttentionConfig | None = None,
     device: str | torch.device = "cpu",
+    dtype: str = "fp32",
     **attn_overrides,
 ) -> Sam:
     """Build a model and load its weights.
@@ -40,7 +42,11 @@ def load_model(
         safetensors file, or a basam export.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
+    dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.precision);
+        `model.precision` says which one "auto" chose.
     """
+    if dtype not in PRECISIONS:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(PRECISIONS)}")
     state, saved = ({}, {})
     if model_type == "default" and checkpoint is None:
         if not DEFAULT_WEIGHTS.exists():
@@ -58,7 +64,9 @@ def load_model(
         load_state(model, state, str(checkpoint))
         if attn_cfg.official and not saved.get("attention", {}).get("official"):
             _drop_pretrained_rel_pos(model)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    set_precision(model, dtype)
+    return model
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -125,6 +133,8 @@ def save_model(model: Sam, path: str | os.PathLike) -> Path:
     `load_model` can rebuild it without being told the size."""
     from safetensors.torch import save_file
 
+    if model.precision != "fp32":
+        raise ValueError(f"cannot save a model loaded with dtype {model.precision}: save the fp32 model and choose the dtype when loading")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"basam": json.dumps({"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()})}

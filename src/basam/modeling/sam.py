@@ -21,6 +21,7 @@ class Sam(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.attn_cfg = attn_cfg or AttentionConfig()
+        self.precision = "fp32"  # of the image encoder; basam.precision.set_precision changes it
         dim = cfg.prompt_embed_dim
         self.image_encoder = ImageEncoderViT(cfg, self.attn_cfg)
         self.prompt_encoder = PromptEncoder(dim, cfg.mask_in_chans, cfg.patch_size)
