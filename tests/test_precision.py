@@ -9,6 +9,8 @@ from basam.cli import main
 from basam.evaluate import SynthDataset
 from basam.precision import auto_precision
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
+
 SIZE = 256  # the default model's training size
 
 

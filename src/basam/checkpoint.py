@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from .precision import PRECISIONS, set_precision
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
 _BASAM_KEY = ".mode."  # every BA-SAM parameter lives in an encoder block's attention mode
+# MobileSAM's release keeps TinyViT's ImageNet classifier, which SAM never calls.
+_UNUSED_HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
 
 
 class CheckpointError(ValueError):
@@ -37,7 +40,7 @@ def load_model(
 ) -> Sam:
     """Build a model and load its weights.
 
-    model_type: "vit_b" | "vit_l" | "vit_h" | "tiny" | "default" (the embedded model).
+    model_type: "vit_b" | "vit_l" | "vit_h" | "vit_t" (MobileSAM) | "tiny" | "default" (the embedded model).
     checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
         safetensors file, or a basam export.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
@@ -99,6 +102,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Strict load, with one readable error naming what does not fit."""
     own = model.state_dict()
+    if model.cfg.encoder == "tiny_vit":
+        head = [k for k in state if k.startswith(_UNUSED_HEAD)]
+        if head:
+            print(f"basam: {source}: ignoring TinyViT's classifier head ({len(head)} tensors: norm_head, head), "
+                  "unused by SAM", file=sys.stderr)
+            state = {k: v for k, v in state.items() if k not in head}
     missing = [k for k in own if k not in state and _BASAM_KEY not in k]
     unexpected = [k for k in state if k not in own and _BASAM_KEY not in k]
     dropped = [k for k in state if k not in own and _BASAM_KEY in k]
@@ -118,6 +127,8 @@ def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkp
 
 def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
     """The SAM size whose encoder width, depth and pos_embed grid match the state dict."""
+    if "image_encoder.patch_embed.seq.0.c.weight" in state:
+        return "vit_t"
     pos = state.get("image_encoder.pos_embed")
     if pos is None or pos.ndim != 4:
         return None
