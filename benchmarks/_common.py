@@ -68,10 +68,14 @@ def randomise_(enc: nn.Module, seed: int = 0) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def ours_from(official: nn.Module, attn: str = "sam") -> nn.Module:
-    enc = basam.load_model("vit_b", attn=attn).image_encoder
-    enc.load_state_dict(official.state_dict(), strict=True)
-    return enc.eval()
+def ours_from(official: nn.Module, attn: str = "sam", dtype: str = "fp32") -> nn.Module:
+    """basam's vit_b encoder with the official encoder's weights, in precision `dtype`."""
+    from basam.precision import set_precision
+
+    model = basam.load_model("vit_b", attn=attn)
+    model.image_encoder.load_state_dict(official.state_dict(), strict=True)
+    set_precision(model, dtype)
+    return model.image_encoder.eval()
 
 
 def resize_official_pos_embed_(enc: nn.Module, grid: int) -> None:
@@ -141,6 +145,8 @@ def mem_child(impl: str, size: int, attn: str, threads: int) -> dict:
         enc = official_encoder()
         if size != 1024:
             resize_official_pos_embed_(enc, size // 16)
+    elif impl == "vit_t":
+        enc = basam.load_model("vit_t", attn=attn).image_encoder.eval()
     else:
         enc = basam.load_model("vit_b", attn=attn).image_encoder.eval()
     x = image(size)
