@@ -191,3 +191,20 @@ def test_basam_presets_act_on_vit_t_and_equal_sam_at_1024(vit_t, sam_embeddings)
     assert (encode((512, 768), "bm", bm_blocks="all", bm_offset="0") - small).abs().max() > 1e-3
     with pytest.raises(ValueError, match="'official' is defined for the ViT encoder only"):
         basam.load_model("vit_t", attn="official")
+
+
+def test_scaled_windows_grow_with_the_input_and_are_fixed_ones_at_1024(vit_t, sam_embeddings):
+    x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(SIZES.index((1024, 1024))))
+    seen = []
+    hooks = [layer.blocks[0].attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+             for layer in vit_t.image_encoder.layers[1:]]
+    try:
+        with torch.no_grad():
+            assert torch.equal(vit_t.image_encoder(x, windows="scaled"), sam_embeddings[(1024, 1024)])
+            small = vit_t.image_encoder(torch.randn(1, 3, 512, 768, generator=torch.Generator().manual_seed(3)),
+                                        windows="scaled")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == [7, 14, 7, 5, 11, 5]  # at 512×768 the long side is 0.75× 1024: 7·0.75 → 5, 14·0.75 → 11
+    assert (small - sam_embeddings[(512, 768)]).abs().max() > 1e-3

@@ -8,6 +8,14 @@ The paper in two formulas (Song et al., CVPR 2024; ../DESIGN.md §1):
 and a global block computes softmax(λ(N)·q kᵀ + relpos(q) + bias) v, where relpos is SAM's own
 decomposed relative-position term. With NSF and BM-AM off this is SAM exactly.
 
+This project's finding adds a third change, for the windowed blocks (`windows="scaled"`): a window
+grown with the content scale, w' = round_half_up(w · long side / pretraining side), covers the part
+of the picture its trained window covered (`scaled_window`). What the paper's two terms mean there:
+λ(N) keeps N = the whole image grid, as with fixed windows (nsf_blocks="all" scales every block
+from the image size); the `train` offset is the diameter of the window actually attended, because
+a scaled window holds, in content units, exactly the distances of the trained window, so BM-AM adds
+nothing inside it. A numeric offset stays in tokens. At the training size w' = w: nothing changes.
+
 Memory: scores are never materialised for all queries at once. Queries are processed in chunks so
 that one chunk's (B, heads, chunk, N) mask stays under `AttentionConfig.chunk_mb`; the bias is
 built per chunk from a cached distance table (kept only while that table itself is small).
@@ -73,6 +81,14 @@ def token_distance(grid_hw: tuple[int, int], distance: str, rows: slice, device=
     return out.sqrt_()
 
 
+def scaled_window(trained_window: int, grid_hw: tuple[int, int], train_grid: tuple[int, int]) -> int:
+    """The window (tokens per side) covering at grid_hw what `trained_window` covered on the
+    pretraining grid: trained × long side / pretraining side, rounded half up, at least 1."""
+    long_side, train_side = max(grid_hw), max(train_grid)
+    # Integer half-up rounding: float round() is half-to-even and 14·1.5 must not depend on it.
+    return max(1, (2 * trained_window * long_side + train_side) // (2 * train_side))
+
+
 @lru_cache(maxsize=8)
 def _cached_excess_distance(grid_hw, distance, offset, device) -> torch.Tensor:
     return (token_distance(grid_hw, distance, slice(None), device) - offset).clamp_min(0)
@@ -112,7 +128,9 @@ class BlockAttentionMode(nn.Module):
         self.use_nsf = cfg.nsf and (is_global or cfg.nsf_blocks == "all")
         self.use_bias = cfg.bias and (is_global or cfg.bm_blocks == "all")
         self.distance = cfg.bm_distance
-        # A windowed block was trained on its window, so "train" means the window's diameter there.
+        # A windowed block was trained on its window, so "train" means the diameter of the window it
+        # attends over (the trained window, or the scaled one covering the same content).
+        self.offset_from_window = cfg.bm_offset == "train" and not is_global
         self.offset = grid_diameter(attn_grid, cfg.bm_distance) if cfg.bm_offset == "train" else float(cfg.bm_offset)
         self.chunk_bytes = int(cfg.chunk_mb * 2**20)
         if self.use_bias:
@@ -123,6 +141,10 @@ class BlockAttentionMode(nn.Module):
                 self.register_buffer("slopes", slopes, persistent=False)
         if cfg.official:
             self.relpos_gain = nn.Parameter(torch.tensor([0.1]))
+
+    def bias_offset(self, grid_hw: tuple[int, int]) -> float:
+        """The BM-AM offset for attention over grid_hw (a window, or the whole image grid)."""
+        return grid_diameter(grid_hw, self.distance) if self.offset_from_window else self.offset
 
     def scale(self, n_image_tokens: int) -> float:
         """The softmax temperature: λ(N) of the whole image grid when NSF applies, else 1/√d."""
@@ -171,7 +193,7 @@ def attend(
             mask = gain * mask
         if mode.use_bias:
             buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
-            dist = excess_distance(grid_hw, mode.distance, mode.offset, rows, q.device, buffer)
+            dist = excess_distance(grid_hw, mode.distance, mode.bias_offset(grid_hw), rows, q.device, buffer)
             # In place where the mask is our own: one chunk-sized tensor instead of three (bias, sum, mask).
             if mask is None:
                 mask = neg_slopes * dist

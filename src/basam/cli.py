@@ -29,6 +29,8 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
     p.add_argument("--bm-slope-scale", type=float, help="override: BM-AM slope multiplier")
     p.add_argument("--bm-offset", help="override: 0, a number, or 'train'")
     p.add_argument("--bm-blocks", choices=("global", "all"), help="override: blocks with the bias")
+    p.add_argument("--windows", help="fixed | scaled: windowed blocks keep their trained window, or grow it "
+                                     "with the image (default: the checkpoint's, else fixed)")
     p.add_argument("--chunk-mb", type=float, help="largest attention score chunk in MiB")
     p.add_argument("--device", default="cpu")
     if dtype:
@@ -37,8 +39,20 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:
-    names = ("nsf_blocks", "bm_distance", "bm_slope_scale", "bm_offset", "bm_blocks", "chunk_mb")
+    names = ("nsf_blocks", "bm_distance", "bm_slope_scale", "bm_offset", "bm_blocks", "windows", "chunk_mb")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_resolution_arguments(p: argparse.ArgumentParser, several: bool = False) -> None:
+    from .transforms import AUTO_MAX_SIDE
+
+    p.add_argument("--resolution", default=None,
+                   help=("comma-separated policies: " if several else "")
+                   + "N (long side resized to N, padded; default: the model's pretraining side, 1024 for SAM) | "
+                     "native | auto (smaller images resized up to the pretraining side, larger ones native with "
+                     "scaled windows)")
+    p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px); larger "
+                                                                       "images are resized down to it")
 
 
 def load_model_from_args(args: argparse.Namespace, attn: str | None = None):
@@ -56,7 +70,7 @@ def predict_add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--point", action="append", default=[], help="X,Y[,label] (label 1 = foreground, 0 = background)")
     p.add_argument("--box", help="X0,Y0,X1,Y1")
-    p.add_argument("--resolution", default="1024", help="1024 | N (long side) | native")
+    add_resolution_arguments(p)
     p.add_argument("--multimask", action="store_true", help="keep the best of SAM's three masks")
     p.add_argument("--out", default="basam-out")
 
@@ -77,7 +91,7 @@ def predict_run(args: argparse.Namespace) -> int:
     box = _floats(args.box, "--box", (4,)) if args.box else None
     image = _read_image(args.image)
     model = load_model_from_args(args)
-    predictor = Predictor(model, resolution=args.resolution)
+    predictor = Predictor(model, resolution=args.resolution, max_side=args.max_side)
     predictor.set_image(image)
     if predictor.note:
         print(f"note: {predictor.note}", file=sys.stderr)
@@ -92,8 +106,8 @@ def predict_run(args: argparse.Namespace) -> int:
     stem = Path(args.image).stem
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
     Image.fromarray(overlay(np.asarray(image.convert("RGB")), mask)).save(out / f"{stem}_overlay.png")
-    print(f"model {model.cfg.name}, attention {model.attn_cfg.describe()}, resolution {args.resolution} "
-          f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}; predicted IoU {scores[best]:.3f}; "
+    print(f"model {model.cfg.name}, attention {model.attn_cfg.describe()}, resolution {predictor.resolution} "
+          f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}, windows {predictor.windows or model.attn_cfg.windows}; predicted IoU {scores[best]:.3f}; "
           f"mask area {mask.mean():.1%}; wrote {out}/{stem}_mask.png and {stem}_overlay.png")
     return 0
 

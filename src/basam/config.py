@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+
+def _known_fields(cls, d: dict) -> dict:
+    """d, refused with one line if it names a field `cls` does not have: a config written by a
+    newer basam must not load silently as another model."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(k for k in d if k not in names):
+        raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))} "
+                         f"(written by a newer basam?); known: {', '.join(sorted(names))}")
+    return dict(d)
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        d = dict(d)
-        d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
+        d = _known_fields(cls, d)
+        if "encoder_global_attn_indexes" in d:
+            d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
         return cls(**d)
 
 
@@ -98,6 +110,9 @@ class AttentionConfig:
     bm_learnable:   slopes are parameters (fine-tuning) rather than fixed
     official:       the released BA-SAM code's variant (per-block rel-pos gain, no pretrained
                     rel-pos tables, no pos_embed)
+    windows:        "fixed" | "scaled" — the windowed blocks' window: the trained one, or grown
+                    with the content scale (trained window × input long side / pretraining side),
+                    so it covers the part of the picture it covered in pretraining
     chunk_mb:       largest score tensor (MiB) one attention call may hold; queries are chunked
     """
 
@@ -111,12 +126,14 @@ class AttentionConfig:
     bm_blocks: str = "global"
     bm_learnable: bool = False
     official: bool = False
+    windows: str = "fixed"
     chunk_mb: float = 256.0
 
     _CHOICES = {
         "nsf_blocks": ("global", "all"),
         "bm_distance": ("euclidean", "manhattan", "raster"),
         "bm_blocks": ("global", "all"),
+        "windows": ("fixed", "scaled"),
     }
 
     def __post_init__(self):
@@ -130,6 +147,9 @@ class AttentionConfig:
                     raise ValueError
             except ValueError:
                 raise ValueError(f"attention option bm_offset={self.bm_offset!r}: expected 'train' or a number ≥ 0") from None
+        for name in ("bm_slope_scale", "chunk_mb"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"attention option {name}={getattr(self, name)}: expected a finite number")
         if self.chunk_mb <= 0:
             raise ValueError("attention option chunk_mb must be > 0")
 
@@ -144,8 +164,7 @@ class AttentionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttentionConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**_known_fields(cls, d))
 
     def describe(self) -> str:
         changed = {k: v for k, v in self.to_dict().items() if k != "preset" and v != getattr(AttentionConfig, k)}

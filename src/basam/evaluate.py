@@ -231,8 +231,10 @@ def _report_problems(dataset: Dataset, result: EvalResult) -> None:
 
 
 def eval_add_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import add_resolution_arguments
+
     _add_common(p)
-    p.add_argument("--resolution", default="1024", help="1024 | N | native")
+    add_resolution_arguments(p)
 
 
 def eval_run(args) -> int:
@@ -241,10 +243,12 @@ def eval_run(args) -> int:
     from .transforms import parse_resolution
 
     rank, world = distributed.setup(args.device)
+    model = load_model_from_args(args)
+    predictor = Predictor(model, args.resolution, args.max_side)
+    args.resolution = predictor.resolution
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
     settings = _settings(args, dataset, args.prompt)
-    model = load_model_from_args(args)
-    result = merge_ranks(evaluate(Predictor(model, args.resolution), dataset, settings, rank, world))
+    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world))
     distributed.teardown()
     if result is None:
         return 0

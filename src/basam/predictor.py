@@ -12,27 +12,34 @@ from scipy.special import expit
 
 from .modeling.sam import Sam
 from .transforms import (
+    AUTO_MAX_SIDE,
     Resolution,
     boxes_to_model,
     coords_to_model,
     masks_to_original,
     model_input_size,
     normalize_and_pad,
+    parse_resolution,
     resize_image,
     to_rgb_uint8,
 )
 
 
 class Predictor:
-    """resolution: 1024 (SAM's resize-longest-side + pad), any multiple of 16 (long side → N), or
-    "native" (the image's own size rounded to a multiple of 16)."""
+    """resolution: None → the model's pretraining side (SAM's resize-longest-side + pad: 1024 px
+    for SAM checkpoints, 256 px for the default model), any multiple of 16 (long side → N),
+    "native" (the image's own size rounded to a multiple of 16), or "auto" (smaller images resized
+    up to the pretraining side, larger ones at native size up to `max_side`, with scaled windows
+    whatever the model's own setting; at or below the pretraining side these equal fixed ones)."""
 
     mask_threshold = 0.0
 
-    def __init__(self, model: Sam, resolution: Resolution = 1024):
+    def __init__(self, model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE):
         self.model = model.eval()
-        self.resolution = resolution
-        model_input_size((64, 64), resolution)  # validate the policy now, not at the first image
+        self.resolution = model.cfg.img_size if resolution is None else resolution
+        self.max_side = max_side
+        model_input_size((64, 64), self.resolution, model.cfg.img_size, max_side)  # validate now, not at the first image
+        self.windows = "scaled" if parse_resolution(self.resolution) == "auto" else None  # None: the model's
         self.features: torch.Tensor | None = None
         self.note: str | None = None
 
@@ -42,9 +49,10 @@ class Predictor:
         says how). Runs the image encoder once."""
         rgb, self.note = to_rgb_uint8(image)
         self.orig_hw = rgb.shape[:2]
-        self.resized_hw, self.padded_hw = model_input_size(self.orig_hw, self.resolution)
+        self.resized_hw, self.padded_hw = model_input_size(self.orig_hw, self.resolution, self.model.cfg.img_size,
+                                                           self.max_side)
         x = normalize_and_pad(resize_image(rgb, self.resized_hw), self.padded_hw).to(self.model.device)
-        self.features = self.model.image_encoder(x)  # 1, C, Hg, Wg
+        self.features = self.model.image_encoder(x, windows=self.windows)  # 1, C, Hg, Wg
 
     @torch.no_grad()
     def predict(

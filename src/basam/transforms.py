@@ -18,23 +18,26 @@ PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
 MIN_SIDE, MAX_SIDE, MULTIPLE = 64, 4096, 16
+# `auto`'s cap on the long side. 2048 px: vit_b's encoder with scaled windows holds ~5 GB there and
+# the default model ~1 GB (README, "Use"); beyond it the image is resized down to the cap.
+AUTO_MAX_SIDE = 2048
 
 Resolution = int | str
 
 
 def parse_resolution(resolution: Resolution) -> int | str:
-    """Validate a resolution policy: an int N (or "N") or "native". Returns N or "native"."""
+    """Validate a resolution policy: an int N (or "N"), "native" or "auto". Returns N or the name."""
     value = resolution
     if isinstance(value, str):
         text = value.strip().lower()
-        if text == "native":
-            return "native"
+        if text in ("native", "auto"):
+            return text
         if not text.isdigit():
-            raise ValueError(f"resolution {resolution!r}: expected an integer like 1024 or 'native'")
+            raise ValueError(f"resolution {resolution!r}: expected an integer like 1024, 'native' or 'auto'")
         value = int(text)
     # bool is an int subclass, but True is never a meaningful resolution.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"resolution {resolution!r}: expected an integer like 1024 or 'native'")
+        raise ValueError(f"resolution {resolution!r}: expected an integer like 1024, 'native' or 'auto'")
     value = int(value)
     if value % MULTIPLE or not MIN_SIDE <= value <= MAX_SIDE:
         raise ValueError(
@@ -53,17 +56,29 @@ def _round_to_multiple(x: int) -> int:
     return max(MIN_SIDE, int(x / MULTIPLE + 0.5) * MULTIPLE)
 
 
-def model_input_size(orig_hw: tuple[int, int], resolution: Resolution) -> tuple[tuple[int, int], tuple[int, int]]:
+def model_input_size(orig_hw: tuple[int, int], resolution: Resolution, train_side: int = 1024,
+                     max_side: int = AUTO_MAX_SIDE) -> tuple[tuple[int, int], tuple[int, int]]:
     """Sizes (resized_hw, padded_hw) of the model input for an image of orig_hw under a policy.
 
     N (int): longest side resized to N, zero-padded to N×N (SAM's behaviour; N = 1024 is SAM).
     "native": each side rounded to the nearest multiple of 16 (at least 64), no padding, so
               resized_hw == padded_hw and the aspect ratio changes only by that rounding.
+    "auto":   an image whose long side is below `train_side` (the model's pretraining side) is
+              resized up to it as SAM does (N = train_side); a larger one runs at its native size
+              (long side at most `max_side`, else resized down to it), meant for scaled windows.
     """
     h, w = int(orig_hw[0]), int(orig_hw[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"image size {h}x{w}: both sides must be positive")
     policy = parse_resolution(resolution)
+    if policy == "auto":
+        parse_resolution(max_side)
+        if max(h, w) < train_side:
+            policy = train_side
+        else:
+            scale = min(1.0, max_side / max(h, w))
+            size = (min(max_side, _round_to_multiple(h * scale)), min(max_side, _round_to_multiple(w * scale)))
+            return size, size
     if policy == "native":
         size = (_round_to_multiple(h), _round_to_multiple(w))
         if max(size) > MAX_SIDE:

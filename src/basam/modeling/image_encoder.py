@@ -4,6 +4,8 @@ Parameter names and shapes are those of the official release, so its checkpoints
 What differs is that nothing is tied to 1024 px: the 64×64 pos_embed is resized (bicubic) to the
 actual token grid, the global blocks' rel-pos tables are resized (linear) as SAM itself does for
 mismatched sizes, and attention goes through `basam.attention.attend`, where BA-SAM lives.
+With windows="scaled" the windowed blocks' windows grow with the input (`scaled_window`) and
+their rel-pos tables are resized the same way; the window is chosen per call, never stored.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import BlockAttentionMode, attend
+from ..attention import BlockAttentionMode, attend, scaled_window
 from ..config import AttentionConfig, ModelConfig
 from .common import LayerNorm2d, MLPBlock
 
@@ -46,22 +48,37 @@ class ImageEncoderViT(nn.Module):
             LayerNorm2d(out),
         )
         self.use_pos_embed = not attn_cfg.official
+        self.windows = attn_cfg.windows
+        self.window_size = cfg.window_size
 
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch the BA-SAM settings in place; the SAM weights are untouched."""
         for block in self.blocks:
             block.attn.set_mode(attn_cfg)
         self.use_pos_embed = not attn_cfg.official
+        self.windows = attn_cfg.windows
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def window_for(self, grid_hw: tuple[int, int], windows: str | None = None) -> int:
+        """The windowed blocks' window (tokens per side) on a token grid: the trained one for
+        "fixed", the content-scaled one for "scaled"; None → the model's attention setting."""
+        windows = windows or self.windows
+        if windows not in ("fixed", "scaled"):
+            raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
+        if windows == "fixed":
+            return self.window_size
+        return scaled_window(self.window_size, tuple(grid_hw), self.train_grid)
+
+    def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
+        """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
+        window = self.window_for((h // self.patch_size, w // self.patch_size), windows)
         x = self.patch_embed(x.to(self.pos_embed.dtype))  # B, Hg, Wg, C
         if self.use_pos_embed:
             x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
         for block in self.blocks:
-            x = block(x)
+            x = block(x, window)
         return self.neck(x.permute(0, 3, 1, 2)).float()
 
 
@@ -86,7 +103,8 @@ class PatchEmbed(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block on a (B, H, W, C) token grid; window_size 0 means global."""
+    """Pre-norm transformer block on a (B, H, W, C) token grid; window_size 0 means global, else
+    the trained window, which a call may replace (scaled windows)."""
 
     def __init__(self, dim: int, num_heads: int, window_size: int, train_grid: tuple[int, int],
                  attn_cfg: AttentionConfig, mlp_ratio: float = 4.0):
@@ -99,13 +117,14 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         image_grid = x.shape[1:3]
         y = self.norm1(x)
         if self.window_size > 0:
-            windows, padded = window_partition(y, self.window_size)
+            window = window or self.window_size
+            windows, padded = window_partition(y, window)
             y = self.attn(windows, image_grid)
-            y = window_unpartition(y, self.window_size, padded, image_grid)
+            y = window_unpartition(y, window, padded, image_grid)
         else:
             y = self.attn(y, image_grid)
         x = x + y

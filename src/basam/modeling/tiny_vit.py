@@ -4,7 +4,9 @@ Parameter names and shapes are those of MobileSAM's release (`mobile_sam.pt`), s
 the release's classifier head (`norm_head`, `head`) is not built (checkpoint.py ignores it). The
 released code is tied to 1024 px (per-block input resolutions, a `view(B, 64, 64, C)` before the
 neck); here every stage takes its grid from its input, windows are zero-padded as the release pads
-them, and attention goes through `basam.attention.attend`, where BA-SAM lives.
+them, and attention goes through `basam.attention.attend`, where BA-SAM lives. With
+windows="scaled" each stage's window grows with the input (`scaled_window`, from the stage's grid
+at 1024 px) and its per-offset bias table is resized bilinearly, as SAM's rel-pos tables are.
 
     (B, 3, H, W) ─ patch_embed: two 3×3 stride-2 conv+BN ─→ (B, 64, H/4, W/4)
       layers.0: 2 MBConv blocks, then patch merging (stride 2)       → (B, 128, H/8, W/8)
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import BlockAttentionMode, attend
+from ..attention import BlockAttentionMode, attend, scaled_window
 from ..config import AttentionConfig, ModelConfig
 from .common import LayerNorm2d
 from .image_encoder import window_partition, window_unpartition
@@ -46,6 +48,7 @@ class TinyViT(nn.Module):
         if attn_cfg.official:
             raise ValueError("attention preset 'official' is defined for the ViT encoder only, not vit_t")
         self.patch_size = cfg.patch_size
+        self.windows = attn_cfg.windows
         self.patch_embed = PatchEmbed(EMBED_DIMS[0])
         grid = cfg.img_size // 4  # a stage's grid at the pretraining size: its N_train
         self.layers = nn.ModuleList([ConvStage(EMBED_DIMS[0], DEPTHS[0], EMBED_DIMS[1])])
@@ -68,17 +71,22 @@ class TinyViT(nn.Module):
         """Switch the BA-SAM settings in place; the MobileSAM weights are untouched."""
         if attn_cfg.official:
             raise ValueError("attention preset 'official' is defined for the ViT encoder only, not vit_t")
+        self.windows = attn_cfg.windows
         for layer in self.layers[1:]:
             for block in layer.blocks:
                 block.attn.set_mode(attn_cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
+        """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
-        x = self.patch_embed(x.to(self.neck[0].weight.dtype))
-        for layer in self.layers:
-            x = layer(x)
+        windows = windows or self.windows
+        if windows not in ("fixed", "scaled"):
+            raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
+        x = self.layers[0](self.patch_embed(x.to(self.neck[0].weight.dtype)))
+        for layer in self.layers[1:]:
+            x = layer(x, scaled_windows=windows == "scaled")
         return self.neck(x).float()
 
 
@@ -151,13 +159,17 @@ class AttentionStage(nn.Module):
     def __init__(self, dim: int, depth: int, num_heads: int, window: int, train_grid: tuple[int, int],
                  attn_cfg: AttentionConfig, out_dim: int | None, merge_stride: int):
         super().__init__()
+        self.train_grid = train_grid
+        self.window_size = window
         self.blocks = nn.ModuleList(TinyViTBlock(dim, num_heads, window, train_grid, attn_cfg) for _ in range(depth))
         self.downsample = PatchMerging(dim, out_dim, merge_stride) if out_dim else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scaled_windows: bool = False) -> torch.Tensor:
+        grid = tuple(x.shape[-2:])
+        window = scaled_window(self.window_size, grid, self.train_grid) if scaled_windows else self.window_size
         x = x.permute(0, 2, 3, 1)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, window)
         x = x.permute(0, 3, 1, 2)
         return self.downsample(x) if self.downsample is not None else x
 
@@ -173,10 +185,11 @@ class TinyViTBlock(nn.Module):
         self.mlp = Mlp(dim, dim * MLP_RATIO)
         self.local_conv = ConvBN(dim, dim, LOCAL_CONV_SIZE, groups=dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = x.shape[1:3]
-        windows, padded = window_partition(x, self.window_size)
-        x = x + window_unpartition(self.attn(windows, grid), self.window_size, padded, grid)
+    def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        """window: the trained one when None, else a scaled one."""
+        grid, window = x.shape[1:3], window or self.window_size
+        windows, padded = window_partition(x, window)
+        x = x + window_unpartition(self.attn(windows, grid), window, padded, grid)
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)
 
@@ -195,9 +208,7 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
-        cells = list(itertools.product(range(window), repeat=2))
-        offsets = [abs(a[0] - b[0]) * window + abs(a[1] - b[1]) for a in cells for b in cells]
-        self.register_buffer("bias_index", torch.tensor(offsets).view(len(cells), len(cells)), persistent=False)
+        self.register_buffer("bias_index", offset_index(window), persistent=False)
         self.set_mode(attn_cfg)
 
     def set_mode(self, attn_cfg: AttentionConfig) -> None:
@@ -211,8 +222,26 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).reshape(b, h * w, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each B, heads, N, d (q, k, v interleaved per head)
         scale = self.mode.scale(image_grid[0] * image_grid[1])
-        out = attend(q, k, v, (h, w), self.mode, scale, pos_bias=self.attention_biases[:, self.bias_index])
+        out = attend(q, k, v, (h, w), self.mode, scale, pos_bias=self.position_bias(h))
         return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+
+    def position_bias(self, window: int) -> torch.Tensor:
+        """(heads, window², window²): the learned bias of each pair's (|Δrow|, |Δcol|); for a scaled
+        window the (heads, w, w) offset table is resized bilinearly, offset 0 and the largest
+        offset staying in place."""
+        if window == self.window:
+            return self.attention_biases[:, self.bias_index]
+        table = self.attention_biases.view(1, self.num_heads, self.window, self.window).float()
+        table = F.interpolate(table, size=(window, window), mode="bilinear", align_corners=True)
+        index = offset_index(window).to(table.device)
+        return table.view(self.num_heads, window * window)[:, index].to(self.attention_biases.dtype)
+
+
+def offset_index(window: int) -> torch.Tensor:
+    """(w², w²) index of each pair of window cells (row-major) into a (|Δrow|, |Δcol|) table of w × w."""
+    cells = torch.tensor(list(itertools.product(range(window), repeat=2)))
+    delta = (cells[:, None, :] - cells[None, :, :]).abs()
+    return delta[..., 0] * window + delta[..., 1]
 
 
 class Mlp(nn.Module):
