@@ -86,7 +86,3 @@ def set_precision(model: nn.Module, dtype: str) -> str:
     model.precision = dtype
     return dtype
 
-
-def encoder_dtype(encoder: nn.Module) -> torch.dtype:
-    """The dtype the encoder computes in: that of its first convolution's weight (int8 keeps convs fp32)."""
-    return next(p.dtype for p in encoder.parameters() if p.is_floating_point())
