@@ -262,7 +262,7 @@ def masks(args) -> None:
 
 def memory(args) -> None:
     print("\n## 3. Peak RSS of one encoder forward (fresh interpreter each, no_grad, batch 1)\n", flush=True)
-    print("build = RSS after building the model (baseline); peak = ru_maxrss after the forward (GB = 2^30 B)")
+    print("build = RSS after building the model (baseline); peak = VmHWM after the forward (GB = 2^30 B)")
     print("official above 1024 px: pos_embed parameter bicubic-resized to the token grid before the run; "
           f"address space capped at {args.official_cap_gb} GB\n")
     rows = []
