@@ -45,20 +45,18 @@ class TinyViT(nn.Module):
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
-        if attn_cfg.official:
-            raise ValueError("attention preset 'official' is defined for the ViT encoder only, not vit_t")
+        _refuse_official(attn_cfg)
         self.patch_size = cfg.patch_size
         self.windows = attn_cfg.windows
         self.patch_embed = PatchEmbed(EMBED_DIMS[0])
-        grid = cfg.img_size // 4  # a stage's grid at the pretraining size: its N_train
         self.layers = nn.ModuleList([ConvStage(EMBED_DIMS[0], DEPTHS[0], EMBED_DIMS[1])])
+        grid = cfg.img_size // 8  # stage 1's grid at the pretraining size (its N_train); later ones follow
         for i in range(1, len(DEPTHS)):
-            grid = -(-grid // 2) if i < len(DEPTHS) - 1 else grid  # merging into the last stage keeps the grid
             last = i == len(DEPTHS) - 1
-            self.layers.append(AttentionStage(
-                EMBED_DIMS[i], DEPTHS[i], NUM_HEADS[i], WINDOW_SIZES[i], (grid, grid), attn_cfg,
-                out_dim=None if last else EMBED_DIMS[i + 1], merge_stride=1 if i == len(DEPTHS) - 2 else 2,
-            ))
+            stride = 1 if i == len(DEPTHS) - 2 else 2  # merging into the last stage keeps the grid
+            self.layers.append(AttentionStage(EMBED_DIMS[i], DEPTHS[i], NUM_HEADS[i], WINDOW_SIZES[i], (grid, grid),
+                                              attn_cfg, out_dim=None if last else EMBED_DIMS[i + 1], merge_stride=stride))
+            grid = -(-grid // stride)
         out = cfg.prompt_embed_dim
         self.neck = nn.Sequential(
             nn.Conv2d(EMBED_DIMS[-1], out, kernel_size=1, bias=False),
@@ -69,8 +67,7 @@ class TinyViT(nn.Module):
 
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch the BA-SAM settings in place; the MobileSAM weights are untouched."""
-        if attn_cfg.official:
-            raise ValueError("attention preset 'official' is defined for the ViT encoder only, not vit_t")
+        _refuse_official(attn_cfg)
         self.windows = attn_cfg.windows
         for layer in self.layers[1:]:
             for block in layer.blocks:
@@ -88,6 +85,11 @@ class TinyViT(nn.Module):
         for layer in self.layers[1:]:
             x = layer(x, scaled_windows=windows == "scaled")
         return self.neck(x).float()
+
+
+def _refuse_official(attn_cfg: AttentionConfig) -> None:
+    if attn_cfg.official:
+        raise ValueError("attention preset 'official' is defined for the ViT encoder only, not vit_t")
 
 
 class PatchEmbed(nn.Module):
