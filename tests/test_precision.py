@@ -96,3 +96,15 @@ def test_cli_dtype_flag(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args + ["--dtype", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd):
+    """This machine has avx512_bf16; an AVX2-only CPU is stood in for by the feature probe."""
+    import basam.precision
+
+    monkeypatch.setattr(basam.precision, "native_bf16", lambda: False)
+    assert basam.load_model("tiny", dtype="auto").precision == "fp32"
+    capfd.readouterr()
+    assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "has no native bf16" in err
