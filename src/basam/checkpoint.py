@@ -145,7 +145,8 @@ def save_model(model: Sam, path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     if model.precision != "fp32":
-        raise ValueError(f"cannot save a model loaded with dtype {model.precision}: save the fp32 model and choose the dtype when loading")
+        raise ValueError(f"cannot save a model loaded with dtype {model.precision}: "
+                         "save the fp32 model and choose the dtype when loading")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"basam": json.dumps({"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()})}

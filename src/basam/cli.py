@@ -21,7 +21,8 @@ COMMANDS = {
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
     """The flags every command that loads a model shares (--dtype only for inference)."""
-    p.add_argument("--model", default=default_model, help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
+    p.add_argument("--model", default=default_model,
+                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
     p.add_argument("--checkpoint", default=None, help="official .pth, safetensors or basam export")
     p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
     p.add_argument("--nsf-blocks", choices=("global", "all"), help="override: blocks that use λ(N)")
