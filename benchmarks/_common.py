@@ -68,10 +68,14 @@ def randomise_(enc: nn.Module, seed: int = 0) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
 
 
-def ours_from(official: nn.Module, attn: str = "sam") -> nn.Module:
-    enc = basam.load_model("vit_b", attn=attn).image_encoder
-    enc.load_state_dict(official.state_dict(), strict=True)
-    return enc.eval()
+def ours_from(official: nn.Module, attn: str = "sam", dtype: str = "fp32") -> nn.Module:
+    """basam's vit_b encoder with the official encoder's weights, in precision `dtype`."""
+    from basam.precision import set_precision
+
+    model = basam.load_model("vit_b", attn=attn)
+    model.image_encoder.load_state_dict(official.state_dict(), strict=True)
+    set_precision(model, dtype)
+    return model.image_encoder.eval()
 
 
 def resize_official_pos_embed_(enc: nn.Module, grid: int) -> None:
@@ -126,10 +130,12 @@ def med(xs: list[float]) -> float:
 # peak memory of one forward, in a fresh interpreter
 
 
-def _rss_now_kb() -> int:
+def _rss_now_kb(field: str = "VmRSS") -> int:
+    """VmRSS (now) or VmHWM (peak) of this process in KiB. VmHWM belongs to the address space,
+    which exec replaces, whereas ru_maxrss carries over the peak of a large parent that forked us."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -141,16 +147,18 @@ def mem_child(impl: str, size: int, attn: str, threads: int) -> dict:
         enc = official_encoder()
         if size != 1024:
             resize_official_pos_embed_(enc, size // 16)
+    elif impl == "vit_t":
+        enc = basam.load_model("vit_t", attn=attn).image_encoder.eval()
     else:
         enc = basam.load_model("vit_b", attn=attn).image_encoder.eval()
     x = image(size)
-    build_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    build_peak = _rss_now_kb("VmHWM")
     build_now = _rss_now_kb()
     t0 = time.perf_counter()
     with torch.no_grad():
         y = enc(x)
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _rss_now_kb("VmHWM")
     return {
         "impl": impl, "attn": attn, "size": size, "ok": True, "seconds": dt,
         "rss_after_build_gb": build_now / 2**20, "peak_after_build_gb": build_peak / 2**20,
@@ -170,7 +178,7 @@ def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 
         + f"    r = _common.mem_child({impl!r}, {size}, {attn!r}, {threads})\n"
         + "except (RuntimeError, MemoryError) as e:\n"
         + f"    r = {{'impl': {impl!r}, 'attn': {attn!r}, 'size': {size}, 'ok': False, 'error': type(e).__name__ + ': ' + str(e).splitlines()[0][:160],\n"
-        + "         'peak_rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}\n"
+        + "         'peak_rss_gb': _common._rss_now_kb('VmHWM') / 2**20}\n"
         + "print('RESULT ' + json.dumps(r), flush=True)\n"
     )
     cmd = [sys.executable, "-c", code]

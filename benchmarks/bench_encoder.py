@@ -9,19 +9,24 @@ non-zero rel-pos tables and pos_embed, copied strictly into basam's). The machin
 noisy, so speed is reported as ratios measured in one process: the candidates run in alternation,
 `--repeats` rounds, and each ratio is the median of the per-round ratios (min–max in brackets).
 
-1. speed at 1024 px: ours fp32, ours under torch.autocast("cpu", bfloat16), optionally ours
-   through torch.compile (fp32 and bf16), each against the official fp32 forward; accuracy of
-   each against the official fp32 embeddings.
-2. masks: a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and
-   thresholded at 0: bf16-autocast masks against fp32 masks (IoU and pixel agreement).
+1. speed at 1024 px: ours fp32, ours under torch.autocast("cpu", bfloat16), ours with
+   load_model's dtype="bf16" (weights cast once) and dtype="int8" (dynamic quantization of the
+   linear layers), optionally ours through torch.compile (fp32 and bf16), each against the
+   official fp32 forward; accuracy of each against the official fp32 embeddings. vit_t
+   (MobileSAM's TinyViT, its own random weights) in fp32 and bf16 is timed in the same rounds.
+   Then time(2048)/time(1024) for vit_b and vit_t, fp32 (--scaling-repeats rounds, alternating).
+2. masks: (a) the trained default model on held-out synthetic scenes (box and point prompts,
+   through the Predictor): each dtype's masks against fp32; (b) a full random-weight vit_b Sam,
+   box prompts, low-res logits upsampled to 1024 and thresholded at 0: bf16 (autocast, weights
+   cast) and int8 masks against fp32 masks (IoU and pixel agreement).
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
    replaced by a bicubic resize (its rel-pos tables are resized by the official code itself), and
    the child's address space is capped (--official-cap-gb) so a forward that does not fit raises
    an allocation error instead of waking the OOM killer.
 
-Targets: fp32 ≥ 1.6× official, bf16 autocast ≥ 2.5× official with mask IoU ≥ 0.99 vs fp32,
-vit_b at 2048 px under 3 GB peak RSS.
+Targets (issue 15): fp32 ≥ 2.0× official, bf16 ≥ 3.5× official with mask IoU ≥ 0.99 vs fp32 where
+the CPU has native bf16, time(2048)/time(1024) ≤ 6 for vit_b; vit_b at 2048 px under 3 GB peak RSS.
 """
 
 from __future__ import annotations
@@ -52,18 +57,29 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def speed(args) -> None:
     print(f"\n## 1. Encoder speed at 1024 px (torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} alternating rounds)\n", flush=True)
+    from basam.precision import describe_cpu
+
+    print(f"cpu: {describe_cpu()}\n")
     off = C.official_encoder()
     ours = C.ours_from(off)
+    ours_bf16 = C.ours_from(off, dtype="bf16")
+    ours_int8 = C.ours_from(off, dtype="int8")
+    vit_t = C.basam.load_model("vit_t").image_encoder
+    vit_t_bf16 = C.basam.load_model("vit_t", dtype="bf16").image_encoder
     x = C.image(1024)
     with torch.no_grad():
         ref = off(x)
-        outs = {"ours fp32": ours(x)}
+        outs = {"ours fp32": ours(x), "ours bf16 weights": ours_bf16(x), "ours int8": ours_int8(x)}
         with bf16():
             outs["ours bf16 autocast"] = ours(x)
     cands = {
         "official fp32": lambda: off(x),
         "ours fp32": lambda: ours(x),
         "ours bf16 autocast": lambda: _autocast_call(ours, x),
+        "ours bf16 weights": lambda: ours_bf16(x),
+        "ours int8": lambda: ours_int8(x),
+        "vit_t fp32": lambda: vit_t(x),
+        "vit_t bf16 weights": lambda: vit_t_bf16(x),
     }
     compile_note = ""
     if args.compile:
@@ -94,12 +110,34 @@ def speed(args) -> None:
         if name == base:
             continue
         r, lo, hi = C.ratio(times, base, name)
-        print(f"| {name:<19} | {C.med(times[name]):8.2f} | {f'{r:.2f}× ({lo:.2f}–{hi:.2f})':>35} | "
-              f"{max_abs(outs[name], ref):29.3e} | {cosine(outs[name], ref):.5f} |")
+        diff, cos = (f"{max_abs(outs[name], ref):29.3e}", f"{cosine(outs[name], ref):.5f}") if name in outs else ("-", "-")
+        print(f"| {name:<19} | {C.med(times[name]):8.2f} | {f'{r:.2f}× ({lo:.2f}–{hi:.2f})':>35} | {diff:>29} | {cos:>7} |")
+    r, lo, hi = C.ratio(times, "ours fp32", "ours bf16 weights")
+    print(f"\nbf16 weights cast once vs bf16 autocast: {C.ratio(times, 'ours bf16 autocast', 'ours bf16 weights')[0]:.2f}× "
+          f"faster; bf16 weights vs ours fp32: {r:.2f}× ({lo:.2f}–{hi:.2f}); "
+          f"vit_t fp32 vs ours vit_b fp32: {C.ratio(times, 'ours fp32', 'vit_t fp32')[0]:.2f}×")
     print(f"\nembedding scale: max |official fp32| = {ref.abs().max().item():.3f}, std = {ref.std().item():.3f}")
     for name in outs:
         if name != "ours fp32":
             print(f"{name}: max abs diff vs ours fp32 = {max_abs(outs[name], outs['ours fp32']):.3e}")
+    sys.stdout.flush()
+
+
+def scaling(args) -> None:
+    """time(2048)/time(1024), fp32, vit_b and vit_t, alternating sizes within each round."""
+    from basam.precision import describe_cpu
+
+    print(f"\n## 1b. time(2048)/time(1024), fp32 ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
+          flush=True)
+    encoders = {"vit_b": C.ours_from(C.official_encoder()), "vit_t": C.basam.load_model("vit_t").image_encoder}
+    x1, x2 = C.image(1024), C.image(2048)
+    cands = {f"{name} {size}": (lambda e=enc, x=x: _call(e, x)) for name, enc in encoders.items()
+             for size, x in ((1024, x1), (2048, x2))}
+    times = C.alternate(cands, args.scaling_repeats)
+    for name in encoders:
+        r, lo, hi = C.ratio(times, f"{name} 2048", f"{name} 1024")
+        print(f"{name}: time(2048)/time(1024) = {r:.2f} ({lo:.2f}–{hi:.2f}); median {C.med(times[f'{name} 1024']):.1f} s "
+              f"and {C.med(times[f'{name} 2048']):.1f} s")
     sys.stdout.flush()
 
 
@@ -133,20 +171,63 @@ def synthetic_image(size: int = 1024) -> torch.Tensor:
 BOXES = [[200, 250, 520, 570], [560, 560, 880, 830], [100, 100, 900, 900], [400, 50, 700, 300]]
 
 
+def trained_masks(args) -> None:
+    """Each dtype against fp32 on the trained default model: box and point prompts through the
+    Predictor on held-out synthetic scenes, at the training size and 4× it."""
+    import numpy as np
+
+    from basam.evaluate import SynthDataset
+    from basam.precision import describe_cpu
+
+    print(f"\n## 2a. Masks of the trained default model: each dtype vs fp32 (cpu: {describe_cpu()})\n", flush=True)
+    print("| size | dtype | masks | IoU min | IoU mean | encoder s (median) |")
+    print("|------|-------|-------|---------|----------|--------------------|")
+    for size, n in ((256, args.mask_scenes), (1024, max(1, args.mask_scenes // 4))):
+        scenes = [s.load() for s in SynthDataset(("salient", "camouflaged", "thin", "lesion"), n, size)]
+        results = {}
+        for dtype in ("fp32", "bf16", "int8"):
+            predictor = C.basam.Predictor(C.basam.load_model("default", dtype=dtype), resolution=size)
+            masks, seconds = [], []
+            for image, gt in scenes:
+                ys, xs = np.nonzero(gt)
+                dt, _ = C.timed(lambda: predictor.set_image(image))
+                seconds.append(dt)
+                masks.append(predictor.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]),
+                                               multimask_output=False)[0][0])
+                point = np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]])
+                masks.extend(predictor.predict(point_coords=point, point_labels=np.array([1]))[0])
+            results[dtype] = masks
+            ious = [_iou(a, b) for a, b in zip(results["fp32"], masks)]
+            print(f"| {size:>4} | {dtype:<5} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
+                  f"{C.med(seconds):18.3f} |", flush=True)
+
+
+def _iou(a, b) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
+
+
 def masks(args) -> None:
-    print("\n## 2. Masks: bf16 autocast vs fp32 (full random-weight vit_b Sam, box prompts, 1024 px)\n", flush=True)
+    print("\n## 2b. Masks: bf16 and int8 vs fp32 (full random-weight vit_b Sam, box prompts, 1024 px)\n", flush=True)
     torch.manual_seed(0)
     sam = C.basam.load_model("vit_b")
-    sam.image_encoder.load_state_dict(C.official_encoder().state_dict(), strict=True)
+    official = C.official_encoder()
+    sam.image_encoder.load_state_dict(official.state_dict(), strict=True)
+    encoders = {"bf16 weights": C.ours_from(official, dtype="bf16"), "int8": C.ours_from(official, dtype="int8")}
     x = synthetic_image()
     boxes = torch.tensor(BOXES, dtype=torch.float32)
+    variants = {  # name → (encoder, context of the encoder call, context of the decoder call)
+        "fp32": (sam.image_encoder, contextlib.nullcontext, contextlib.nullcontext),
+        "bf16 autocast enc+dec": (sam.image_encoder, bf16, bf16),
+        "bf16 autocast encoder": (sam.image_encoder, bf16, contextlib.nullcontext),
+        "bf16 weights encoder": (encoders["bf16 weights"], contextlib.nullcontext, contextlib.nullcontext),
+        "int8 encoder": (encoders["int8"], contextlib.nullcontext, contextlib.nullcontext),
+    }
     results = {}
     with torch.no_grad():
-        for name, enc_ctx, dec_ctx in (("fp32", contextlib.nullcontext, contextlib.nullcontext),
-                                       ("bf16 encoder+decoder", bf16, bf16),
-                                       ("bf16 encoder only", bf16, contextlib.nullcontext)):
+        for name, (encoder, enc_ctx, dec_ctx) in variants.items():
             with enc_ctx():
-                emb = sam.image_encoder(x)
+                emb = encoder(x)
             with dec_ctx():
                 logits, _ = sam.decode(emb.float(), (1024, 1024), boxes=boxes, multimask_output=False)
             logits = logits.float()
@@ -154,28 +235,26 @@ def masks(args) -> None:
             results[name] = (emb.float(), logits, up)
     e32, l32, u32 = results["fp32"]
     m32 = u32 > 0
-    e16 = results["bf16 encoder+decoder"][0]
-    print(f"embeddings: max abs diff bf16 vs fp32 = {max_abs(e16, e32):.3e} "
-          f"(max |fp32| = {e32.abs().max().item():.3f}), cosine = {cosine(e16, e32):.5f}")
+    for name in list(variants)[1:]:
+        print(f"{name}: embeddings max abs diff vs fp32 = {max_abs(results[name][0], e32):.3e} "
+              f"(max |fp32| = {e32.abs().max().item():.3f}), cosine = {cosine(results[name][0], e32):.5f}")
     print(f"fp32 low-res logits: std {l32.std().item():.3e}, max |.| {l32.abs().max().item():.3e}; "
           f"fraction of upsampled pixels with |logit| < 5e-3: {(u32.abs() < 5e-3).float().mean().item():.4f}")
     print("note: random weights make the masks arbitrary and their logits tiny, so many pixels sit at the\n"
-          "threshold; IoU and pixel agreement say how far bf16 moves them.\n")
-    print("| variant              | box (xyxy)           | fg fp32 | fg bf16 | IoU     | pixels agreeing | max abs logit diff |")
-    print("|----------------------|----------------------|---------|---------|---------|-----------------|--------------------|")
+          "threshold; IoU and pixel agreement say how far each precision moves them.\n")
+    print("| variant               | box (xyxy)           | fg fp32 | fg other | IoU     | pixels agreeing | max abs logit diff |")
+    print("|-----------------------|----------------------|---------|----------|---------|-----------------|--------------------|")
     summary = []
-    for variant in ("bf16 encoder+decoder", "bf16 encoder only"):
+    for variant in list(variants)[1:]:
         _, l16, u16 = results[variant]
         m16 = u16 > 0
         ious = []
         for i, box in enumerate(BOXES):
             a, b = m32[i, 0], m16[i, 0]
-            union = (a | b).sum().item()
-            iou = (a & b).sum().item() / union if union else 1.0
-            ious.append(iou)
+            ious.append(_iou(a, b))
             agree = (a == b).float().mean().item()
-            print(f"| {variant:<20} | {str(box):<20} | {a.float().mean().item():7.3f} | {b.float().mean().item():7.3f} | "
-                  f"{iou:.5f} | {agree:15.5f} | {max_abs(l16[i], l32[i]):18.3e} |")
+            print(f"| {variant:<21} | {str(box):<20} | {a.float().mean().item():7.3f} | {b.float().mean().item():8.3f} | "
+                  f"{ious[-1]:.5f} | {agree:15.5f} | {max_abs(l16[i], l32[i]):18.3e} |")
         summary.append(f"{variant}: mask IoU vs fp32 min {min(ious):.5f}, mean {sum(ious) / len(ious):.5f}")
     print("\n" + "\n".join(summary))
     sys.stdout.flush()
@@ -183,12 +262,15 @@ def masks(args) -> None:
 
 def memory(args) -> None:
     print("\n## 3. Peak RSS of one encoder forward (fresh interpreter each, no_grad, batch 1)\n", flush=True)
-    print("build = RSS after building the model (baseline); peak = ru_maxrss after the forward (GB = 2^30 B)")
+    print("build = RSS after building the model (baseline); peak = VmHWM after the forward (GB = 2^30 B)")
     print("official above 1024 px: pos_embed parameter bicubic-resized to the token grid before the run; "
           f"address space capped at {args.official_cap_gb} GB\n")
     rows = []
     for size in args.sizes:
         rows.append(C.peak_rss_subprocess("ours", size, "sam", args.threads))
+        print("  " + C.mem_row(rows[-1]), flush=True)
+    for size in args.vit_t_sizes:
+        rows.append(C.peak_rss_subprocess("vit_t", size, "sam", args.threads))
         print("  " + C.mem_row(rows[-1]), flush=True)
     for size in args.official_sizes:
         rows.append(C.peak_rss_subprocess("official", size, "sam", args.threads, limit_gb=args.official_cap_gb))
@@ -209,20 +291,27 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5, help="alternating timing rounds (default 5)")
     p.add_argument("--sizes", default="1024,2048,4096", help="input sides for ours' memory runs")
     p.add_argument("--official-sizes", default="1024,2048", help="input sides for the official memory runs ('' = none)")
+    p.add_argument("--vit-t-sizes", default="1024,2048", help="input sides for vit_t's memory runs ('' = none)")
     p.add_argument("--official-cap-gb", type=float, default=16.0, help="address-space cap of the official memory child")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd encoders")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--scaling-repeats", type=int, default=2, help="rounds of the 2048-vs-1024 timing (0 = skip)")
     p.add_argument("--skip-mask", action="store_true")
+    p.add_argument("--mask-scenes", type=int, default=4, help="held-out scenes per family for the trained-model masks")
     p.add_argument("--skip-mem", action="store_true")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     args.official_sizes = [int(s) for s in args.official_sizes.split(",") if s]
+    args.vit_t_sizes = [int(s) for s in args.vit_t_sizes.split(",") if s]
     torch.set_num_threads(args.threads)
     print(f"# bench_encoder  ({' '.join(sys.argv[1:]) or 'defaults'})")
     if not args.skip_speed:
         speed(args)
+    if args.scaling_repeats:
+        scaling(args)
     if not args.skip_mask:
+        trained_masks(args)
         masks(args)
     if not args.skip_mem:
         memory(args)

@@ -163,11 +163,13 @@ def attend(
     scale: float,
     rel_h: torch.Tensor | None = None,
     rel_w: torch.Tensor | None = None,
+    pos_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(scale·q kᵀ + relpos + bias) v, in query chunks.
 
     q, k, v: (B, heads, N, d) with N = H·W tokens of `grid_hw` (a window or the whole image).
-    rel_h:   (B, heads, N, H) and rel_w: (B, heads, N, W), SAM's decomposed rel-pos terms.
+    relpos:  SAM's decomposed rel-pos terms rel_h (B, heads, N, H) and rel_w (B, heads, N, W), or
+             a learned positional bias pos_bias (heads, N, N) (TinyViT's attention biases).
     Returns (B, heads, N, d).
     """
     b, heads, n, _ = q.shape
@@ -189,13 +191,18 @@ def attend(
         mask = None
         if rel_h is not None:
             mask = (rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(-2)
-            if gain is not None:
-                mask = gain * mask
+        if pos_bias is not None:
+            mask = pos_bias[:, rows] if mask is None else mask + pos_bias[:, rows]
+        if mask is not None and gain is not None:
+            mask = gain * mask
         if use_bias:
             buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
             dist = excess_distance(grid_hw, mode.distance, mode.bias_offset(grid_hw), rows, q.device, buffer)
-            # In place: one chunk-sized tensor instead of three (bias, sum, mask).
-            mask = neg_slopes * dist if mask is None else mask.addcmul_(neg_slopes, dist)
+            # In place where the mask is our own: one chunk-sized tensor instead of three (bias, sum, mask).
+            if mask is None:
+                mask = neg_slopes * dist
+            else:
+                mask = mask.addcmul_(neg_slopes, dist) if rel_h is not None else mask.addcmul(neg_slopes, dist)
         if mask is not None:
             mask = mask.to(q.dtype)
         outputs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale))

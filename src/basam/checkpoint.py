@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,10 +17,13 @@ import torch
 
 from .config import MODEL_CONFIGS, AttentionConfig, ModelConfig
 from .modeling.sam import Sam
+from .precision import PRECISIONS, set_precision
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
 _BASAM_KEY = ".mode."  # every BA-SAM parameter lives in an encoder block's attention mode
+# MobileSAM's release keeps TinyViT's ImageNet classifier, which SAM never calls.
+_UNUSED_HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
 
 
 class CheckpointError(ValueError):
@@ -31,16 +35,21 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     attn: str | AttentionConfig | None = None,
     device: str | torch.device = "cpu",
+    dtype: str = "fp32",
     **attn_overrides,
 ) -> Sam:
     """Build a model and load its weights.
 
-    model_type: "vit_b" | "vit_l" | "vit_h" | "tiny" | "default" (the embedded model).
+    model_type: "vit_b" | "vit_l" | "vit_h" | "vit_t" (MobileSAM) | "tiny" | "default" (the embedded model).
     checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
         safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
+    dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.precision);
+        `model.precision` says which one "auto" chose.
     """
+    if dtype not in PRECISIONS:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(PRECISIONS)}")
     state, saved = ({}, {})
     if model_type == "default" and checkpoint is None:
         if not DEFAULT_WEIGHTS.exists():
@@ -58,7 +67,9 @@ def load_model(
         load_state(model, state, str(checkpoint))
         if attn_cfg.official and not saved.get("attention", {}).get("official"):
             _drop_pretrained_rel_pos(model)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    set_precision(model, dtype)
+    return model
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -97,6 +108,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Strict load, with one readable error naming what does not fit."""
     own = model.state_dict()
+    if model.cfg.encoder == "tiny_vit":
+        head = [k for k in state if k.startswith(_UNUSED_HEAD)]
+        if head:
+            print(f"basam: {source}: ignoring TinyViT's classifier head ({len(head)} tensors: norm_head, head), "
+                  "unused by SAM", file=sys.stderr)
+            state = {k: v for k, v in state.items() if k not in head}
     missing = [k for k in own if k not in state and _BASAM_KEY not in k]
     unexpected = [k for k in state if k not in own and _BASAM_KEY not in k]
     dropped = [k for k in state if k not in own and _BASAM_KEY in k]
@@ -116,6 +133,8 @@ def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkp
 
 def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
     """The SAM size whose encoder width, depth and pos_embed grid match the state dict."""
+    if "image_encoder.patch_embed.seq.0.c.weight" in state:
+        return "vit_t"
     pos = state.get("image_encoder.pos_embed")
     if pos is None or pos.ndim != 4:
         return None
@@ -132,6 +151,9 @@ def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Pa
     transformers.SamModel.from_pretrained opens (basam.export.hf)."""
     from safetensors.torch import save_file
 
+    if model.precision != "fp32":
+        raise ValueError(f"cannot save a model loaded with dtype {model.precision}: "
+                         "save the fp32 model and choose the dtype when loading")
     if format == "hf":
         from .export.hf import save_hf
 

@@ -24,9 +24,10 @@ COMMANDS = {
 }
 
 
-def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default") -> None:
-    """The flags every command that loads a model shares."""
-    p.add_argument("--model", default=default_model, help="vit_b | vit_l | vit_h | tiny | default (embedded)")
+def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
+    """The flags every command that loads a model shares (--dtype only for inference)."""
+    p.add_argument("--model", default=default_model,
+                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
     p.add_argument("--checkpoint", default=None, help="official .pth, safetensors or basam export")
     p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
     p.add_argument("--nsf-blocks", choices=("global", "all"), help="override: blocks that use λ(N)")
@@ -38,6 +39,9 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
                                      "with the image (default: the checkpoint's, else fixed)")
     p.add_argument("--chunk-mb", type=float, help="largest attention score chunk in MiB")
     p.add_argument("--device", default="cpu")
+    if dtype:
+        p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
+                       help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:
@@ -60,7 +64,7 @@ def load_model_from_args(args: argparse.Namespace, attn: str | None = None):
     from . import load_model
 
     return load_model(args.model, checkpoint=args.checkpoint, attn=attn or args.attn, device=args.device,
-                      **attention_overrides(args))
+                      dtype=getattr(args, "dtype", "fp32"), **attention_overrides(args))
 
 
 # --- basam predict -------------------------------------------------------------------------------

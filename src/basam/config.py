@@ -20,7 +20,9 @@ def _known_fields(cls, d: dict) -> dict:
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of one SAM size. `img_size` is the pretraining input side (the pos_embed grid
-    is img_size/patch_size tokens per side); the model itself runs at any H×W."""
+    is img_size/patch_size tokens per side); the model itself runs at any H×W. `encoder` "vit" is
+    SAM's ViT (the encoder_* fields); "tiny_vit" is MobileSAM's TinyViT-5M, whose stages are fixed
+    in modeling/tiny_vit.py (the encoder_* fields then only describe its last stage)."""
 
     name: str
     encoder_embed_dim: int
@@ -40,6 +42,7 @@ class ModelConfig:
     # LayerNorm eps of the two-way transformer blocks: 1e-5 in the official SAM; Hugging Face's
     # SamConfig sets 1e-6 and basam follows the file it loads.
     decoder_norm_eps: float = 1e-5
+    encoder: str = "vit"
 
     @property
     def train_grid(self) -> tuple[int, int]:
@@ -61,6 +64,9 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     "vit_b": ModelConfig("vit_b", 768, 12, 12, (2, 5, 8, 11)),
     "vit_l": ModelConfig("vit_l", 1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": ModelConfig("vit_h", 1280, 32, 16, (7, 15, 23, 31)),
+    # MobileSAM: TinyViT-5M (4 stages, 12 blocks, last stage 320 wide, 10 heads, windows 7), SAM's
+    # prompt encoder and mask decoder.
+    "vit_t": ModelConfig("vit_t", 320, 12, 10, (), window_size=7, encoder="tiny_vit"),
     # The embedded default model's architecture ("default" = this size + the shipped weights):
     # trained at 256 px only, a 16×16 token grid, as SAM was at 64×64.
     "mini": ModelConfig(

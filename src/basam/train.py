@@ -351,7 +351,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--batch-size ↔ batch_size), plus the shared model flags."""
     from .cli import add_model_arguments
 
-    add_model_arguments(p)
+    add_model_arguments(p, dtype=False)  # training has its own --bf16 (autocast)
     p.add_argument("--config", help=HELP["config"])
     for f in dataclasses.fields(TrainConfig):
         if f.name in _MODEL_FLAGS or f.name == "attn_overrides":

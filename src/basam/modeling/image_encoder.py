@@ -20,7 +20,8 @@ from .common import LayerNorm2d, MLPBlock
 
 
 class ImageEncoderViT(nn.Module):
-    """(B, 3, H, W) normalised image, H and W multiples of the patch size → (B, C_out, H/16, W/16)."""
+    """(B, 3, H, W) normalised image, H and W multiples of the patch size → (B, C_out, H/16, W/16).
+    Takes and returns float32 whatever dtype its weights were given (basam.precision)."""
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
@@ -73,20 +74,21 @@ class ImageEncoderViT(nn.Module):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
         window = self.window_for((h // self.patch_size, w // self.patch_size), windows)
-        x = self.patch_embed(x)  # B, Hg, Wg, C
+        x = self.patch_embed(x.to(self.pos_embed.dtype))  # B, Hg, Wg, C
         if self.use_pos_embed:
             x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
         for block in self.blocks:
             x = block(x, window)
-        return self.neck(x.permute(0, 3, 1, 2))
+        return self.neck(x.permute(0, 3, 1, 2)).float()
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     """(1, Ht, Wt, C) pretraining pos_embed → (1, Hg, Wg, C), bicubic."""
     if tuple(pos_embed.shape[1:3]) == tuple(grid_hw):
         return pos_embed
-    resized = F.interpolate(pos_embed.permute(0, 3, 1, 2), size=tuple(grid_hw), mode="bicubic", align_corners=False)
-    return resized.permute(0, 2, 3, 1)
+    resized = F.interpolate(pos_embed.permute(0, 3, 1, 2).float(), size=tuple(grid_hw), mode="bicubic",
+                            align_corners=False)
+    return resized.permute(0, 2, 3, 1).to(pos_embed.dtype)
 
 
 class PatchEmbed(nn.Module):
@@ -153,7 +155,7 @@ class Attention(nn.Module):
     def set_mode(self, attn_cfg: AttentionConfig) -> None:
         self.mode = BlockAttentionMode(attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid,
                                        self.train_grid)
-        self.mode.to(self.qkv.weight.device)
+        self.mode.to(self.rel_pos_h.device)  # not qkv.weight: int8 makes it a method
 
     def forward(self, x: torch.Tensor, image_grid: tuple[int, int]) -> torch.Tensor:
         """x: (B, h, w, C) — a window batch or the whole grid; image_grid: the full token grid,
@@ -172,7 +174,7 @@ def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
     (size, size, d). The (2L−1, d) table is linearly resized when the axis length changed."""
     length = 2 * size - 1
     if table.shape[0] != length:
-        table = F.interpolate(table.T[None], size=length, mode="linear")[0].T
+        table = F.interpolate(table.T[None].float(), size=length, mode="linear")[0].T.to(table.dtype)
     pos = torch.arange(size, device=table.device)
     return table[pos[:, None] - pos[None, :] + size - 1]
 

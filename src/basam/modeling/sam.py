@@ -10,6 +10,7 @@ from ..transforms import PIXEL_MEAN, PIXEL_STD
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
+from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
 
@@ -21,8 +22,9 @@ class Sam(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.attn_cfg = attn_cfg or AttentionConfig()
+        self.precision = "fp32"  # of the image encoder; basam.precision.set_precision changes it
         dim = cfg.prompt_embed_dim
-        self.image_encoder = ImageEncoderViT(cfg, self.attn_cfg)
+        self.image_encoder = (TinyViT if cfg.encoder == "tiny_vit" else ImageEncoderViT)(cfg, self.attn_cfg)
         self.prompt_encoder = PromptEncoder(dim, cfg.mask_in_chans, cfg.patch_size)
         self.mask_decoder = MaskDecoder(
             dim,

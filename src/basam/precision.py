@@ -1,0 +1,88 @@
+"""Inference precision of the image encoder: one switch, `load_model(..., dtype=...)`.
+
+    fp32  the default; the model as trained.
+    bf16  the encoder's weights cast to bfloat16 once (autocast would re-cast every weight on every
+          call); activations and attention run in bf16. Fast only where the CPU has native bf16
+          (AVX512_BF16 or AMX); elsewhere oneDNN emulates it and it is several times slower.
+    int8  dynamic quantization of the encoder's linear layers (qkv, proj, MLP): int8 weights,
+          activations quantized per call; attention, norms and convolutions stay fp32.
+    auto  the fastest of these that this CPU runs natively within mask IoU ≥ 0.99 of fp32 (the rule
+          and its measurements: `auto_precision` and README "Speed and precision on a CPU").
+
+Only the image encoder changes: the prompt encoder and mask decoder stay fp32 (a few percent of a
+prompt's time), and the encoder takes and returns float32, so callers never see the internal dtype.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_bf16() -> bool:
+    """True where bf16 matrix products run in hardware: AVX512_BF16 or AMX-BF16 (x86), BF16 (Arm)."""
+    flags = cpu_flags()
+    if flags:
+        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def describe_cpu() -> str:
+    """One line for every timing: ATen's capability plus the bf16/int8 features that decide speed."""
+    flags = cpu_flags()
+    extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni") if f in flags]
+    return f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(extras) or 'no bf16/vnni'}), {torch.get_num_threads()} threads"
+
+
+def auto_precision(device: torch.device) -> str:
+    """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
+    native bf16 → bf16 (≈2× fp32, mask IoU ≥ 0.99); otherwise fp32, because bf16 is emulated (slower
+    than fp32) and int8's gain on the encoder did not pay for its accuracy loss (see the README)."""
+    if device.type != "cpu":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
+
+
+def set_precision(model: nn.Module, dtype: str) -> str:
+    """Put `model.image_encoder` in `dtype` ("fp32" | "bf16" | "int8" | "auto") in place; returns
+    the precision chosen. Call once, on an fp32 model in eval mode."""
+    if dtype not in PRECISIONS:
+        raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(PRECISIONS)}")
+    device = model.device
+    if dtype == "auto":
+        dtype = auto_precision(device)
+    encoder = model.image_encoder
+    if dtype == "bf16":
+        if device.type == "cpu" and not native_bf16():
+            print(f"basam: warning: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16; "
+                  "dtype bf16 is emulated and slower than fp32", file=sys.stderr)
+        encoder.to(torch.bfloat16)
+    elif dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"dtype int8 runs on the CPU only, not on {device}")
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch 2.13 marks the eager quantization API as moving to torchao
+            warnings.simplefilter("ignore")
+            quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    model.precision = dtype
+    return dtype
+
