@@ -2,7 +2,6 @@
 checked first, results on disk after each resolution, failures named and counted."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
