@@ -176,7 +176,7 @@ def trained_masks(args) -> None:
     Predictor on held-out synthetic scenes, at the training size and 4× it."""
     import numpy as np
 
-    from basam.evaluate import SynthDataset
+    from basam.data.specs import SynthDataset
     from basam.precision import describe_cpu
 
     print(f"\n## 2a. Masks of the trained default model: each dtype vs fp32 (cpu: {describe_cpu()})\n", flush=True)

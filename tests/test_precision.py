@@ -6,7 +6,7 @@ import torch
 
 import basam
 from basam.cli import main
-from basam.evaluate import SynthDataset
+from basam.data.specs import SynthDataset
 from basam.precision import auto_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
