@@ -54,8 +54,9 @@ def describe_cpu() -> str:
 
 def auto_precision(device: torch.device) -> str:
     """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
-    native bf16 → bf16 (≈2× fp32, mask IoU ≥ 0.99); otherwise fp32, because bf16 is emulated (slower
-    than fp32) and int8's gain on the encoder did not pay for its accuracy loss (see the README)."""
+    native bf16 → bf16 (masks within the IoU bound); otherwise fp32, because bf16 is emulated there
+    (slower than fp32) and int8, whose speed-up was not settled on the shared machine, moved masks
+    the most (see the README)."""
     if device.type != "cpu":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if native_bf16() else "fp32"
