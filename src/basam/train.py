@@ -163,11 +163,53 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The model a run starts from, on the CPU, its parameters trainable or frozen as --tune says."""
+    from . import load_model
+
+    torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
+    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
+                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
+    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha,
+                     cfg.train_prompt_encoder)
+    if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
+        model.image_encoder.pos_embed.requires_grad_(False)
+    return model
+
+
+def checkpoint_weights(ckpt: dict, source: str) -> dict[str, torch.Tensor]:
+    """The whole state dict of a training checkpoint (step_*.pt, best.pt), which stores only what
+    its run trained: the base model rebuilt as the run built it, the trained weights on top, LoRA
+    merged, as `model.safetensors` would hold them had the run ended there."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = ckpt.get("base") or {}
+    cfg = TrainConfig(**{k: base.get(k, v) for k, v in ckpt["config"].items() if k in names})
+    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
+        raise ValueError(f"{source} holds only the weights its run trained (--tune {cfg.tune}); the rest comes "
+                         f"from its base checkpoint {cfg.checkpoint}, which is missing")
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg)
+    if not math.isclose(tuning.frozen_fingerprint(model), ckpt["frozen_fingerprint"], rel_tol=1e-9):
+        raise ValueError(f"{source}: its base {cfg.checkpoint or cfg.model} is not the one the run trained on "
+                         "(the frozen weights differ)")
+    _load_trainable(model, ckpt["trainable"], source)
+    return tuning.export_copy(model).state_dict()
+
+
+def _load_trainable(model: nn.Module, trainable: dict, source: str) -> None:
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(trainable) != set(named):
+        raise ValueError(f"{source} was written by another --tune / --model setting than this run's")
+    with torch.no_grad():
+        for n, p in named.items():
+            p.copy_(trainable[n])
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; → summary dict (also written to DIR/summary.json by rank 0)."""
     import torch.distributed as dist
 
-    from . import load_model, save_model
+    from . import save_model
 
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
     if cfg.batch_size % world or (cfg.batch_size // world) % cfg.accum:
@@ -191,13 +233,7 @@ def train(cfg: TrainConfig) -> dict:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
-    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
-                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
-    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha,
-                     cfg.train_prompt_encoder)
-    if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
-        model.image_encoder.pos_embed.requires_grad_(False)
+    model = build_model(cfg)
     counts, fingerprint = tuning.count_parameters(model), tuning.frozen_fingerprint(model)
     # what a checkpoint's trainable weights go on top of, for `load_model(checkpoint=best.pt)`
     base = {"model": cfg.model, "checkpoint": cfg.checkpoint and str(Path(cfg.checkpoint).resolve()), "seed": cfg.seed}
@@ -210,13 +246,9 @@ def train(cfg: TrainConfig) -> dict:
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
         ckpt = torch.load(existing[-1], map_location="cpu", weights_only=True)
-        if set(ckpt["trainable"]) != {n for n, _ in named}:
-            raise ValueError(f"{existing[-1]} was written by another --tune / --model setting than this run's")
         if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
             raise ValueError(f"{existing[-1]}: the frozen base weights differ from this run's (another --checkpoint?)")
-        with torch.no_grad():
-            for n, p in named:
-                p.copy_(ckpt["trainable"][n])
+        _load_trainable(model, ckpt["trainable"], str(existing[-1]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
