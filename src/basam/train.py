@@ -246,9 +246,9 @@ def train(cfg: TrainConfig) -> dict:
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
         ckpt = torch.load(existing[-1], map_location="cpu", weights_only=True)
+        _load_trainable(model, ckpt["trainable"], str(existing[-1]))
         if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
             raise ValueError(f"{existing[-1]}: the frozen base weights differ from this run's (another --checkpoint?)")
-        _load_trainable(model, ckpt["trainable"], str(existing[-1]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
