@@ -58,3 +58,66 @@ def randomize(model, seed=0, std=0.05):
             noise = torch.randn(p.shape, generator=g) * std
             p.copy_(1 + noise if ("norm" in name and name.endswith("weight")) else noise)
     return model
+
+
+def _torchvision_stand_in():
+    """The few torchvision functions the official predictor and generator import, in plain torch
+    and PIL (torchvision is unusable here): boxes.batched_nms / box_area and
+    transforms.functional.resize / to_pil_image on PIL images."""
+    import torch
+    from PIL import Image
+
+    def box_area(boxes):
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+    def nms(boxes, scores, iou_threshold):
+        order = torch.sort(scores, descending=True, stable=True).indices
+        keep, alive = [], torch.ones(len(boxes), dtype=torch.bool)
+        for pos, i in enumerate(order.tolist()):
+            if not alive[pos]:
+                continue
+            keep.append(i)
+            other = boxes[order[pos + 1:]]
+            lt = torch.maximum(boxes[i, :2], other[:, :2])
+            rb = torch.minimum(boxes[i, 2:], other[:, 2:])
+            inter = (rb - lt).clamp(min=0).prod(1)
+            iou = inter / (box_area(boxes[i][None]) + box_area(other) - inter)
+            alive[pos + 1:] &= ~(iou.double() > iou_threshold)
+        return torch.tensor(keep, dtype=torch.int64)
+
+    def batched_nms(boxes, scores, idxs, iou_threshold):
+        if len(boxes) == 0:
+            return torch.zeros(0, dtype=torch.int64)
+        shifted = boxes + (idxs.to(boxes) * (boxes.max() + 1))[:, None]
+        return nms(shifted, scores, iou_threshold)
+
+    def resize(image, size):
+        h, w = size
+        return image.resize((w, h), Image.BILINEAR)
+
+    mods = {name: types.ModuleType(name) for name in (
+        "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
+        "torchvision.transforms.functional")}
+    mods["torchvision.ops.boxes"].batched_nms = batched_nms
+    mods["torchvision.ops.boxes"].box_area = box_area
+    mods["torchvision.transforms.functional"].resize = resize
+    mods["torchvision.transforms.functional"].to_pil_image = Image.fromarray
+    return mods
+
+
+def official_predictor_and_generator():
+    """(SamPredictor, SamAutomaticMaskGenerator) of the installed segment_anything, imported with
+    the torchvision stand-in above in sys.modules (removed again afterwards)."""
+    official_modeling()
+    saved = {name: sys.modules.get(name) for name in _torchvision_stand_in()}
+    sys.modules.update(_torchvision_stand_in())
+    try:
+        from segment_anything.automatic_mask_generator import SamAutomaticMaskGenerator
+        from segment_anything.predictor import SamPredictor
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return SamPredictor, SamAutomaticMaskGenerator

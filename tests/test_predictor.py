@@ -12,7 +12,7 @@ from PIL import Image
 import basam
 from basam.config import MODEL_CONFIGS
 from basam.transforms import resize_image
-from official import official_sam, randomize
+from official import official_predictor_and_generator, official_sam, randomize
 
 TINY = MODEL_CONFIGS["tiny"]
 SAMPLE = Path(basam.__file__).parent / "assets" / "sample.jpg"
@@ -96,10 +96,13 @@ def test_bad_prompts_are_refused(models):
     with pytest.raises(RuntimeError, match="set_image"):
         pred.predict()
     pred.set_image(image())
-    with pytest.raises(ValueError, match="outside the 300×180 image"):
-        pred.predict(point_coords=np.array([[400, 5]]), point_labels=np.array([1]))
-    with pytest.raises(ValueError, match="one label per point"):
+    with pytest.raises(ValueError, match="point_labels"):
         pred.predict(point_coords=np.array([[4, 5]]))
+    with pytest.raises(ValueError, match="one label per point"):
+        pred.predict(point_coords=np.array([[4, 5], [6, 7]]), point_labels=np.array([1]))
+    for label in (7, 2, 0.5):
+        with pytest.raises(ValueError, match="label"):
+            pred.predict(point_coords=np.array([[4, 5]]), point_labels=np.array([label]))
     with pytest.raises(ValueError, match="x0≤x1"):
         pred.predict(box=np.array([50, 50, 10, 60]))
     with pytest.raises(ValueError, match="resolution"):
@@ -132,3 +135,127 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     r = run_cli("predict", *args, "--model", "tiny", "--out", str(tmp_path))
     assert r.returncode == 2
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# --- SamPredictor's whole contract, against the official class itself ----------------------------
+
+
+@pytest.fixture(scope="module")
+def both_predictors(models):
+    off, ours = models
+    SamPredictor, _ = official_predictor_and_generator()
+    img = image(150, 260, seed=3)
+    official = SamPredictor(off)
+    official.set_image(img)
+    mine = basam.Predictor(ours, resolution=TINY.img_size)
+    mine.set_image(img)
+    return official, mine, img
+
+
+def test_state_and_transform_match_the_official_predictor(both_predictors):
+    official, mine, img = both_predictors
+    assert mine.is_image_set and official.is_image_set
+    assert mine.original_size == tuple(official.original_size) and mine.input_size == official.input_size
+    assert mine.device == official.device
+    assert torch.allclose(mine.get_image_embedding(), official.get_image_embedding(), atol=1e-5)
+    assert mine.features.shape == official.features.shape
+    xy = np.array([[10.0, 20.0], [259.0, 149.0], [-5.0, 300.0]])
+    boxes = np.array([[1.0, 2.0, 30.0, 40.0], [0.0, 0.0, 260.0, 150.0]])
+    np.testing.assert_allclose(mine.transform.apply_coords(xy, img.shape[:2]), official.transform.apply_coords(xy, img.shape[:2]))
+    np.testing.assert_allclose(mine.transform.apply_boxes(boxes, img.shape[:2]), official.transform.apply_boxes(boxes, img.shape[:2]))
+    t = torch.as_tensor(xy, dtype=torch.float32)
+    assert torch.allclose(mine.transform.apply_coords_torch(t, img.shape[:2]), official.transform.apply_coords_torch(t, img.shape[:2]))
+    tb = torch.as_tensor(boxes, dtype=torch.float32)
+    assert torch.allclose(mine.transform.apply_boxes_torch(tb, img.shape[:2]), official.transform.apply_boxes_torch(tb, img.shape[:2]))
+    assert np.array_equal(mine.transform.apply_image(img), official.transform.apply_image(img))
+
+
+@pytest.mark.parametrize("multimask, logits", [(True, False), (False, True)])
+def test_predict_equals_the_official_predictor(both_predictors, multimask, logits):
+    official, mine, _ = both_predictors
+    # A point outside the image is a valid prompt in SAM: both accept it.
+    kwargs = dict(point_coords=np.array([[60.0, 40.0], [300.0, -10.0]]), point_labels=np.array([1, 0]),
+                  box=np.array([20.0, 10.0, 200.0, 120.0]), multimask_output=multimask, return_logits=logits)
+    with torch.no_grad():
+        expected = official.predict(**kwargs)
+        again = official.predict(**kwargs, mask_input=expected[2][:1])
+    got = mine.predict(**kwargs)
+    got_again = mine.predict(**kwargs, mask_input=got[2][:1])
+    for g, e in zip(got + got_again, expected + again):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        if g.dtype == bool:
+            assert (g != e).mean() < 1e-4
+        else:
+            np.testing.assert_allclose(g, e, atol=1e-4)
+
+
+def test_predict_torch_with_a_batch_equals_the_official_predictor(both_predictors):
+    official, mine, img = both_predictors
+    rng = np.random.default_rng(1)
+    points = torch.as_tensor(rng.uniform(0, 150, (3, 2, 2)), dtype=torch.float32)
+    labels = torch.tensor([[1, 0], [1, 1], [0, 1]])
+    boxes = torch.tensor([[10.0, 10.0, 100.0, 90.0], [50.0, 20.0, 250.0, 140.0], [0.0, 0.0, 259.0, 149.0]])
+    args = (official.transform.apply_coords_torch(points, img.shape[:2]), labels,
+            official.transform.apply_boxes_torch(boxes, img.shape[:2]))
+    with torch.no_grad():
+        expected = official.predict_torch(*args, return_logits=True)
+    got = mine.predict_torch(*args, return_logits=True)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        assert torch.allclose(g, e, atol=1e-4)
+    assert got[0].shape == (3, 3, *img.shape[:2])
+    masks, _, _ = mine.predict_torch(*args, multimask_output=False)
+    assert masks.dtype == torch.bool and masks.shape == (3, 1, *img.shape[:2])
+
+
+def test_set_torch_image_and_bgr_give_the_same_embedding(both_predictors, models):
+    official, mine, img = both_predictors
+    pred = basam.Predictor(models[1], resolution=TINY.img_size)
+    x = torch.as_tensor(pred.transform.apply_image(img)).permute(2, 0, 1)[None]
+    pred.set_torch_image(x, img.shape[:2])
+    assert torch.allclose(pred.get_image_embedding(), official.get_image_embedding(), atol=1e-5)
+    pred.set_image(np.ascontiguousarray(img[..., ::-1]), image_format="BGR")
+    assert torch.equal(pred.get_image_embedding(), mine.get_image_embedding())
+    with pytest.raises(ValueError, match="image_format"):
+        pred.set_image(img, image_format="HSV")
+    with pytest.raises(ValueError, match="set_torch_image expects"):
+        pred.set_torch_image(x[..., :-1], img.shape[:2])
+
+
+def test_a_failed_set_image_leaves_no_stale_embedding(models):
+    pred = basam.Predictor(models[1], resolution="native")
+    pred.set_image(image(100, 120))
+    assert pred.is_image_set
+    with pytest.raises(ValueError, match="larger than 4096"):
+        pred.set_image(np.zeros((300, 5000, 3), np.uint8))
+    assert not pred.is_image_set and pred.features is None and pred.original_size is None
+    with pytest.raises(RuntimeError, match="set_image"):
+        pred.predict(point_coords=np.array([[5, 5]]), point_labels=np.array([1]))
+    with pytest.raises(RuntimeError, match="set_image"):
+        pred.get_image_embedding()
+    pred.set_image(image(100, 120))
+    pred.reset_image()
+    assert not pred.is_image_set
+
+
+@pytest.mark.parametrize("resolution", ["native", 512, 256])
+def test_sams_256_mask_input_is_accepted_at_any_resolution(models, resolution):
+    """A low-res mask from a square-padded run (SAM's 256×256 at 1024 px) means the same region at
+    another policy: feeding it back gives the mask it came from, up to resampling."""
+    img = image(160, 240, seed=4)
+    sam = basam.Predictor(models[1], resolution=1024)
+    sam.set_image(img)
+    prompt = dict(box=np.array([30.0, 20.0, 200.0, 140.0]), multimask_output=False)
+    _, _, low_res = sam.predict(**prompt)
+    assert low_res.shape == (1, 256, 256)
+    pred = basam.Predictor(models[1], resolution=resolution)
+    pred.set_image(img)
+    got = pred._mask_to_grid(torch.as_tensor(low_res)[None])
+    _, _, own = pred.predict(**prompt)
+    assert got.shape[-2:] == own.shape[-2:]
+    # Upsampled to the image, the mask prompt covers what the 1024 px run's mask covered.
+    ref = sam.postprocess_masks(torch.as_tensor(low_res)[None]) > 0
+    back = pred.postprocess_masks(got) > 0
+    assert (ref != back).float().mean() < 0.02
+    masks, _, _ = pred.predict(**prompt, mask_input=low_res)
+    assert masks.shape == (1, 160, 240)

@@ -1,11 +1,12 @@
 """basam: Segment Anything at any resolution, with BA-SAM's scaling factor and bias-mode mask."""
 
+from .amg import AutomaticMaskGenerator
 from .checkpoint import CheckpointError, load_model, save_model
 from .config import ATTENTION_PRESETS, MODEL_CONFIGS, AttentionConfig, ModelConfig
 from .modeling.sam import Sam
 from .predictor import Predictor
 
 __all__ = [
-    "ATTENTION_PRESETS", "MODEL_CONFIGS", "AttentionConfig", "CheckpointError", "ModelConfig", "Predictor",
-    "Sam", "load_model", "save_model",
+    "ATTENTION_PRESETS", "MODEL_CONFIGS", "AttentionConfig", "AutomaticMaskGenerator", "CheckpointError",
+    "ModelConfig", "Predictor", "Sam", "load_model", "save_model",
 ]

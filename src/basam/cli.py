@@ -11,6 +11,7 @@ import sys
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
     "predict": ("basam.cli", "predict", "segment one image from points/boxes (or no prompt)"),
+    "amg": ("basam.amg_cli", "", "segment everything: every object's mask in an image or a folder"),
     "eval": ("basam.evaluate", "eval", "evaluate on a dataset with the standard metrics"),
     "sweep": ("basam.evaluate", "sweep", "evaluate attention presets × resolutions; table, CSV and plot"),
     "synth": ("basam.data.synth", "", "render the synthetic multi-resolution benchmark"),
@@ -70,9 +71,14 @@ def predict_run(args: argparse.Namespace) -> int:
     for spec in args.point:
         values = _floats(spec, "--point", (2, 3))
         coords.append(values[:2])
+        if len(values) == 3 and values[2] not in (0, 1):
+            raise ValueError(f"--point {spec!r}: the label must be 1 (foreground) or 0 (background)")
         labels.append(int(values[2]) if len(values) == 3 else 1)
     box = _floats(args.box, "--box", (4,)) if args.box else None
     image = _read_image(args.image)
+    for x, y in coords + ([box[:2], box[2:]] if box else []):
+        if not (0 <= x <= image.width and 0 <= y <= image.height):
+            raise ValueError(f"point {x:g},{y:g} lies outside the {image.width}×{image.height} image")
     model = load_model_from_args(args)
     predictor = Predictor(model, resolution=args.resolution)
     predictor.set_image(image)

@@ -1,26 +1,21 @@
 """Predictor: encode an image once at a resolution policy, then answer prompts.
 
-Same contract as segment_anything.SamPredictor (numpy in, numpy out, masks at the original image
-size), plus `resolution` and a prompt-free call.
+segment_anything.SamPredictor's public contract (names, arguments, shapes, dtypes, returns: numpy
+in and out for `predict`, torch for `predict_torch`, masks at the original image size), plus
+`resolution`, a prompt-free call and `predict_proba`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.special import expit
 
 from .modeling.sam import Sam
-from .transforms import (
-    Resolution,
-    boxes_to_model,
-    coords_to_model,
-    masks_to_original,
-    model_input_size,
-    normalize_and_pad,
-    resize_image,
-    to_rgb_uint8,
-)
+from .transforms import Resolution, ResolutionTransform, masks_to_original, normalize_and_pad, resize_image, to_rgb_uint8
+
+POINT_LABELS = (-1, 0, 1)  # padding point, background, foreground: what the prompt encoder knows
 
 
 class Predictor:
@@ -32,19 +27,65 @@ class Predictor:
     def __init__(self, model: Sam, resolution: Resolution = 1024):
         self.model = model.eval()
         self.resolution = resolution
-        model_input_size((64, 64), resolution)  # validate the policy now, not at the first image
-        self.features: torch.Tensor | None = None
+        self.transform = ResolutionTransform(resolution)
         self.note: str | None = None
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_image(self) -> None:
+        """Forget the current image (its embedding and sizes)."""
+        self.is_image_set = False
+        self.features: torch.Tensor | None = None
+        self.orig_hw = self.resized_hw = self.padded_hw = None
+
+    @property
+    def original_size(self) -> tuple[int, int] | None:
+        """(H, W) of the image as given."""
+        return self.orig_hw
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(h, w) of the resized image inside the (padded) model input."""
+        return self.resized_hw
 
     @torch.no_grad()
-    def set_image(self, image) -> None:
-        """image: H×W×3 uint8 RGB numpy or PIL (gray, RGBA and 16-bit are converted; `self.note`
-        says how). Runs the image encoder once."""
-        rgb, self.note = to_rgb_uint8(image)
-        self.orig_hw = rgb.shape[:2]
-        self.resized_hw, self.padded_hw = model_input_size(self.orig_hw, self.resolution)
-        x = normalize_and_pad(resize_image(rgb, self.resized_hw), self.padded_hw).to(self.model.device)
+    def set_image(self, image, image_format: str = "RGB") -> None:
+        """image: H×W×3 uint8 numpy or PIL, RGB or (image_format="BGR") BGR; gray, RGBA and 16-bit
+        are converted (`self.note` says how). Runs the image encoder once. If anything fails the
+        predictor is left without an image, never with the previous one's embedding."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        self.reset_image()
+        rgb, note = to_rgb_uint8(image)
+        if image_format == "BGR":
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        resized = resize_image(rgb, self.transform.sizes(rgb.shape[:2])[0])
+        self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device), rgb.shape[:2])
+        self.note = note
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:
+        """transformed_image: (1, 3, h, w) RGB values 0..255, already resized by `self.transform`
+        (h, w = transform.sizes(original_image_size)[0]); original_image_size: (H, W)."""
+        self.reset_image()
+        orig_hw = (int(original_image_size[0]), int(original_image_size[1]))
+        resized_hw, padded_hw = self.transform.sizes(orig_hw)
+        shape = tuple(transformed_image.shape)
+        if len(shape) != 4 or shape[:2] != (1, 3) or shape[2:] != resized_hw:
+            raise ValueError(f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
+                             f"original size {orig_hw} at resolution {self.resolution}, got {shape}")
+        x = normalize_and_pad(transformed_image.to(self.device), padded_hw)
         self.features = self.model.image_encoder(x)  # 1, C, Hg, Wg
+        self.orig_hw, self.resized_hw, self.padded_hw = orig_hw, resized_hw, padded_hw
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image's embedding (1, C, Hg, Wg)."""
+        self._check_image_set()
+        return self.features
 
     @torch.no_grad()
     def predict(
@@ -57,32 +98,61 @@ class Predictor:
         return_logits: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """point_coords (N, 2) xy and point_labels (N,) (1 foreground, 0 background) in original
-        pixels; box (4,) xyxy; mask_input (1, h, w) low-res logits from a previous call.
-        No prompt at all is the prompt-free call. Returns masks (M, H, W) bool (float logits with
-        return_logits), scores (M,), low-res logits (M, h, w); M = 3 with multimask_output else 1.
+        pixels (points outside the image are allowed, as in SAM); box (4,) xyxy; mask_input
+        (1, h, w) low-res logits from a previous call, at this or any other resolution (SAM's
+        256×256 included). No prompt at all is the prompt-free call. Returns masks (M, H, W) bool
+        (float32 logits with return_logits), scores (M,) float32, low-res logits (M, h, w) float32;
+        M = 3 with multimask_output else 1.
         """
-        if self.features is None:
-            raise RuntimeError("call set_image(image) before predict(...)")
-        device = self.model.device
-        points = boxes = masks = None
+        self._check_image_set()
+        coords = labels = boxes = masks = None
         if point_coords is not None:
-            coords = self._check_xy(np.asarray(point_coords, dtype=np.float64).reshape(-1, 2), "point")
-            if point_labels is None or len(point_labels) != len(coords):
-                raise ValueError("point_labels must give one label per point")
-            coords = coords_to_model(coords, self.orig_hw, self.resized_hw)
-            points = (torch.as_tensor(coords, dtype=torch.float32, device=device)[None],
-                      torch.as_tensor(np.asarray(point_labels), dtype=torch.int64, device=device)[None])
+            if point_labels is None:
+                raise ValueError("point_labels must be given with point_coords")
+            xy = self.transform.apply_coords(np.asarray(point_coords, dtype=np.float64).reshape(-1, 2), self.orig_hw)
+            coords = torch.as_tensor(xy, dtype=torch.float32, device=self.device)[None]
+            labels = torch.as_tensor(np.asarray(point_labels).reshape(-1), device=self.device)[None]
         if box is not None:
-            xyxy = self._check_xy(np.asarray(box, dtype=np.float64).reshape(2, 2), "box corner").reshape(1, 4)
-            if xyxy[0, 2] < xyxy[0, 0] or xyxy[0, 3] < xyxy[0, 1]:
-                raise ValueError(f"box {box} is not x0,y0,x1,y1 with x0≤x1 and y0≤y1")
-            boxes = torch.as_tensor(boxes_to_model(xyxy, self.orig_hw, self.resized_hw), dtype=torch.float32, device=device)
+            xyxy = self.transform.apply_boxes(np.asarray(box, dtype=np.float64).reshape(1, 4), self.orig_hw)
+            boxes = torch.as_tensor(xyxy, dtype=torch.float32, device=self.device)
         if mask_input is not None:
-            masks = torch.as_tensor(np.asarray(mask_input), dtype=torch.float32, device=device).reshape(1, 1, *np.shape(mask_input)[-2:])
-        low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, masks, multimask_output)
-        full = masks_to_original(low_res, self.padded_hw, self.resized_hw, self.orig_hw)[0]
-        out = full if return_logits else full > self.mask_threshold
-        return out.cpu().numpy(), scores[0].cpu().numpy(), low_res[0].cpu().numpy()
+            mask_input = np.asarray(mask_input, dtype=np.float32)
+            masks = torch.as_tensor(mask_input, device=self.device).reshape(1, 1, *mask_input.shape[-2:])
+        out, scores, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
+        return out[0].cpu().numpy(), scores[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """B prompt sets against the current image, already in the model-input frame
+        (`self.transform.apply_coords_torch` / `apply_boxes_torch`): point_coords (B, N, 2) xy,
+        point_labels (B, N), boxes (B, 4) xyxy, mask_input (B, 1, h, w) low-res logits (any h×w).
+        Returns masks (B, M, H, W) bool (float32 logits with return_logits) at the original size,
+        scores (B, M) and low-res logits (B, M, h', w')."""
+        self._check_image_set()
+        points = None
+        if point_coords is not None:
+            points = self._check_points(point_coords, point_labels)
+        if boxes is not None:
+            boxes = boxes.to(self.device, torch.float32).reshape(-1, 4)
+            if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+                raise ValueError(f"box {boxes[0].tolist()} is not x0,y0,x1,y1 with x0≤x1 and y0≤y1")
+        if mask_input is not None:
+            mask_input = self._mask_to_grid(mask_input.to(self.device, torch.float32))
+        low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input, multimask_output)
+        masks = self.postprocess_masks(low_res)
+        return (masks if return_logits else masks > self.mask_threshold), scores, low_res
+
+    def postprocess_masks(self, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """(B, M, h', w') low-res logits of the current image -> (B, M, H, W) logits at its original size."""
+        return masks_to_original(low_res_logits, self.padded_hw, self.resized_hw, self.orig_hw)
 
     @torch.no_grad()
     def predict_proba(self, **prompt) -> np.ndarray:
@@ -91,9 +161,40 @@ class Predictor:
         logits, _, _ = self.predict(**prompt, multimask_output=False, return_logits=True)
         return expit(logits[0]).astype(np.float32)
 
-    def _check_xy(self, xy: np.ndarray, what: str) -> np.ndarray:
-        h, w = self.orig_hw
-        bad = (xy[:, 0] < 0) | (xy[:, 0] > w) | (xy[:, 1] < 0) | (xy[:, 1] > h) | ~np.isfinite(xy).all(1)
+    def _check_image_set(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError("call set_image(image) before predict(...)")
+
+    def _check_points(self, coords: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if labels is None:
+            raise ValueError("point_labels must be given with point_coords")
+        coords = coords.to(self.device, torch.float32)
+        labels = torch.as_tensor(labels, device=self.device)
+        if coords.dim() != 3 or coords.shape[-1] != 2 or tuple(labels.shape) != tuple(coords.shape[:2]):
+            raise ValueError(f"point_coords (B, N, 2) and point_labels (B, N) expected, got {tuple(coords.shape)} "
+                             f"and {tuple(labels.shape)}: one label per point")
+        if not torch.isfinite(coords).all():
+            raise ValueError("point coordinates must be finite")
+        if labels.is_floating_point() and (labels != labels.round()).any():
+            raise ValueError(f"point labels must be integers {POINT_LABELS}, got {labels.flatten().tolist()[:8]}")
+        labels = labels.long()
+        bad = ~torch.isin(labels, torch.tensor(POINT_LABELS, device=self.device))
         if bad.any():
-            raise ValueError(f"{what} {xy[bad][0].tolist()} lies outside the {w}×{h} image")
-        return xy
+            raise ValueError(f"point label {labels[bad][0].item()}: labels must be 1 (foreground), 0 (background) "
+                             f"or -1 (padding)")
+        return coords, labels
+
+    def _mask_to_grid(self, mask_input: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) low-res logits of any run -> this image's low-res frame (B, 1, Hp/4, Wp/4).
+
+        A square input from another square-padded run (SAM's 256×256) has the image in the same
+        top-left fraction as this one, so it is resized whole; onto an unpadded ("native") frame,
+        the image's part of it is cut out first. A non-square input is taken to cover the image."""
+        target = (self.padded_hw[0] // 4, self.padded_hw[1] // 4)
+        h, w = mask_input.shape[-2:]
+        if (h, w) == target:
+            return mask_input
+        if h == w and self.padded_hw == self.resized_hw and self.padded_hw[0] != self.padded_hw[1]:
+            scale = h / max(self.orig_hw)
+            mask_input = mask_input[..., : max(1, round(self.orig_hw[0] * scale)), : max(1, round(self.orig_hw[1] * scale))]
+        return F.interpolate(mask_input, target, mode="bilinear", align_corners=False)

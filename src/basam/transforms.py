@@ -87,21 +87,23 @@ def resize_image(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
 
 
-def normalize_and_pad(image: np.ndarray, padded_hw: tuple[int, int]) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, Hp, Wp) float32, normalised by SAM's pixel mean/std.
+def normalize_and_pad(image: np.ndarray | torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
+    """(H, W, 3) uint8 numpy, or a (1, 3, H, W) tensor of 0..255 values -> (1, 3, Hp, Wp) float32,
+    normalised by SAM's pixel mean/std (on the tensor's device).
 
     Padding is applied after normalising, so padded pixels are 0 in the normalised space (the
     mean colour), as in the official Sam.preprocess.
     """
-    h, w = image.shape[:2]
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    h, w = image.shape[-2:]
     hp, wp = int(padded_hw[0]), int(padded_hw[1])
     if hp < h or wp < w:
         raise ValueError(f"cannot pad a {h}x{w} image to the smaller size {hp}x{wp}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
-    std = torch.tensor(PIXEL_STD).view(3, 1, 1)
-    x = (x - mean) / std
-    return F.pad(x, (0, wp - w, 0, hp - h)).unsqueeze(0)
+    mean = torch.tensor(PIXEL_MEAN, device=image.device).view(3, 1, 1)
+    std = torch.tensor(PIXEL_STD, device=image.device).view(3, 1, 1)
+    x = (image.float() - mean) / std
+    return F.pad(x, (0, wp - w, 0, hp - h))
 
 
 def _scale_xy(coords, sx: float, sy: float):
@@ -145,6 +147,42 @@ def masks_to_original(
     masks = F.interpolate(low_res_logits, tuple(int(s) for s in padded_hw), mode="bilinear", align_corners=False)
     masks = masks[..., : int(resized_hw[0]), : int(resized_hw[1])]
     return F.interpolate(masks, tuple(int(s) for s in orig_hw), mode="bilinear", align_corners=False)
+
+
+class ResolutionTransform:
+    """SAM's ResizeLongestSide under a resolution policy (`Predictor.transform`): the sizes of the
+    model input for an original image, and the maps of images, points and boxes into it."""
+
+    def __init__(self, resolution: Resolution):
+        self.resolution = resolution
+        model_input_size((64, 64), resolution)  # validate the policy now, not at the first image
+
+    def sizes(self, original_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(resized_hw, padded_hw) for an image of original_size (H, W)."""
+        return model_input_size(original_size, self.resolution)
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> (h, w, 3) uint8 at the resized size."""
+        return resize_image(image, self.sizes(image.shape[:2])[0])
+
+    def apply_image_torch(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float -> (B, 3, h, w); antialiased bilinear, close to (not equal to) apply_image."""
+        hw = self.sizes(tuple(image.shape[-2:]))[0]
+        return F.interpolate(image, hw, mode="bilinear", align_corners=False, antialias=True)
+
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        """(..., 2) xy in original pixels -> model-input pixels, float64."""
+        return coords_to_model(coords, original_size, self.sizes(original_size)[0])
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        """(B, 4) or (4,) xyxy -> (B, 4) in model-input pixels."""
+        return boxes_to_model(np.asarray(boxes), original_size, self.sizes(original_size)[0])
+
+    def apply_coords_torch(self, coords: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        return coords_to_model(coords, original_size, self.sizes(original_size)[0])
+
+    def apply_boxes_torch(self, boxes: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        return boxes_to_model(boxes, original_size, self.sizes(original_size)[0])
 
 
 def _int_to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:

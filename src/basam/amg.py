@@ -1,0 +1,277 @@
+"""AutomaticMaskGenerator: "segment everything", the official SamAutomaticMaskGenerator's
+parameters, pipeline and records, at any resolution, in bounded memory, with tiles for very large
+images.
+
+Pipeline (as SAM's): for each crop (the whole image, then crop_n_layers layers of overlapping
+crops) encode the crop once, prompt it with a grid of single foreground points, keep masks whose
+predicted IoU and stability score pass the thresholds and that are not cut by the crop's edge,
+remove duplicates by box NMS within the crop, then across crops (smaller crops win), optionally
+clean small holes and islands.
+
+What differs, so that memory stays bounded at any image size: masks are filtered on predicted IoU
+*before* they are upsampled, upsampled and thresholded a few at a time (`chunk_mb`), and the kept
+ones are run-length encoded at once, in the image frame, without building the full-size mask.
+
+Tiles (`tile_size=N`): an image larger than N px on a side is covered by overlapping tiles of
+N×N px (neighbours overlap by at least `tile_overlap` px), which replace the whole-image crop:
+each tile is encoded at its own resolution and the whole image is never encoded at a low one.
+Masks near a tile edge that is not an image edge are dropped (a cut piece), so an object comes
+out as one mask, from a tile that holds it whole, when its extent across a tile border is at most
+the overlap (less the 20 px edge margin); duplicates from several tiles go through the cross-crop
+NMS. Larger objects across a border are lost rather than returned in pieces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .amg_utils import (
+    box_nms,
+    coco_rle,
+    crop_boxes,
+    layer_point_grids,
+    masks_to_boxes,
+    masks_to_rle,
+    near_crop_edge,
+    remove_small_regions,
+    rle_area,
+    rle_to_mask,
+    stability_score,
+    tile_boxes,
+)
+from .modeling.sam import Sam
+from .predictor import Predictor
+from .transforms import Resolution, to_rgb_uint8
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+_TENSOR_FIELDS = ("boxes", "iou_preds", "points", "stability_score", "crop_boxes")
+
+
+class AutomaticMaskGenerator:
+    """The official generator's arguments and defaults (see segment_anything's
+    SamAutomaticMaskGenerator), plus:
+
+    resolution: the policy each crop or tile is encoded at (1024 | N | "native"); default 1024,
+        or "native" with tiles.
+    tile_size: None, or N: images larger than N px are processed as N×N tiles (module docstring).
+    tile_overlap: least overlap of neighbouring tiles in px; default tile_size // 4.
+    chunk_mb: about how much memory one step of mask upsampling or decoding may take.
+    progress: show a progress bar over the point batches of each crop.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        resolution: Resolution | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        chunk_mb: float = 256,
+        progress: bool = False,
+    ) -> None:
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError("give exactly one of points_per_side and point_grids")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode {output_mode!r}: expected one of {', '.join(OUTPUT_MODES)}")
+        if points_per_batch < 1 or (points_per_side is not None and points_per_side < 1):
+            raise ValueError("points_per_side and points_per_batch must be positive")
+        if tile_size is not None:
+            tile_overlap = tile_size // 4 if tile_overlap is None else tile_overlap
+            if tile_size < 64 or not 0 <= tile_overlap < tile_size:
+                raise ValueError(f"tile_size {tile_size} / tile_overlap {tile_overlap}: need tile_size ≥ 64 and "
+                                 f"0 ≤ tile_overlap < tile_size")
+        if points_per_side is not None:
+            point_grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        if len(point_grids) < crop_n_layers + 1:
+            raise ValueError(f"point_grids has {len(point_grids)} grids for {crop_n_layers + 1} crop layers")
+        if resolution is None:
+            resolution = "native" if tile_size else 1024
+        self.predictor = Predictor(model, resolution)
+        self.point_grids = point_grids
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.tile_size, self.tile_overlap = tile_size, tile_overlap
+        self.chunk_bytes = chunk_mb * 2**20
+        self.progress = progress
+
+    @torch.no_grad()
+    def generate(self, image) -> list[dict]:
+        """image: (H, W, 3) uint8 RGB (or anything Predictor.set_image takes). Returns one record
+        per mask: segmentation ((H, W) bool, or an uncompressed / COCO RLE dict by output_mode),
+        area, bbox (XYWH), predicted_iou, point_coords [[x, y]], stability_score, crop_box (XYWH)."""
+        image, _ = to_rgb_uint8(image)
+        data = self._generate_masks(image)
+        if self.min_mask_region_area > 0:
+            data = self._remove_small_regions(data)
+        records = []
+        for i, rle in enumerate(data["rles"]):
+            if self.output_mode == "coco_rle":
+                segmentation = coco_rle(rle)
+            elif self.output_mode == "binary_mask":
+                segmentation = rle_to_mask(rle)
+            else:
+                segmentation = {"size": rle["size"], "counts": [int(c) for c in rle["counts"]]}
+            records.append({
+                "segmentation": segmentation,
+                "area": rle_area(rle),
+                "bbox": _xywh(data["boxes"][i]),
+                "predicted_iou": data["iou_preds"][i].item(),
+                "point_coords": [data["points"][i].tolist()],
+                "stability_score": data["stability_score"][i].item(),
+                "crop_box": _xywh(data["crop_boxes"][i]),
+            })
+        return records
+
+    def crop_boxes(self, image_hw: tuple[int, int]) -> tuple[list[list[int]], list[int]]:
+        """xyxy crops of an (H, W) image and their layers: SAM's crops, or with tiles, every tile
+        as a layer-0 crop with its own crop layers inside it."""
+        if self.tile_size is None or max(image_hw) <= self.tile_size:
+            return crop_boxes(image_hw, self.crop_n_layers, self.crop_overlap_ratio)
+        boxes, layers = [], []
+        for tx0, ty0, tx1, ty1 in tile_boxes(image_hw, self.tile_size, self.tile_overlap):
+            inner, inner_layers = crop_boxes((ty1 - ty0, tx1 - tx0), self.crop_n_layers, self.crop_overlap_ratio)
+            boxes += [[x0 + tx0, y0 + ty0, x1 + tx0, y1 + ty0] for x0, y0, x1, y1 in inner]
+            layers += inner_layers
+        return boxes, layers
+
+    def _generate_masks(self, image: np.ndarray) -> dict:
+        image_hw = image.shape[:2]
+        boxes, layers = self.crop_boxes(image_hw)
+        data = _cat([self._process_crop(image, box, layer, image_hw) for box, layer in zip(boxes, layers)])
+        if len(boxes) > 1:  # duplicates between crops: the smaller crop wins
+            area = (data["crop_boxes"][:, 2] - data["crop_boxes"][:, 0]) * (data["crop_boxes"][:, 3] - data["crop_boxes"][:, 1])
+            data = _filter(data, box_nms(data["boxes"], 1 / area, self.crop_nms_thresh))
+        return data
+
+    def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int, image_hw: tuple[int, int]) -> dict:
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1]
+        self.predictor.set_image(crop)
+        points = self.point_grids[layer] * np.array(crop.shape[1::-1])[None]
+        starts = range(0, len(points), self.points_per_batch)
+        if self.progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc=f"crop {crop_box}", unit="batch", leave=False)
+        data = _cat([self._process_batch(points[s : s + self.points_per_batch], crop_box, image_hw) for s in starts])
+        self.predictor.reset_image()
+        data = _filter(data, box_nms(data["boxes"], data["iou_preds"], self.box_nms_thresh))
+        data["boxes"] = data["boxes"] + torch.tensor([x0, y0, x0, y0])
+        data["points"] = data["points"] + torch.tensor([x0, y0], dtype=torch.float64)
+        data["crop_boxes"] = torch.tensor([crop_box] * len(data["rles"]), dtype=torch.int64).reshape(-1, 4)
+        return data
+
+    def _process_batch(self, points: np.ndarray, crop_box: list[int], image_hw: tuple[int, int]) -> dict:
+        """(B, 2) xy points in crop pixels -> the masks that pass the filters, as RLEs in the image
+        frame, with boxes in the crop frame."""
+        pred = self.predictor
+        low_res, iou_preds = self._decode_points(points)  # (B, 3, h, w), (B, 3)
+        low_res, iou_preds = low_res.flatten(0, 1), iou_preds.flatten(0, 1)
+        point_of = torch.as_tensor(np.repeat(points, len(low_res) // len(points), axis=0))
+        keep = torch.arange(len(low_res))
+        if self.pred_iou_thresh > 0:
+            keep = keep[iou_preds > self.pred_iou_thresh]
+
+        h, w = pred.original_size
+        per_mask = 4 * (h * w * 2 + pred.padded_hw[0] * pred.padded_hw[1])  # logits, bilinear steps, bool
+        out = {"rles": [], "boxes": [], "iou_preds": [], "points": [], "stability_score": []}
+        for chunk in torch.split(keep, max(1, int(self.chunk_bytes // per_mask))):
+            logits = pred.postprocess_masks(low_res[chunk][:, None])[:, 0]
+            stability = stability_score(logits, pred.mask_threshold, self.stability_score_offset)
+            passed = stability >= self.stability_score_thresh if self.stability_score_thresh > 0 else torch.ones_like(stability, dtype=torch.bool)
+            masks = logits[passed] > pred.mask_threshold
+            del logits
+            boxes = masks_to_boxes(masks)
+            whole = ~near_crop_edge(boxes + torch.tensor(crop_box[:2] * 2), crop_box, [0, 0, image_hw[1], image_hw[0]])
+            chosen = chunk[passed][whole]
+            out["rles"] += masks_to_rle(masks[whole], crop_box, image_hw)
+            out["boxes"].append(boxes[whole])
+            out["iou_preds"].append(iou_preds[chosen])
+            out["points"].append(point_of[chosen])
+            out["stability_score"].append(stability[passed][whole])
+        for k in _TENSOR_FIELDS[:-1]:
+            out[k] = torch.cat(out[k]) if out[k] else _empty(k)
+        return out
+
+    def _decode_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single foreground points (B, 2) in crop pixels -> low-res logits (B, 3, h, w) and IoU
+        predictions (B, 3), decoded a few prompts at a time: each repeats the image embedding."""
+        pred = self.predictor
+        coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
+        coords = coords.to(pred.device)[:, None, :]
+        labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
+        c, gh, gw = pred.features.shape[1:]
+        step = max(1, int(self.chunk_bytes // (64 * c * gh * gw)))  # ~16 float copies of the embedding per prompt
+        low, iou = [], []
+        for s in range(0, len(coords), step):
+            lr, sc = pred.model.decode(pred.features, pred.padded_hw, (coords[s : s + step], labels[s : s + step]),
+                                       multimask_output=True)
+            low.append(lr.float().cpu())
+            iou.append(sc.float().cpu())
+        return torch.cat(low), torch.cat(iou)
+
+    def _remove_small_regions(self, data: dict) -> dict:
+        """Fill small holes and drop small islands of every mask, then NMS again with changed
+        masks ranked below unchanged ones (SAM's postprocess_small_regions)."""
+        if not data["rles"]:
+            return data
+        new_rles, boxes, unchanged = [], [], []
+        for rle in data["rles"]:
+            mask = rle_to_mask(rle)
+            mask, filled = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask, dropped = remove_small_regions(mask, self.min_mask_region_area, "islands")
+            changed = filled or dropped
+            unchanged.append(float(not changed))
+            tensor = torch.from_numpy(mask)[None]
+            boxes.append(masks_to_boxes(tensor)[0])
+            new_rles.append(masks_to_rle(tensor, [0, 0], mask.shape)[0] if changed else rle)
+        boxes = torch.stack(boxes)
+        keep = box_nms(boxes, torch.tensor(unchanged), max(self.box_nms_thresh, self.crop_nms_thresh))
+        data["rles"] = new_rles
+        data["boxes"] = torch.where(torch.tensor(unchanged)[:, None] == 0, boxes, data["boxes"])
+        return _filter(data, keep)
+
+
+def _empty(field: str) -> torch.Tensor:
+    shapes = {"boxes": (0, 4), "points": (0, 2), "crop_boxes": (0, 4)}
+    dtypes = {"boxes": torch.int64, "points": torch.float64, "crop_boxes": torch.int64}
+    return torch.zeros(shapes.get(field, (0,)), dtype=dtypes.get(field, torch.float32))
+
+
+def _cat(parts: list[dict]) -> dict:
+    out = {"rles": [rle for part in parts for rle in part["rles"]]}
+    for k in _TENSOR_FIELDS if not parts else [k for k in parts[0] if k != "rles"]:
+        out[k] = torch.cat([part[k] for part in parts]) if parts else _empty(k)
+    return out
+
+
+def _filter(data: dict, keep: torch.Tensor) -> dict:
+    out = {k: v[keep] for k, v in data.items() if k != "rles"}
+    out["rles"] = [data["rles"][i] for i in keep.tolist()]
+    return out
+
+
+def _xywh(box: torch.Tensor) -> list[int]:
+    x0, y0, x1, y1 = box.tolist()
+    return [x0, y0, x1 - x0, y1 - y0]
