@@ -105,7 +105,8 @@ def test_training_checkpoints_open_with_load_model_predict_and_eval(sam_run, tmp
     masks, scores, _ = predictor.predict(point_coords=np.array([[30, 20]]), point_labels=np.array([1]))
     assert masks.shape == (3, 48, 64) and scores.shape == (3,)
     assert cli_main(["eval", "--data", "synth:salient", "--n", "1", "--resolution", "64", "--model", "tiny",
-                     "--checkpoint", str(out / "checkpoints" / "best.pt"), "--prompt", "box"]) == 0
+                     "--checkpoint", str(out / "checkpoints" / "best.pt"), "--prompt", "box", "--out", str(tmp_path / "eval")]) == 0
+    assert (tmp_path / "eval" / "summary.json").is_file()
 
 
 def test_a_checkpoint_whose_base_is_gone_says_so(tmp_path):
