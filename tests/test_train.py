@@ -97,7 +97,7 @@ def _configured(mode, attn, slopes):
 def test_kill_then_resume_reproduces_the_uninterrupted_run_exactly(dataset, tmp_path):
     args = ["--model", "tiny", "--data", dataset, "--tune", "adapter", "--attn", "basam", "--learnable-slopes",
             "--bm-offset", "0", "--resolution", "64,80", "--prompt", "box,center,none,points", "--steps", "6", "--batch-size", "4",
-            "--accum", "2", "--lr", "1e-3", "--warmup", "2", "--no-progress"]
+            "--accum", "2", "--lr", "1e-3", "--warmup", "2", "--multimask", "--refine-iters", "1", "--no-progress"]
     # uninterrupted, in this process (a checkpoint every 2 steps, the last 2 kept)
     assert cli_main(["train", *args, "--checkpoint-every", "2", "--keep-last", "2", "--out", str(tmp_path / "u")]) == 0
     kept = sorted(p.name for p in (tmp_path / "u" / "checkpoints").glob("step_*.pt"))
@@ -150,8 +150,8 @@ def _free_port():
 
 def test_two_ddp_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path):
     common = ["--model", "tiny", "--data", dataset, "--tune", "lora", "--attn", "basam", "--learnable-slopes",
-              "--bm-offset", "0", "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,center,none",
-              "--lr", "1e-3", "--warmup", "1", "--no-progress"]
+              "--bm-offset", "0", "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,point,none",
+              "--lr", "1e-3", "--warmup", "1", "--multimask", "--refine-iters", "1", "--train-prompt-encoder", "--no-progress"]
     run = subprocess.run(
         [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
          str(_free_port()), "-m", "basam.cli", "train", *common, "--out", str(tmp_path / "ddp")],

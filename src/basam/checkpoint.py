@@ -98,6 +98,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                 state = state["model"]
     except Exception as e:  # truncated, corrupt, not a checkpoint at all
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(state, dict) and isinstance(state.get("trainable"), dict):  # basam train's step_*.pt, best.pt
+        from .train import checkpoint_weights
+
+        try:
+            saved, state = state.get("basam", {}), checkpoint_weights(state, str(path))
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(str(e) if isinstance(e, ValueError) else f"{path}: not a basam training checkpoint ({e})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     # DistributedDataParallel prefixes every key with "module."

@@ -55,6 +55,11 @@ class TrainConfig:
     adapter_dim: int = 0  # 0 → encoder width / 4
     lora_rank: int = 4
     lora_alpha: float = 4.0
+    train_prompt_encoder: bool = False
+    # SAM's training recipe
+    multimask: bool = False
+    refine_iters: int = 0
+    any_object: float = 0.0
     # data
     data: list = field(default_factory=list)  # "LAYOUT:PATH[@w]" | "synth:FAMILIES[@w]"
     resolution: list = field(default_factory=lambda: [1024])  # one drawn per step
@@ -106,6 +111,10 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
         if not self.data:
             raise ValueError("--data is required: LAYOUT:PATH[,LAYOUT:PATH…] or synth:FAMILIES")
+        if not 0 <= self.any_object <= 1:
+            raise ValueError(f"--any-object must be a probability in [0, 1], got {self.any_object}")
+        if int(self.refine_iters) < 0:
+            raise ValueError(f"--refine-iters must be ≥ 0, got {self.refine_iters}")
         if not 0 < self.min_scale <= 1:
             raise ValueError(f"--min-scale must be in (0, 1], got {self.min_scale}")
         if self.best_metric not in VAL_METRICS:
@@ -154,11 +163,53 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The model a run starts from, on the CPU, its parameters trainable or frozen as --tune says."""
+    from . import load_model
+
+    torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
+    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
+                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
+    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha,
+                     cfg.train_prompt_encoder)
+    if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
+        model.image_encoder.pos_embed.requires_grad_(False)
+    return model
+
+
+def checkpoint_weights(ckpt: dict, source: str) -> dict[str, torch.Tensor]:
+    """The whole state dict of a training checkpoint (step_*.pt, best.pt), which stores only what
+    its run trained: the base model rebuilt as the run built it, the trained weights on top, LoRA
+    merged, as `model.safetensors` would hold them had the run ended there."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = ckpt.get("base") or {}
+    cfg = TrainConfig(**{k: base.get(k, v) for k, v in ckpt["config"].items() if k in names})
+    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
+        raise ValueError(f"{source} holds only the weights its run trained (--tune {cfg.tune}); the rest comes "
+                         f"from its base checkpoint {cfg.checkpoint}, which is missing")
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(cfg)
+    if not math.isclose(tuning.frozen_fingerprint(model), ckpt["frozen_fingerprint"], rel_tol=1e-9):
+        raise ValueError(f"{source}: its base {cfg.checkpoint or cfg.model} is not the one the run trained on "
+                         "(the frozen weights differ)")
+    _load_trainable(model, ckpt["trainable"], source)
+    return tuning.export_copy(model).state_dict()
+
+
+def _load_trainable(model: nn.Module, trainable: dict, source: str) -> None:
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(trainable) != set(named):
+        raise ValueError(f"{source} was written by another --tune / --model setting than this run's")
+    with torch.no_grad():
+        for n, p in named.items():
+            p.copy_(trainable[n])
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; → summary dict (also written to DIR/summary.json by rank 0)."""
     import torch.distributed as dist
 
-    from . import load_model, save_model
+    from . import save_model
 
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
     if cfg.batch_size % world or (cfg.batch_size // world) % cfg.accum:
@@ -170,7 +221,7 @@ def train(cfg: TrainConfig) -> dict:
     if not cfg.resume and existing:
         raise ValueError(f"{out} already holds checkpoints; pass --resume to continue that run, or choose another --out")
     data = td.TrainData(td.parse_data(cfg.data), cfg.resolution, cfg.prompt, cfg.seed, cfg.flip, cfg.min_scale,
-                        cfg.box_jitter, cfg.n_points, cfg.batch_size)
+                        cfg.box_jitter, cfg.n_points, cfg.batch_size, cfg.any_object, cfg.refine_iters)
     val_set = None
     if cfg.val_every and master:
         val_set = td.validation_set(td.parse_data(cfg.val_data or cfg.data), cfg.val_split, cfg.val_size,
@@ -182,13 +233,10 @@ def train(cfg: TrainConfig) -> dict:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
-    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
-                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
-    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha)
-    if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
-        model.image_encoder.pos_embed.requires_grad_(False)
+    model = build_model(cfg)
     counts, fingerprint = tuning.count_parameters(model), tuning.frozen_fingerprint(model)
+    # what a checkpoint's trainable weights go on top of, for `load_model(checkpoint=best.pt)`
+    base = {"model": cfg.model, "checkpoint": cfg.checkpoint and str(Path(cfg.checkpoint).resolve()), "seed": cfg.seed}
     model.to(device).train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -198,13 +246,9 @@ def train(cfg: TrainConfig) -> dict:
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
         ckpt = torch.load(existing[-1], map_location="cpu", weights_only=True)
-        if set(ckpt["trainable"]) != {n for n, _ in named}:
-            raise ValueError(f"{existing[-1]} was written by another --tune / --model setting than this run's")
+        _load_trainable(model, ckpt["trainable"], str(existing[-1]))
         if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
             raise ValueError(f"{existing[-1]}: the frozen base weights differ from this run's (another --checkpoint?)")
-        with torch.no_grad():
-            for n, p in named:
-                p.copy_(ckpt["trainable"][n])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
@@ -222,9 +266,10 @@ def train(cfg: TrainConfig) -> dict:
               f"{model.attn_cfg.describe()}; trainable parameters {counts['trainable']:,} of {counts['total']:,} "
               f"({100 * counts['trainable'] / counts['total']:.2f}%); {world} process(es); from step {start}")
 
-    step_module = TrainStep(model, cfg.pos_weight)
-    if world > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[local] if device.type == "cuda" else None)
+    step_module = TrainStep(model, cfg.pos_weight, cfg.multimask, cfg.refine_iters)
+    if world > 1:  # a trained prompt encoder has parts a batch may not use (box corners, mask_input)
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[local] if device.type == "cuda" else None,
+                                                          find_unused_parameters=cfg.train_prompt_encoder)
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     sampler = td.StepBatches(start, cfg.steps, cfg.batch_size, rank, world, cfg.accum)
     batches = iter(torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=td.collate, num_workers=cfg.workers))
@@ -236,12 +281,12 @@ def train(cfg: TrainConfig) -> dict:
         totals = torch.zeros(4, device=device)  # loss, bce, dice, iou_mse summed over this rank's samples
         for m in range(cfg.accum):
             batch = next(batches)
-            images, targets, valid = (batch[k].to(device) for k in ("images", "targets", "valid"))
+            images, targets, valid, refine_u = (batch[k].to(device) for k in ("images", "targets", "valid", "refine_u"))
             groups = {k: tuple(None if t is None else t.to(device) for t in g) for k, g in batch["groups"].items()}
             if world > 1:  # gradients are averaged across ranks only on the last micro-batch
                 step_module.require_backward_grad_sync = m == cfg.accum - 1
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss, parts = step_module(images, targets, valid, groups)
+                loss, parts = step_module(images, targets, valid, groups, refine_u)
             # Σ over the rank's samples / per_rank: the accumulated gradient is the rank's mean, and
             # DDP's average over ranks makes it the global batch mean, as in one process.
             (loss.sum() / per_rank).backward()
@@ -269,7 +314,7 @@ def train(cfg: TrainConfig) -> dict:
             state = None if not (due or better) else {
                 "trainable": tuning.trainable_state(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "data": {"step": done}, "rng": rng_state(), "best": best,
-                "config": dataclasses.asdict(cfg), "frozen_fingerprint": fingerprint,
+                "config": dataclasses.asdict(cfg), "frozen_fingerprint": fingerprint, "base": base,
                 "basam": {"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()}}
             if due:
                 atomic_save(state, ckpt_dir / f"step_{done:07d}.pt")
@@ -340,9 +385,17 @@ HELP = {
     "data": "LAYOUT:PATH[@w][,…] or synth:FAMILIES (all | salient,thin,…); repeatable; @w = mixture weight",
     "tune": "full | decoder | adapter | lora", "learnable_slopes": "train BA-SAM's bias slopes (*.attn.mode.slopes)",
     "resolution": "R[,R…]: long side → R px, padded to R×R; one drawn per step",
-    "prompt": "prompt kinds drawn per sample: box, center, points, box+center, none",
+    "prompt": "prompt kinds drawn per sample: box, center, point (one random inside), points, box+center, none",
     "batch_size": "global batch, split over ranks and --accum micro-batches",
     "resume": "continue from the last checkpoint in --out", "bf16": "auto | on | off",
+    "train_prompt_encoder": "train the prompt encoder too (point/box embeddings, the mask_input path); "
+                            "for a model trained from scratch",
+    "multimask": "one-point prompts train SAM's three multimask outputs: the mask loss on the best of "
+                 "the three only, the IoU head on all three",
+    "refine_iters": "interactive refinement: after the first prediction, N clicks drawn from the error "
+                    "region (missed → foreground, wrongly covered → background) with the previous "
+                    "logits as mask_input; loss over all N+1 predictions",
+    "any_object": "probability of prompting a random object of a synthetic scene instead of its target",
 }
 _MODEL_FLAGS = ("model", "checkpoint", "attn", "device")  # added by cli.add_model_arguments
 

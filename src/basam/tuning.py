@@ -2,13 +2,14 @@
 
 Four modes (`TUNE_MODES`):
 
-    full     image encoder + mask decoder (the prompt encoder stays frozen in every mode)
+    full     image encoder + mask decoder (the prompt encoder is frozen unless `prompt_encoder`)
     decoder  mask decoder only
     adapter  bottleneck adapters in every encoder block + mask decoder; the backbone is frozen
     lora     low-rank updates of the encoder attention's qkv and proj + mask decoder
 
 With `learnable_slopes`, BA-SAM's own parameters (`*.attn.mode.slopes`, and the `official`
-preset's rel-pos gains) train too, in any mode.
+preset's rel-pos gains) train too, in any mode; with `prompt_encoder`, the prompt encoder's point
+and box embeddings and its mask_input path (a model trained from scratch needs them).
 
 Nothing here renames SAM's parameters: adapters and LoRA factors are *added* as submodules of the
 module they modify and act through forward hooks, so a plain SAM state dict still loads into an
@@ -113,7 +114,7 @@ def merge_lora(model: nn.Module) -> None:
 
 
 def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapter_dim: int = 0,
-              lora_rank: int = 4, lora_alpha: float = 4.0) -> dict[str, int]:
+              lora_rank: int = 4, lora_alpha: float = 4.0, prompt_encoder: bool = False) -> dict[str, int]:
     """Add what `mode` needs and set requires_grad. → {"trainable": n, "total": n, "frozen": n}
     (parameter counts). adapter_dim 0 → a quarter of the encoder width (MSA's ratio)."""
     if mode not in TUNE_MODES:
@@ -125,15 +126,17 @@ def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapt
             raise ValueError(f"--lora-rank must be ≥ 1, got {lora_rank}")
         add_lora(model, lora_rank, lora_alpha)
     for name, p in model.named_parameters():
-        p.requires_grad_(is_trainable(name, mode, learnable_slopes))
+        p.requires_grad_(is_trainable(name, mode, learnable_slopes, prompt_encoder))
     if learnable_slopes and not any(_BASAM_PARAM in n for n, _ in model.named_parameters()):
         raise ValueError("--learnable-slopes needs an attention setting with BA-SAM parameters "
                          "(--attn bm or basam, which have the bias slopes)")
     return count_parameters(model)
 
 
-def is_trainable(name: str, mode: str, learnable_slopes: bool) -> bool:
+def is_trainable(name: str, mode: str, learnable_slopes: bool, prompt_encoder: bool = False) -> bool:
     """The freezing rule, by parameter name."""
+    if name.startswith("prompt_encoder."):
+        return prompt_encoder
     if _BASAM_PARAM in name:
         return learnable_slopes or mode == "full"
     if name.startswith("mask_decoder."):

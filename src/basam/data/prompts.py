@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-KINDS = ("box", "center", "points", "none", "box+center")
+KINDS = ("box", "center", "point", "points", "none", "box+center")
 
 
 @dataclass
@@ -90,7 +90,8 @@ def sample_prompt(gt_mask: np.ndarray, kind: str, seed: int | np.random.Generato
     """A prompt for the object in gt_mask (bool (H, W); uint8 0..255 is binarised at >127).
 
     kind: "box" (tight box, jittered by box_jitter x side), "center" (distance-transform
-    maximum, one positive point), "points" (n_pos positives inside, n_neg negatives outside,
+    maximum, one positive point), "point" (one positive point uniformly inside, SAM's first
+    click in training), "points" (n_pos positives inside, n_neg negatives outside,
     uniformly at random), "box+center", "none" (prompt-free: all None; the only kind that
     accepts an empty mask). seed: int or a Generator (consumed). Empty mask -> ValueError.
     """
@@ -111,6 +112,8 @@ def sample_prompt(gt_mask: np.ndarray, kind: str, seed: int | np.random.Generato
             box = _jitter_box(box, box_jitter, mask.shape, rng)
     if kind in ("center", "box+center"):
         coords, labels = center_point(mask)[None], np.ones(1, dtype=np.int64)
+    if kind == "point":
+        coords, labels = _random_pixels(mask, 1, rng), np.ones(1, dtype=np.int64)
     if kind == "points":
         if n_pos < 1 or n_neg < 0:
             raise ValueError(f"points need n_pos >= 1 and n_neg >= 0, got {n_pos}, {n_neg}")

@@ -70,7 +70,13 @@ class SynthSource:
         self.size = None  # endless
 
     def load(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray]:
-        """→ (name, image uint8 (H, W, 3), gt uint8 (H, W) 0/255)."""
+        """→ (name, image uint8 (H, W, 3), gt uint8 (H, W) 0/255): the scene's target object."""
+        name, image, masks, target = self.load_objects(index, long_side)
+        return name, image, masks[target]
+
+    def load_objects(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray, int]:
+        """→ (name, image uint8 (H, W, 3), masks uint8 (K, H, W) 0/255, the visible part of each
+        object, target index)."""
         family = self.families[index % len(self.families)]
         number = index // len(self.families)
         sseed = scene_seed(SYNTH_SEED, self.split, number)
@@ -79,7 +85,16 @@ class SynthSource:
         short = max(16, int(round(long_side / ratio)))
         h, w = (long_side, short) if rng.random() < 0.5 else (short, long_side)
         r = render(make_scene(sseed, family), h, w)
-        return f"{family}_{self.split}_{number:06d}", r.image, r.mask.astype(np.uint8) * 255
+        return f"{family}_{self.split}_{number:06d}", r.image, r.masks.astype(np.uint8) * 255, r.target
+
+
+def pick_object(masks: np.ndarray, target: int, rng: np.random.Generator, any_object: float) -> int:
+    """With probability any_object, one of the scene's visible objects uniformly (the target
+    included), else the target: SAM is prompted on every object, the benchmark on the target."""
+    visible = np.flatnonzero(masks.reshape(len(masks), -1).any(1))
+    if len(visible) and rng.random() < any_object:
+        return int(rng.choice(visible))
+    return target
 
 
 class DatasetSource:
@@ -165,6 +180,7 @@ class Example:
     box: torch.Tensor | None
     name: str = ""
     gt: np.ndarray | None = None  # the original gt (validation: metrics at the original size)
+    refine_u: torch.Tensor | None = None  # (K,) in [0, 1): where each refinement click falls
 
 
 def make_example(image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, rng, box_jitter: float,
@@ -198,7 +214,7 @@ class TrainData(torch.utils.data.Dataset):
 
     def __init__(self, specs: list[tuple[str, float]], resolutions: list[int], kinds: list[str], seed: int,
                  flip: bool = True, min_scale: float = 0.6, box_jitter: float = 0.1, n_points: int = 3,
-                 global_batch: int = 1):
+                 global_batch: int = 1, any_object: float = 0.0, refine_iters: int = 0):
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise ValueError(f"--prompt {','.join(kinds)}: expected some of {', '.join(KINDS)}")
@@ -206,7 +222,7 @@ class TrainData(torch.utils.data.Dataset):
         self.sampler = MixtureSampler([s.size for s in self.sources], [w for _, w in specs], seed)
         self.resolutions, self.kinds, self.seed = resolutions, kinds, seed
         self.flip, self.min_scale, self.box_jitter, self.n_points = flip, min_scale, box_jitter, n_points
-        self.global_batch = global_batch
+        self.global_batch, self.any_object, self.refine_iters = global_batch, any_object, refine_iters
 
     def resolution(self, step: int) -> int:
         """The step's resolution (one per step: a batch must stack)."""
@@ -216,11 +232,18 @@ class TrainData(torch.utils.data.Dataset):
         step, j = key
         source, index = self.sampler.draw(step, self.global_batch)[j]
         res = self.resolution(step)
-        name, image, gt = self.sources[source].load(index, res)
+        extra = np.random.default_rng([self.seed, step, j, 3])  # apart, so runs without these options stay as they were
+        if self.any_object and hasattr(self.sources[source], "load_objects"):
+            name, image, masks, target = self.sources[source].load_objects(index, res)
+            gt = masks[pick_object(masks, target, extra, self.any_object)]
+        else:
+            name, image, gt = self.sources[source].load(index, res)
         rng = np.random.default_rng([self.seed, step, j, 1])
         image, gt = augment(image, gt, rng, self.flip, self.min_scale)
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
-        return make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
+        example = make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
+        example.refine_u = torch.from_numpy(extra.random(self.refine_iters).astype(np.float32))
+        return example
 
 
 class StepBatches:
@@ -241,7 +264,7 @@ class StepBatches:
 
 
 def collate(examples: list[Example]) -> dict:
-    """→ {"images" (B, 3, R, R), "targets" (B, R, R), "valid" (B, R, R), "groups": {kind: (idx
+    """→ {"images" (B, 3, R, R), "targets" (B, R, R), "valid" (B, R, R), "refine_u" (B, K), "groups": {kind: (idx
     (b,), points (b, N, 2) | None, labels (b, N) | None, boxes (b, 4) | None)}}. Samples with
     the same prompt kind are decoded together (prompt tensors of one kind have one shape)."""
     groups = {}
@@ -255,7 +278,8 @@ def collate(examples: list[Example]) -> dict:
             torch.stack([e.box for e in sel]) if sel[0].box is not None else None,
         )
     return {"images": torch.stack([e.image for e in examples]), "targets": torch.stack([e.target for e in examples]),
-            "valid": torch.stack([e.valid for e in examples]), "groups": groups}
+            "valid": torch.stack([e.valid for e in examples]), "groups": groups,
+            "refine_u": torch.stack([torch.zeros(0) if e.refine_u is None else e.refine_u for e in examples])}
 
 
 class ValidationSet:
