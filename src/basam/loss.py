@@ -52,7 +52,7 @@ def error_points(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
     raster order), so the click is a pure function of the data. → points (b, 1, 2) xy in model-input
     pixels, labels (b, 1): 1, 0, or -1 (no error left: a padding point the prompt encoder ignores).
     """
-    b, (H, W) = len(target), target.shape[-2:]
+    H, W = target.shape[-2:]
     pred = F.interpolate(logits.float(), size=(H, W), mode="bilinear", align_corners=False)[:, 0] > 0
     gt = target > 0.5
     error = ((pred ^ gt) & valid).flatten(1)
