@@ -8,12 +8,17 @@ $(BIN)/basam: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned, so pip takes the local CPU wheel rather than a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(BIN)/basam
+
+# the test extra: the official segment-anything, transformers, onnxruntime, the page's server and Playwright
+$(VENV)/.test-deps: $(BIN)/basam
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(VENV)/.test-deps
 
 .PHONY: demo test
 demo: $(BIN)/basam
 	$(BIN)/basam demo
 
-test: $(BIN)/basam
+test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest
