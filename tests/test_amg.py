@@ -1,7 +1,6 @@
 """AutomaticMaskGenerator against the official SamAutomaticMaskGenerator on the shipped weights,
 its pieces against their definitions, and tiles."""
 
-import copy
 import json
 
 import numpy as np
@@ -28,20 +27,6 @@ def models():
     return official, ours
 
 
-def single_output_as_multimask(model):
-    """A copy of `model` whose three multimask outputs are its trained single-mask output (the
-    shipped weights' multimask heads are untrained), so that its AMG masks are real objects."""
-    model = copy.deepcopy(model)
-    decoder = model.mask_decoder
-    with torch.no_grad():
-        for i in range(1, decoder.num_mask_tokens):
-            decoder.mask_tokens.weight[i] = decoder.mask_tokens.weight[0]
-            decoder.output_hypernetworks_mlps[i].load_state_dict(decoder.output_hypernetworks_mlps[0].state_dict())
-            last = decoder.iou_prediction_head.layers[-1]
-            last.weight[i], last.bias[i] = last.weight[0], last.bias[0]
-    return model
-
-
 def scene(seed, h=192, w=256, family="salient"):
     return render(make_scene(seed, family), h, w).image
 
@@ -56,22 +41,18 @@ def _mask(segmentation):
     return rle_to_mask(segmentation)
 
 
-@pytest.mark.parametrize("settings, output_mode, single", [
+@pytest.mark.parametrize("settings, output_mode, official_thresholds", [
     (dict(LOW), "binary_mask", False),
     (dict(LOW, crop_n_layers=1, crop_n_points_downscale_factor=2), "coco_rle", False),
     (dict(LOW, min_mask_region_area=40, box_nms_thresh=0.5), "uncompressed_rle", False),
-    # The official thresholds, on real masks (no crops: the official generator fails on a crop
-    # without masks).
+    # The official thresholds, on a scene where the shipped weights pass them (no crops: the
+    # official generator fails on a crop without masks).
     (dict(points_per_side=8, min_mask_region_area=30), "binary_mask", True),
 ])
-def test_records_match_the_official_generator(models, settings, output_mode, single):
+def test_records_match_the_official_generator(models, settings, output_mode, official_thresholds):
     official, ours = models
-    if single:
-        ours = single_output_as_multimask(ours)
-        official = official_sam(MODEL_CONFIGS["mini"])
-        official.load_state_dict(ours.state_dict())
     _, OfficialGenerator = official_predictor_and_generator()
-    image = scene(3, family="lesion" if single else "salient")
+    image = scene(3, family="lesion" if official_thresholds else "salient")
     with torch.no_grad():
         expected = OfficialGenerator(official, output_mode=output_mode, **settings).generate(image)
     got = AutomaticMaskGenerator(ours, resolution=256, output_mode=output_mode, **settings).generate(image)
@@ -82,7 +63,9 @@ def test_records_match_the_official_generator(models, settings, output_mode, sin
         assert g["bbox"] == e["bbox"] and g["crop_box"] == e["crop_box"]
         assert g["point_coords"][0] == pytest.approx(e["point_coords"][0])
         assert abs(g["predicted_iou"] - e["predicted_iou"]) <= 1e-4
-        assert abs(g["stability_score"] - e["stability_score"]) <= 1e-4
+        # The logits agree to ~1e-5, so a pixel lying on the stability band's edge (±offset) can
+        # fall on either side: one pixel of a small mask moves its score by ~1/area.
+        assert abs(g["stability_score"] - e["stability_score"]) <= 1e-4 + 1.5 / e["area"]
         a, b = _mask(g["segmentation"]), _mask(e["segmentation"])
         assert a.shape == b.shape == image.shape[:2]
         assert (a & b).sum() / max(1, (a | b).sum()) >= 0.99
@@ -141,7 +124,7 @@ def test_an_object_across_a_tile_border_comes_out_as_one_mask(models):
     disc = (xx - 256) ** 2 + (yy - 128) ** 2 < 45**2
     image = np.full((h, w, 3), 40, np.uint8)
     image[disc] = (230, 200, 40)
-    gen = AutomaticMaskGenerator(single_output_as_multimask(ours), points_per_side=8, pred_iou_thresh=0.5,
+    gen = AutomaticMaskGenerator(ours, points_per_side=8, pred_iou_thresh=0.5,
                                  stability_score_thresh=0.5, tile_size=256, tile_overlap=128)
     assert gen.crop_boxes((h, w))[0] == [[0, 0, 256, 256], [128, 0, 384, 256], [256, 0, 512, 256]]
     records = gen.generate(image)
