@@ -63,7 +63,9 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
             ref_masks = masks_to_original(ref_low, input_hw, resized, orig_hw)
         assert masks.shape == (1, 4, *orig_hw)  # all four mask tokens, as the official export
         assert np.abs(low_res[:, 1:] - ref_low.numpy()).max() <= atol
-        assert np.abs(masks[:, 1:] - ref_masks.numpy()).max() <= atol
+        # The upsampled masks also go through ORT's Resize, which rounds differently from torch's
+        # interpolate: 1.2e-4 at most measured on the trained default model, whose logits reach ~30.
+        assert np.abs(masks[:, 1:] - ref_masks.numpy()).max() <= 2 * atol
         assert np.abs(scores[:, 1:] - ref_scores.numpy()).max() <= atol
         assert np.abs(ref_low.numpy()).max() > 100 * atol
 
