@@ -179,7 +179,8 @@ def attend(
     outputs = []
     # Inside the offset the bias is exactly zero (e.g. the checkpoint's own grid with offset "train");
     # inference skips it (an ONNX export then holds no all-zero bias); training keeps the slopes in the graph.
-    use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > mode.bias_offset(grid_hw))
+    offset = mode.bias_offset(grid_hw) if mode.use_bias else 0.0
+    use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > offset)
     # Without autograd one distance buffer serves every chunk: fresh chunk-row allocations of a few
     # MB each fragment glibc's heap (+0.7 GB peak RSS for ViT-B at 2048 px). With autograd each chunk
     # keeps its own, which backward needs for the slopes' gradient.
@@ -197,7 +198,7 @@ def attend(
             mask = gain * mask
         if use_bias:
             buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
-            dist = excess_distance(grid_hw, mode.distance, mode.bias_offset(grid_hw), rows, q.device, buffer)
+            dist = excess_distance(grid_hw, mode.distance, offset, rows, q.device, buffer)
             # In place where the mask is our own: one chunk-sized tensor instead of three (bias, sum, mask).
             if mask is None:
                 mask = neg_slopes * dist
