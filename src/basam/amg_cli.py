@@ -19,6 +19,7 @@ import numpy as np
 
 from . import distributed
 from .cli import add_model_arguments, add_resolution_arguments, load_model_from_args
+from .transforms import to_rgb_uint8
 
 # Generator options exposed as flags; unset flags keep the generator's own defaults.
 _OPTIONS = {
@@ -64,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"basam amg: skipped {path}: {e}", file=sys.stderr)
             skipped.append(str(path))
             continue
-        rgb = np.asarray(image.convert("RGB"))
+        rgb, note = to_rgb_uint8(image)  # 16-bit and float images scaled, as `predict` does
+        if note:
+            print(f"note: {path.name}: {note}", file=sys.stderr)
         records = generator.generate(rgb)
         write_outputs(records, rgb, out, path.stem, args.masks)
         done.append((str(path), len(records)))
