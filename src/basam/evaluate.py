@@ -139,7 +139,7 @@ def _group(name: str) -> str:
 # --- command line --------------------------------------------------------------------------------
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import add_model_arguments
 
     p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, "
@@ -161,13 +161,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="basam-eval")
 
 
-def _settings(args, dataset: Dataset, prompt: str) -> EvalSettings:
+def settings_from_args(args, dataset: Dataset, prompt: str) -> EvalSettings:
     hce = dataset.layout == "dis5k" if args.hce == "auto" else args.hce == "on"
     return EvalSettings(prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
                         args.group_by_prefix)
 
 
-def _report_problems(dataset: Dataset, result: EvalResult) -> None:
+def report_problems(dataset: Dataset, result: EvalResult) -> None:
     problems = dataset.problems + result.problems
     if problems:
         print(f"{len(problems)} file(s) not scored:")
@@ -178,7 +178,7 @@ def _report_problems(dataset: Dataset, result: EvalResult) -> None:
 def eval_add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import add_resolution_arguments
 
-    _add_common(p)
+    add_common_arguments(p)
     add_resolution_arguments(p)
 
 
@@ -192,7 +192,7 @@ def eval_run(args) -> int:
     predictor = Predictor(model, args.resolution, args.max_side)
     args.resolution = predictor.resolution
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
-    settings = _settings(args, dataset, args.prompt)
+    settings = settings_from_args(args, dataset, args.prompt)
     result = merge_ranks(evaluate(predictor, dataset, settings, rank, world))
     distributed.teardown()
     if result is None:
@@ -207,6 +207,6 @@ def eval_run(args) -> int:
     scores = result.metrics.results()
     print(f"{dataset.name}: {scores['count']} images, attention {model.attn_cfg.describe()}, resolution {args.resolution}")
     print("  " + "  ".join(f"{k} {scores[k]:.4f}" for k in (*HEADLINE, *(["HCE"] if settings.hce else []))))
-    _report_problems(dataset, result)
+    report_problems(dataset, result)
     print(f"wrote {out}/per_image.csv and {out}/summary.json")
     return 0

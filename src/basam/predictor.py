@@ -20,7 +20,6 @@ from .transforms import (
     masks_to_original,
     normalize_and_pad,
     parse_resolution,
-    resize_image,
     to_rgb_uint8,
 )
 
@@ -81,7 +80,7 @@ class Predictor:
         rgb, note = to_rgb_uint8(image)
         if image_format == "BGR":
             rgb = np.ascontiguousarray(rgb[..., ::-1])
-        resized = resize_image(rgb, self.transform.sizes(rgb.shape[:2])[0])
+        resized = self.transform.apply_image(rgb)
         self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device), rgb.shape[:2])
         self.note = note
 

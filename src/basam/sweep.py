@@ -15,7 +15,7 @@ from typing import Callable
 from . import distributed
 from .config import AttentionConfig
 from .data.specs import is_synth, open_eval_data
-from .evaluate import HEADLINE, EvalResult, EvalSettings, _add_common, _report_problems, _settings, evaluate_prompts, merge_ranks
+from .evaluate import HEADLINE, EvalResult, EvalSettings, add_common_arguments, report_problems, settings_from_args, evaluate_prompts, merge_ranks
 from .metrics import SegMetrics
 from .predictor import Predictor
 from .report import write_sweep
@@ -99,7 +99,7 @@ def _split(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    _add_common(p)
+    add_common_arguments(p)
     p.add_argument("--resolution", default="512,1024,1536,2048",
                    help="comma-separated policies: N, native or auto (native/auto with synth: give --render-size)")
     p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px)")
@@ -130,7 +130,7 @@ def run(args) -> int:
     for column in columns[1:]:
         if synth and not isinstance(column.render_size, int):
             raise ValueError(f"synthetic data is rendered at a size N (square): give N or --render-size, not {column.label}")
-    settings = replace(_settings(args, first, prompts[0]), group_by_prefix=args.group_by_prefix or synth)  # per family
+    settings = replace(settings_from_args(args, first, prompts[0]), group_by_prefix=args.group_by_prefix or synth)  # per family
     rank, world = distributed.setup(args.device)
     model = load_model(args.model, checkpoint=args.checkpoint, attn=rows[0].attention, device=args.device)
 
@@ -145,6 +145,6 @@ def run(args) -> int:
     if rank != 0:
         return 0
     print((out / "sweep.md").read_text())
-    _report_problems(first, EvalResult(SegMetrics(), {}, [], problems))
+    report_problems(first, EvalResult(SegMetrics(), {}, [], problems))
     print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
     return 0

@@ -71,12 +71,16 @@ class SynthSource:
 
     def load(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray]:
         """→ (name, image uint8 (H, W, 3), gt uint8 (H, W) 0/255): the scene's target object."""
-        name, image, masks, target = self.load_objects(index, long_side)
-        return name, image, masks[target]
+        name, r = self._render(index, long_side)
+        return name, r.image, r.mask.astype(np.uint8) * 255
 
     def load_objects(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray, int]:
         """→ (name, image uint8 (H, W, 3), masks uint8 (K, H, W) 0/255, the visible part of each
         object, target index)."""
+        name, r = self._render(index, long_side)
+        return name, r.image, r.masks.astype(np.uint8) * 255, r.target
+
+    def _render(self, index: int, long_side: int):
         family = self.families[index % len(self.families)]
         number = index // len(self.families)
         sseed = scene_seed(SYNTH_SEED, self.split, number)
@@ -84,8 +88,7 @@ class SynthSource:
         ratio = float(rng.choice(_ASPECTS))
         short = max(16, int(round(long_side / ratio)))
         h, w = (long_side, short) if rng.random() < 0.5 else (short, long_side)
-        r = render(make_scene(sseed, family), h, w)
-        return f"{family}_{self.split}_{number:06d}", r.image, r.masks.astype(np.uint8) * 255, r.target
+        return f"{family}_{self.split}_{number:06d}", render(make_scene(sseed, family), h, w)
 
 
 def pick_object(masks: np.ndarray, target: int, rng: np.random.Generator, any_object: float) -> int:
@@ -179,12 +182,11 @@ class Example:
     labels: torch.Tensor | None
     box: torch.Tensor | None
     name: str = ""
-    gt: np.ndarray | None = None  # the original gt (validation: metrics at the original size)
     refine_u: torch.Tensor | None = None  # (K,) in [0, 1): where each refinement click falls
 
 
 def make_example(image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, rng, box_jitter: float,
-                 n_points: int, name: str = "", keep_gt: bool = False) -> Example:
+                 n_points: int, name: str = "") -> Example:
     """Resize to SAM's policy (long side → resolution, pad to resolution²), sample the prompt on
     the ground truth and convert it to model-input pixels."""
     mask = gt > 127
@@ -205,7 +207,7 @@ def make_example(image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, 
         labels = torch.as_tensor(prompt.point_labels, dtype=torch.int64)
     if prompt.box is not None:
         box = torch.as_tensor(boxes_to_model(prompt.box[None], orig_hw, resized_hw)[0], dtype=torch.float32)
-    return Example(x, target, valid, kind, points, labels, box, name, gt if keep_gt else None)
+    return Example(x, target, valid, kind, points, labels, box, name)
 
 
 class TrainData(torch.utils.data.Dataset):
@@ -242,7 +244,8 @@ class TrainData(torch.utils.data.Dataset):
         image, gt = augment(image, gt, rng, self.flip, self.min_scale)
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
         example = make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
-        example.refine_u = torch.from_numpy(extra.random(self.refine_iters).astype(np.float32))
+        if self.refine_iters:  # else collate gives the (B, 0) tensor of no clicks
+            example.refine_u = torch.from_numpy(extra.random(self.refine_iters).astype(np.float32))
         return example
 
 

@@ -228,7 +228,7 @@ class Engine:
         masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask)
         decode_ms = (time.perf_counter() - start) * 1e3
         return {
-            **_summary(request, setting, predictor.padded_hw), "resized_size": list(predictor.resized_hw),
+            **_summary(request, setting, predictor.padded_hw, predictor.windows), "resized_size": list(predictor.resized_hw),
             "encode_ms": round(encode_ms, 1), "cached": encode_ms == 0.0, "note": predictor.note,
             "decode_ms": round(decode_ms, 1),
             "best": int(np.argmax(scores)),
@@ -261,22 +261,22 @@ class Engine:
         records.sort(key=lambda r: -r["area"])
         labels = np.zeros(rgb.shape[:2], np.int64)
         for k, record in enumerate(records, 1):
-            labels[coco_mask.decode({**record["segmentation"], "counts": record["segmentation"]["counts"].encode()})
-                   .astype(bool)] = k
+            labels[coco_mask.decode(record["segmentation"]).astype(bool)] = k
         label_rgb = np.stack([labels % 256, labels // 256 % 256, labels // 65536], -1).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(label_rgb).save(buf, format="PNG")
         padded_hw = generator.predictor.transform.sizes(rgb.shape[:2])[1]
         return {
-            **_summary(request, setting, padded_hw), "encode_ms": None, "generate_ms": round(generate_ms, 1),
+            **_summary(request, setting, padded_hw, generator.predictor.windows), "encode_ms": None, "generate_ms": round(generate_ms, 1),
             "options": {**options, "multimask": multimask}, "records": records,
             "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 
 
-def _summary(request: dict, setting: tuple[str, str, str], padded_hw) -> dict:
-    windows = "scaled" if setting[0] == "auto" else setting[2]  # what Predictor does under auto
-    return {"image_id": request["image_id"], "resolution": setting[0], "attention": setting[1], "windows": windows,
+def _summary(request: dict, setting: tuple[str, str, str], padded_hw, predictor_windows: str | None) -> dict:
+    """predictor_windows: the Predictor's own choice (scaled under auto), None → the setting's."""
+    return {"image_id": request["image_id"], "resolution": setting[0], "attention": setting[1],
+            "windows": predictor_windows or setting[2],
             "input_size": list(padded_hw)}
 
 
