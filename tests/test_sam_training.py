@@ -119,6 +119,11 @@ def test_a_checkpoint_whose_base_is_gone_says_so(tmp_path):
     merged = basam.load_model("tiny", checkpoint=step).state_dict()
     export = load_file(tmp_path / "run" / "model.safetensors")
     assert all(torch.allclose(merged[k], export[k]) for k in export)  # LoRA merged as in the export
+    torch.manual_seed(6)  # another base at the same path: the frozen weights no longer match
+    base.unlink()
+    basam.save_model(basam.load_model("tiny"), base)
+    with pytest.raises(CheckpointError, match="frozen base weights differ"):
+        basam.load_model("tiny", checkpoint=step)
     base.unlink()
     with pytest.raises(CheckpointError, match="base checkpoint .*base.safetensors, which is missing"):
         basam.load_model("tiny", checkpoint=step)

@@ -189,20 +189,22 @@ def checkpoint_weights(ckpt: dict, source: str) -> dict[str, torch.Tensor]:
                          f"from its base checkpoint {cfg.checkpoint}, which is missing")
     with torch.random.fork_rng(devices=[]):
         model = build_model(cfg)
-    if not math.isclose(tuning.frozen_fingerprint(model), ckpt["frozen_fingerprint"], rel_tol=1e-9):
-        raise ValueError(f"{source}: its base {cfg.checkpoint or cfg.model} is not the one the run trained on "
-                         "(the frozen weights differ)")
-    _load_trainable(model, ckpt["trainable"], source)
+    _load_trainable(model, ckpt, tuning.frozen_fingerprint(model), source)
     return tuning.export_copy(model).state_dict()
 
 
-def _load_trainable(model: nn.Module, trainable: dict, source: str) -> None:
+def _load_trainable(model: nn.Module, ckpt: dict, fingerprint: float, source: str) -> None:
+    """Put a checkpoint's trained weights into `model`, after checking that they go on the same
+    frozen base (fingerprint) and the same set of trainable parameters."""
+    if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
+        raise ValueError(f"{source}: the frozen base weights differ from the ones its run trained on "
+                         "(another --checkpoint or --model?)")
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if set(trainable) != set(named):
+    if set(ckpt["trainable"]) != set(named):
         raise ValueError(f"{source} was written by another --tune / --model setting than this run's")
     with torch.no_grad():
         for n, p in named.items():
-            p.copy_(trainable[n])
+            p.copy_(ckpt["trainable"][n])
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -236,7 +238,7 @@ def train(cfg: TrainConfig) -> dict:
     model = build_model(cfg)
     counts, fingerprint = tuning.count_parameters(model), tuning.frozen_fingerprint(model)
     # what a checkpoint's trainable weights go on top of, for `load_model(checkpoint=best.pt)`
-    base = {"model": cfg.model, "checkpoint": cfg.checkpoint and str(Path(cfg.checkpoint).resolve()), "seed": cfg.seed}
+    base = {"checkpoint": cfg.checkpoint and str(Path(cfg.checkpoint).resolve())}
     model.to(device).train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -246,9 +248,7 @@ def train(cfg: TrainConfig) -> dict:
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
         ckpt = torch.load(existing[-1], map_location="cpu", weights_only=True)
-        _load_trainable(model, ckpt["trainable"], str(existing[-1]))
-        if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
-            raise ValueError(f"{existing[-1]}: the frozen base weights differ from this run's (another --checkpoint?)")
+        _load_trainable(model, ckpt, fingerprint, str(existing[-1]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
