@@ -23,6 +23,7 @@ from .config import AttentionConfig
 from .data.specs import SynthDataset
 from .data.synth import FAMILIES
 from .evaluate import EvalSettings, prompt_for
+from .metrics import iou_dice
 from .predictor import Predictor
 from .report import sweep_table
 from .sweep import Column, Row, run_sweep
@@ -103,5 +104,4 @@ def _segment(predictor: Predictor, sample, settings: EvalSettings) -> tuple[np.n
     image, gt = sample.load()
     predictor.set_image(image)
     mask = predictor.predict_proba(**prompt_for(sample, gt, settings).as_kwargs()) >= 0.5
-    truth = gt > 127
-    return overlay(image, mask), float((mask & truth).sum() / max(1, (mask | truth).sum()))
+    return overlay(image, mask), iou_dice(mask, gt > 127)[0]
