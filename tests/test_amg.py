@@ -2,6 +2,7 @@
 its pieces against their definitions, and tiles."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -102,6 +103,14 @@ def test_box_nms_is_greedy_by_score():
     # 1 and 3 tie at 0.9: index order; 3 overlaps 1 by 0.67 < 0.7 and is kept; 0 overlaps 3 by 0.9.
     assert box_nms(boxes, scores, 0.7).tolist() == [1, 3, 2]
     assert box_nms(boxes, scores, 0.5).tolist() == [1, 2]
+
+
+def test_box_nms_keeps_empty_boxes_without_a_division_warning():
+    # Empty masks give 0, 0, 0, 0 boxes: IoU 0/0, which torchvision (NaN > t is false) keeps.
+    boxes = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 10, 10]], dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert box_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.7).tolist() == [0, 1, 2]
 
 
 def test_tiles_cover_the_image_with_the_overlap():
