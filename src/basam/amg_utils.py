@@ -123,6 +123,8 @@ def masks_to_rle(masks: torch.Tensor, crop_box: list[int], image_hw: tuple[int, 
     img_h, img_w = image_hw
     x0, y0 = crop_box[0], crop_box[1]
     k, h, w = masks.shape
+    if k == 0:  # np.split below would still give one (empty) part
+        return []
     cols = masks.transpose(1, 2)  # (K, w, h): column-major scan order
     edge = torch.zeros(k, w, 1, dtype=torch.bool, device=masks.device)
     change = torch.cat([edge, cols, edge], dim=2).diff(dim=2)  # True where a run starts or ends

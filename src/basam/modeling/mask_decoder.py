@@ -146,4 +146,4 @@ class MaskDecoder(nn.Module):
         chosen = range(self.num_mask_tokens)[tokens]
         hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in zip(chosen, mlps)], dim=1)  # (B, T', C/8)
         _, c8, uh, uw = upscaled.shape
-        return (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, -1, uh, uw)
+        return (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, len(chosen), uh, uw)
