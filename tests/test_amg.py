@@ -21,7 +21,7 @@ LOW = dict(points_per_side=6, pred_iou_thresh=0.05, stability_score_thresh=0.3, 
 
 
 @pytest.fixture(scope="module")
-def models():
+def models(one_thread):
     ours = basam.load_model("default")
     official = official_sam(MODEL_CONFIGS["mini"])
     official.load_state_dict(ours.state_dict())
