@@ -9,7 +9,8 @@ remove duplicates by box NMS within the crop, then across crops (smaller crops w
 clean small holes and islands.
 
 What differs, so that memory stays bounded at any image size: masks are filtered on predicted IoU
-*before* they are upsampled, upsampled and thresholded a few at a time (`chunk_mb`), and the kept
+*before* they are upsampled (a point with no mask above the threshold skips even the decoder's
+mask upscaling), upsampled and thresholded a few at a time (`chunk_mb`), and the kept
 ones are run-length encoded at once, in the image frame, without building the full-size mask.
 
 Tiles (`tile_size=N`): an image larger than N px on a side is covered by overlapping tiles of

@@ -131,7 +131,7 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense_prompt_embeddings
         hs, keys = self.transformer(src, image_pe, tokens)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])
-        return iou_pred, hs[:, 1 : 1 + self.num_mask_tokens, :], keys.expand(bs, -1, -1)
+        return iou_pred, hs[:, 1 : 1 + self.num_mask_tokens, :], keys
 
     def upscale_masks(
         self, mask_tokens_out: torch.Tensor, keys: torch.Tensor, grid_hw: tuple[int, int], tokens: slice = slice(None)
