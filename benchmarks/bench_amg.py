@@ -37,7 +37,7 @@ def make_image(size: str, path: str) -> None:
     Image.fromarray(small).resize((w, h), Image.BICUBIC).save(path)
 
 
-def peak_rss_gb() -> float:
+def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -50,7 +50,7 @@ def log_steps(gen: basam.AutomaticMaskGenerator, start: float) -> None:
         t = time.perf_counter()
         set_image(image, *args, **kwargs)
         print(f"encoded {image.shape[1]}x{image.shape[0]} to {tuple(gen.predictor.features.shape)} in "
-              f"{time.perf_counter() - t:.0f} s; peak RSS {peak_rss_gb():.2f} GB", flush=True)
+              f"{time.perf_counter() - t:.0f} s; peak RSS {peak_rss_gib():.2f} GiB", flush=True)
 
     def timed_batch(points, *args, **kwargs):
         t = time.perf_counter()
@@ -58,7 +58,7 @@ def log_steps(gen: basam.AutomaticMaskGenerator, start: float) -> None:
         done["batches"] += 1
         print(f"point batch {done['batches']}: {len(points)} points in {time.perf_counter() - t:.0f} s, "
               f"{len(out['rles'])} masks kept; {time.perf_counter() - start:.0f} s elapsed, "
-              f"peak RSS {peak_rss_gb():.2f} GB", flush=True)
+              f"peak RSS {peak_rss_gib():.2f} GiB", flush=True)
         return out
 
     gen.predictor.set_image, gen._process_batch = timed_set_image, timed_batch
@@ -87,10 +87,10 @@ def main() -> None:
     log_steps(gen, start)
     records = gen.generate(image)
     seconds = time.perf_counter() - start
-    peak_gb = peak_rss_gb()
+    peak_gib = peak_rss_gib()
     print(f"{image.shape[1]}x{image.shape[0]} resolution={gen.predictor.resolution} tile_size={args.tile_size} "
           f"points={args.points_per_side}² thresholds={args.pred_iou_thresh}/{args.stability_score_thresh}: "
-          f"{len(records)} records, {seconds:.0f} s, peak RSS {peak_gb:.2f} GB, "
+          f"{len(records)} records, {seconds:.0f} s, peak RSS {peak_gib:.2f} GiB, "
           f"{torch.get_num_threads()} threads, cpu {torch.backends.cpu.get_cpu_capability()}")
 
 

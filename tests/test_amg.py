@@ -78,12 +78,13 @@ def test_records_match_the_official_generator(models, settings, output_mode, off
 
 
 def test_records_do_not_depend_on_the_decoder_group_size(models):
-    # One point per decoder group: most groups have no mask above the predicted-IoU threshold and
-    # skip the upscaling, a few have one.
+    # One point per decoder group: at this threshold about half the groups (17 of 36) have no mask
+    # above it and skip the upscaling.
     _, ours = models
     image = scene(3)
-    whole = AutomaticMaskGenerator(ours, resolution=256, **LOW).generate(image)
-    single = AutomaticMaskGenerator(ours, resolution=256, chunk_mb=1e-3, **LOW).generate(image)
+    settings = dict(LOW, pred_iou_thresh=0.2)
+    whole = AutomaticMaskGenerator(ours, resolution=256, **settings).generate(image)
+    single = AutomaticMaskGenerator(ours, resolution=256, chunk_mb=1e-3, **settings).generate(image)
     assert len(whole) > 0
     assert len(single) == len(whole)
     for a, b in zip(single, whole):
