@@ -9,7 +9,8 @@ remove duplicates by box NMS within the crop, then across crops (smaller crops w
 clean small holes and islands.
 
 What differs, so that memory stays bounded at any image size: masks are filtered on predicted IoU
-*before* they are upsampled, upsampled and thresholded a few at a time (`chunk_mb`), and the kept
+*before* they are upsampled (a point with no mask above the threshold skips even the decoder's
+mask upscaling), upsampled and thresholded a few at a time (`chunk_mb`), and the kept
 ones are run-length encoded at once, in the image frame, without building the full-size mask.
 
 Tiles (`tile_size=N`): an image larger than N px on a side is covered by overlapping tiles of
@@ -192,30 +193,40 @@ class AutomaticMaskGenerator:
     def _process_batch(self, points: np.ndarray, crop_box: list[int], image_hw: tuple[int, int]) -> dict:
         """(B, 2) xy points in crop pixels -> the masks that pass the filters, as RLEs in the image
         frame, with boxes in the crop frame. On a large grid the points go through the decoder a
-        few at a time (each one repeats the image embedding), and each group's masks are filtered
-        and encoded before the next group is decoded."""
+        few at a time, and each group's masks are filtered and encoded before the next group is
+        decoded."""
         pred = self.predictor
         c, gh, gw = pred.features.shape[1:]
+        image_pe = pred.model.prompt_encoder.get_dense_pe((gh, gw))
         step = max(1, int(self.chunk_bytes // (64 * c * gh * gw)))  # ~16 float copies of the embedding per point
         out = {"rles": [], "boxes": [], "iou_preds": [], "points": [], "stability_score": []}
         for s in range(0, len(points), step):
-            low_res, iou_preds = self._decode_points(points[s : s + step])  # (b, 3, h, w), (b, 3)
-            point_of = torch.as_tensor(np.repeat(points[s : s + step], low_res.shape[1], axis=0))
+            rows, low_res, iou_preds = self._decode_points(points[s : s + step], image_pe)
+            point_of = torch.as_tensor(np.repeat(points[s : s + step][rows.numpy()], low_res.shape[1], axis=0))
             self._filter_and_encode(low_res.flatten(0, 1), iou_preds.flatten(0, 1), point_of, crop_box, image_hw, out)
         for k in _TENSOR_FIELDS[:-1]:
             out[k] = torch.cat(out[k]) if out[k] else _empty(k)
         return out
 
-    def _decode_points(self, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single foreground points (b, 2) in crop pixels -> low-res logits (b, M, h, w) and IoU
-        predictions (b, M); M = 3 with multimask_output, else 1."""
+    def _decode_points(self, points: np.ndarray, image_pe: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Single foreground points (b, 2) in crop pixels -> which of them have a mask above the
+        predicted-IoU threshold (b,) bool, and for those points only, low-res logits (b', M, h, w)
+        and IoU predictions (b', M); M = 3 with multimask_output, else 1. The others' masks would be
+        dropped unseen, so they are not upscaled (most of a point's cost after the transformer)."""
         pred = self.predictor
         coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
         coords = coords.to(pred.device)[:, None, :]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
-        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels),
-                                                 multimask_output=self.multimask_output)
-        return low_res.float().cpu(), iou_preds.float().cpu()
+        sparse, dense = pred.model.prompt_encoder((coords, labels), None, None, pred.padded_hw)
+        decoder = pred.model.mask_decoder
+        iou_preds, mask_tokens, keys = decoder.run_transformer(pred.features, image_pe, sparse, dense[:1])
+        tokens = slice(1, None) if self.multimask_output else slice(0, 1)
+        iou_preds = iou_preds[:, tokens]
+        rows = torch.ones(len(points), dtype=torch.bool, device=iou_preds.device)
+        if self.pred_iou_thresh > 0:
+            rows = (iou_preds > self.pred_iou_thresh).any(1)
+        low_res = decoder.upscale_masks(mask_tokens[rows], keys[rows], pred.features.shape[-2:], tokens)
+        return rows.cpu(), low_res.float().cpu(), iou_preds[rows].float().cpu()
 
     def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,
                            crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:

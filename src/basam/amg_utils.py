@@ -108,8 +108,11 @@ def box_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> 
         w = np.maximum(np.float32(0), np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]))
         h = np.maximum(np.float32(0), np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]))
         inter = w * h
+        union = area[i] + area[rest] - inter
+        # Two empty boxes: 0/0, NaN in torchvision, which suppresses nothing; IoU 0 does the same.
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
         # float32 IoU compared in float64, as torchvision's kernel compares with a double.
-        removed[rest] |= (inter / (area[i] + area[rest] - inter)).astype(np.float64) > iou_threshold
+        removed[rest] |= iou.astype(np.float64) > iou_threshold
     return torch.as_tensor(np.array(keep, dtype=np.int64))
 
 
@@ -120,6 +123,8 @@ def masks_to_rle(masks: torch.Tensor, crop_box: list[int], image_hw: tuple[int, 
     img_h, img_w = image_hw
     x0, y0 = crop_box[0], crop_box[1]
     k, h, w = masks.shape
+    if k == 0:  # np.split below would still give one (empty) part
+        return []
     cols = masks.transpose(1, 2)  # (K, w, h): column-major scan order
     edge = torch.zeros(k, w, 1, dtype=torch.bool, device=masks.device)
     change = torch.cat([edge, cols, edge], dim=2).diff(dim=2)  # True where a run starts or ends

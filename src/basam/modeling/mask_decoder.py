@@ -83,7 +83,7 @@ class MaskDecoder(nn.Module):
         image_embeddings:         (1 or B, C, Hg, Wg); a single image is shared by all B prompts
         image_pe:                 (1, C, Hg, Wg)
         sparse_prompt_embeddings: (B, n, C)
-        dense_prompt_embeddings:  (B, C, Hg, Wg)
+        dense_prompt_embeddings:  (1 or B, C, Hg, Wg)
         Returns masks (B, M, 4Hg, 4Wg) logits and iou_pred (B, M), M = num_multimask_outputs if
         multimask_output else 1.
         """
@@ -101,36 +101,49 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All num_mask_tokens masks (B, T, 4Hg, 4Wg) and scores (B, T); see forward."""
+        iou_pred, mask_tokens_out, keys = self.run_transformer(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        return self.upscale_masks(mask_tokens_out, keys, image_embeddings.shape[-2:]), iou_pred
+
+    def run_transformer(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The two-way transformer and the IoU head, without the mask upscaling (a caller that
+        drops masks on their predicted IoU can upscale only the rest). Shapes as forward, with
+        dense (1 or B, C, Hg, Wg). Returns iou_pred (B, T), mask tokens (B, T, C) and the image
+        tokens (B, Hg·Wg, C) for upscale_masks."""
         bs = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(bs, -1, -1), sparse_prompt_embeddings], dim=1)
 
         # The official code always repeats the image once per prompt set, which is right for the
-        # usual single image but gives B² rows for B images; pair images and prompts one to one.
-        if image_embeddings.shape[0] == 1:
-            src = image_embeddings.expand(bs, -1, -1, -1)
-        elif image_embeddings.shape[0] == bs:
-            src = image_embeddings
-        else:
+        # usual single image but gives B² rows for B images; pair images and prompts one to one,
+        # and keep a single image single (the transformer shares its projections).
+        if image_embeddings.shape[0] not in (1, bs):
             raise ValueError(
                 f"{image_embeddings.shape[0]} image embeddings for {bs} prompt sets: expected 1 or {bs}"
             )
-        src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(bs, -1, -1, -1)
-        b, c, h, w = src.shape
+        src = image_embeddings + dense_prompt_embeddings
+        hs, keys = self.transformer(src, image_pe, tokens)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])
+        return iou_pred, hs[:, 1 : 1 + self.num_mask_tokens, :], keys
 
-        hs, keys = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-
+    def upscale_masks(
+        self, mask_tokens_out: torch.Tensor, keys: torch.Tensor, grid_hw: tuple[int, int], tokens: slice = slice(None)
+    ) -> torch.Tensor:
+        """Mask tokens (B, T, C) and image tokens (B, Hg·Wg, C) from run_transformer -> low-res mask
+        logits (B, T', 4Hg, 4Wg) of the mask tokens in `tokens` (all T by default)."""
+        b, _, c = keys.shape
         # keys are (B, Hg·Wg, C) in row-major order; fold them back into the grid.
-        src = keys.transpose(1, 2).reshape(b, c, h, w)
+        src = keys.transpose(1, 2).reshape(b, c, *grid_hw)
         upscaled = self.output_upscaling(src)  # (B, C/8, 4Hg, 4Wg)
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )  # (B, T, C/8)
-        b, c8, uh, uw = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, -1, uh, uw)
-
-        iou_pred = self.iou_prediction_head(iou_token_out)
-        return masks, iou_pred
+        mlps = self.output_hypernetworks_mlps[tokens]
+        chosen = range(self.num_mask_tokens)[tokens]
+        hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in zip(chosen, mlps)], dim=1)  # (B, T', C/8)
+        _, c8, uh, uw = upscaled.shape
+        return (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, len(chosen), uh, uw)

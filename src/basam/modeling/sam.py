@@ -63,6 +63,8 @@ class Sam(nn.Module):
         Returns low-res mask logits (B, M, 4Hg, 4Wg) and predicted IoUs (B, M).
         """
         sparse, dense = self.prompt_encoder(points, boxes, mask_input, image_hw)
+        if mask_input is None:  # the same no-mask embedding for every prompt set: added once
+            dense = dense[:1]
         batch = image_embeddings.shape[0]
         if sparse.shape[0] == 1 and batch > 1:  # prompt-free: the same empty prompt for each image
             sparse, dense = sparse.expand(batch, -1, -1), dense.expand(batch, -1, -1, -1)

@@ -39,9 +39,20 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """q: (Bq, Nq, C), k and v: (Bk, Nk, C), where Bq and Bk are equal or one of them is 1 (one
+        image shared by B prompt sets: its side is projected once, not once per prompt set)."""
+        batch = max(q.shape[0], k.shape[0])
+        if k.shape[0] == 1 < batch:
+            # Each query row attends on its own, so B sets of queries against one key set are one
+            # longer query sequence.
+            return self._attend(q.reshape(1, -1, q.shape[-1]), k, v).reshape(batch, q.shape[1], -1)
+        return self._attend(q, k, v)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q = self._split(self.q_proj(q))
         k = self._split(self.k_proj(k))
         v = self._split(self.v_proj(v))
+        q = q.expand(k.shape[0], -1, -1, -1)  # shared queries (batch 1) against B key sets
         # The decoder never masks and its token counts are small (a few prompts × Hg·Wg), so the
         # fused kernel with its default 1/sqrt(d) scale is exactly the official computation.
         out = F.scaled_dot_product_attention(q, k, v)
@@ -103,8 +114,8 @@ class TwoWayAttentionBlock(nn.Module):
 class TwoWayTransformer(nn.Module):
     """Stack of TwoWayAttentionBlocks plus a final token→image attention.
 
-    forward(image_embedding (B, C, Hg, Wg), image_pe (B, C, Hg, Wg), point_embedding (B, N, C))
-      -> (queries (B, N, C), keys (B, Hg·Wg, C))
+    forward(image_embedding (1 or B, C, Hg, Wg), image_pe (1 or B, C, Hg, Wg), point_embedding (B, N, C))
+      -> (queries (B, N, C), keys (B, Hg·Wg, C)); one image is shared by the B prompt sets.
     """
 
     def __init__(
@@ -140,8 +151,9 @@ class TwoWayTransformer(nn.Module):
     def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
         # (B, C, Hg, Wg) -> (B, Hg·Wg, C): row-major token order, which the decoder relies on
         # when it folds the keys back into a map.
-        keys = image_embedding.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
+        # Made contiguous once here rather than copied again by every projection that reads them.
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
 
         for layer in self.layers:
