@@ -221,6 +221,38 @@ def test_chunked_equals_unchunked_with_bias_forward_and_backward():
     assert g_whole[-1].abs().min() > 0  # the slopes do receive gradient
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("terms", ["relpos+bias", "relpos+gain+bias", "pos_bias+bias", "bias", "relpos", "none"])
+def test_inference_chunks_in_reused_buffers_equal_one_chunk(monkeypatch, terms, dtype):
+    """Without autograd, chunks write their masks into one buffer and their results into one output
+    (distances too, past the cache size): the same as one chunk with fresh tensors."""
+    import basam.attention as attention
+
+    torch.manual_seed(1)
+    grid, heads, d = (9, 11), 3, 8
+    n = grid[0] * grid[1]
+    q, k, v = (torch.randn(2, heads, n, d, dtype=dtype) for _ in range(3))
+    rel_h = torch.randn(2, heads, n, grid[0], dtype=dtype) if "relpos" in terms else None
+    rel_w = torch.randn(2, heads, n, grid[1], dtype=dtype) if "relpos" in terms else None
+    pos_bias = torch.randn(heads, n, n, dtype=dtype) if "pos_bias" in terms else None
+
+    def run(chunk_mb):
+        preset = "official" if "gain" in terms else "sam"
+        cfg = AttentionConfig.from_preset(preset, bias="bias" in terms, bm_offset=1.5, chunk_mb=chunk_mb)
+        mode = BlockAttentionMode(cfg, heads, d, True, (8, 8), (8, 8))
+        if "gain" in terms:
+            mode.relpos_gain.data.fill_(0.7)
+        with torch.no_grad():
+            return attend(q, k, v, grid, mode, mode.scale(n), rel_h, rel_w, pos_bias)
+
+    whole = run(1e3)
+    monkeypatch.setattr(attention, "_CACHE_MAX_ENTRIES", 100)  # distances built per chunk, into a buffer
+    chunked = run(2 * heads * n * 4 * 10 / 2**20)  # 10 query rows per chunk, the last one 9
+    assert chunked.shape == whole.shape and chunked.dtype == dtype
+    assert (whole.float() - chunked.float()).abs().max() <= (1e-5 if dtype == torch.float32 else 2e-2)
+    assert chunked.transpose(1, 2).is_contiguous()  # the caller's (B, N, heads·d) view costs no copy
+
+
 def test_invalid_options_are_rejected():
     with pytest.raises(ValueError, match="bm_distance"):
         AttentionConfig.from_preset("bm", bm_distance="cosine")
