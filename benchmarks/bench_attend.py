@@ -4,9 +4,9 @@
         [--repeats 3] [--threads 1] [--encoder]
 
 The q, k, v of one vit_b global block (head dim 64; views of one qkv tensor, as the encoder
-makes them) and SAM's rel-pos terms on the (size/16)² token grid, random. The baseline is
-`src/basam/attention.py` of --baseline-rev (git show), loaded beside this tree's; the two run in
-alternation in one process. For each call: wall time, system time, minor page faults (getrusage)
+makes them) and SAM's rel-pos tables on the (size/16)² token grid, random. The baseline is the
+package `src/basam` of --baseline-rev (git archive), imported beside this tree's as
+`basam_baseline`; the two run in alternation in one process, each with its own rel-pos step. For each call: wall time, system time, minor page faults (getrusage)
 and the growth of peak RSS (VmHWM, reset before each call through /proc/self/clear_refs).
 
 --heads 1 is a twelfth of the block's work with the same chunks: a chunk's mask holds
@@ -14,32 +14,39 @@ heads × rows × N scores under AttentionConfig.chunk_mb whatever the heads, so 
 12× the rows of a 12-head one, the same mask bytes and the same matmul work; there are 12× fewer
 chunks. Multiply times and faults by 12 (and by 4 global blocks) for a whole encoder.
 
---encoder: the whole vit_b encoder (random weights) at --size instead, once with each attend()
-(the image encoder module is the same; only the function its blocks call is swapped).
+--encoder: the whole vit_b encoder (random weights) at --size instead, the baseline's and this
+tree's with the same weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import io
 import resource
 import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 import _common as C
-from basam.attention import BlockAttentionMode, attend
+from basam.attention import attend
 from basam.config import AttentionConfig
 from basam.modeling.image_encoder import decomposed_rel_pos
 
 
-def baseline_attend(rev: str):
-    source = subprocess.check_output(["git", "-C", str(C.ROOT), "show", f"{rev}:src/basam/attention.py"])
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("basam._baseline_attention", None))
-    module.__package__ = "basam"  # its relative import of .config
-    exec(compile(source, f"{rev}:src/basam/attention.py", "exec"), module.__dict__)
-    return module.attend
+def baseline_package(rev: str):
+    """`src/basam` at git revision `rev`, imported as `basam_baseline` (its imports are relative)."""
+    folder = Path(tempfile.mkdtemp(prefix="basam_baseline_"))
+    archive = subprocess.check_output(["git", "-C", str(C.ROOT), "archive", rev, "src/basam"])
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
+    (folder / "src" / "basam").rename(folder / "basam_baseline")
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("basam_baseline")
 
 
 def reset_peak_rss() -> bool:
@@ -78,33 +85,34 @@ def main() -> None:
     from basam.precision import describe_cpu
 
     grid, d = (args.size // 16, args.size // 16), 64
-    baseline = baseline_attend(args.baseline_rev)
+    baseline = baseline_package(args.baseline_rev)
     if args.encoder:
-        import basam.modeling.image_encoder as image_encoder
-
-        encoder = C.basam.load_model("vit_b", attn=args.attn).image_encoder.eval()
-        C.randomise_(encoder)
+        ours = C.basam.load_model("vit_b", attn=args.attn).image_encoder.eval()
+        C.randomise_(ours)
+        theirs = baseline.load_model("vit_b", attn=args.attn).image_encoder.eval()
+        theirs.load_state_dict(ours.state_dict())
         x = C.image(args.size)
-
-        def with_attend(fn):
-            image_encoder.attend = fn
-            return encoder(x)
-
-        candidates = {"baseline": lambda: with_attend(baseline), "ours": lambda: with_attend(attend)}
+        candidates = {"baseline": lambda: theirs(x), "ours": lambda: ours(x)}
         print(f"torch {torch.__version__}, cpu {describe_cpu()}; vit_b encoder at {args.size} px, attn {args.attn}; "
-              f"baseline attend() of {args.baseline_rev}", flush=True)
+              f"baseline {args.baseline_rev}", flush=True)
     else:
         n = grid[0] * grid[1]
         g = torch.Generator().manual_seed(0)
         qkv = torch.randn(1, n, 3, args.heads, d, generator=g).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         tables = [torch.randn(2 * 64 - 1, d, generator=g) * 0.1 for _ in range(2)]
-        rel_h, rel_w = decomposed_rel_pos(q, grid, *tables)
-        mode = BlockAttentionMode(AttentionConfig.from_preset(args.attn), args.heads, d, True, (64, 64), (64, 64))
-        scale = mode.scale(n)
-        candidates = {name: (lambda fn=fn: fn(q, k, v, grid, mode, scale, rel_h, rel_w))
-                      for name, fn in (("baseline", baseline), ("ours", attend))}
-        rows = min(n, mode.chunk_bytes // (args.heads * n * 4))
+        cfg = AttentionConfig.from_preset(args.attn)
+        modes = [package.attention.BlockAttentionMode(cfg, args.heads, d, True, (64, 64), (64, 64))
+                 for package in (baseline, C.basam)]
+        scale = modes[0].scale(n)
+
+        def run_baseline():  # its attend takes the whole rel-pos terms, made first
+            rel_h, rel_w = baseline.modeling.image_encoder.decomposed_rel_pos(q, grid, *tables)
+            return baseline.attention.attend(q, k, v, grid, modes[0], scale, rel_h, rel_w)
+
+        candidates = {"baseline": run_baseline,
+                      "ours": lambda: attend(q, k, v, grid, modes[1], scale, decomposed_rel_pos(q, grid, *tables))}
+        rows = min(n, modes[1].chunk_bytes // (args.heads * n * 4))
         print(f"torch {torch.__version__}, cpu {describe_cpu()}; {args.size} px grid {grid[0]}×{grid[1]}, {args.heads} "
               f"head(s), attn {args.attn}, {rows} query rows per chunk, {-(-n // rows)} chunks; baseline "
               f"{args.baseline_rev}", flush=True)
