@@ -183,21 +183,22 @@ def attend(
     use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > offset)
     neg_slopes = -mode.slopes.view(-1, 1, 1) if use_bias else None
 
-    def distance(rows: slice, buffer: torch.Tensor | None = None) -> torch.Tensor | None:
-        return excess_distance(grid_hw, mode.distance, offset, rows, q.device, buffer) if use_bias else None
+    def terms(rows: slice, dist_buffer: torch.Tensor | None = None) -> tuple:
+        """The rows' rel-pos terms, positional bias, rel-pos gain, −slopes and excess distances."""
+        dist = excess_distance(grid_hw, mode.distance, offset, rows, q.device, dist_buffer) if use_bias else None
+        return rel_pos(rows) if rel_pos else None, pos_bias, rows, gain, neg_slopes, dist
 
     if chunk >= n or torch.is_grad_enabled() or torch.jit.is_tracing():
         # Each chunk builds its own mask: autograd needs them (the slopes' gradient), the ONNX tracer
         # follows plain ops, and one chunk has nothing to reuse.
-        outputs = [F.scaled_dot_product_attention(
-            q[:, :, rows], k, v, scale=scale,
-            attn_mask=_new_mask(rows, q.dtype, (rel_pos(rows) if rel_pos else None), pos_bias, gain, neg_slopes, distance(rows)))
-            for rows in _chunks(n, chunk)]
+        outputs = [F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=_new_mask(q.dtype, *terms(rows)),
+                                                  scale=scale) for rows in _chunks(n, chunk)]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     # Inference in several chunks: every chunk writes into one mask buffer (and one distance
     # buffer), and its result goes straight into the output. A fresh chunk mask (hundreds of MB at
     # 4096 px) is a fresh mmap whose first touch costs page faults and system time, chunk after chunk.
-    mask_buffer = q.new_empty(b * heads * chunk * n) if rel_pos is not None or pos_bias is not None or use_bias else None
+    has_mask = rel_pos is not None or pos_bias is not None or use_bias
+    mask_buffer = q.new_empty(b * heads * chunk * n) if has_mask else None
     dist_buffer = torch.empty(chunk, n, device=q.device) if use_bias and n * n > _CACHE_MAX_ENTRIES else None
     out = q.new_empty(b, n, heads, v.shape[-1]).transpose(1, 2)  # SDPA's own layout: the caller's transpose is free
     for rows in _chunks(n, chunk):
@@ -205,8 +206,7 @@ def attend(
         mask = None
         if mask_buffer is not None:
             mask = mask_buffer[: b * heads * size * n].view(b, heads, size, n)
-            dist = distance(rows, None if dist_buffer is None else dist_buffer[:size])
-            _write_mask(mask, rows, (rel_pos(rows) if rel_pos else None), pos_bias, gain, neg_slopes, dist)
+            _write_mask(mask, *terms(rows, None if dist_buffer is None else dist_buffer[:size]))
         out[:, :, rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale)
     return out
 
@@ -215,7 +215,7 @@ def _chunks(n: int, chunk: int) -> list[slice]:
     return [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
 
 
-def _new_mask(rows, dtype, rel, pos_bias, gain, neg_slopes, dist) -> torch.Tensor | None:
+def _new_mask(dtype, rel, pos_bias, rows, gain, neg_slopes, dist) -> torch.Tensor | None:
     """The additive mask of query `rows`, (B, heads, rows, N) in `dtype`: relpos (rel = the rows'
     (rel_h, rel_w), times the gain) plus the BM-AM bias −slope·dist, as new tensors that autograd
     follows; None if there is none."""
@@ -235,11 +235,12 @@ def _new_mask(rows, dtype, rel, pos_bias, gain, neg_slopes, dist) -> torch.Tenso
     return None if mask is None else mask.to(dtype)
 
 
-def _write_mask(mask, rows, rel, pos_bias, gain, neg_slopes, dist) -> None:
+def _write_mask(mask, rel, pos_bias, rows, gain, neg_slopes, dist) -> None:
     """`_new_mask` written into the buffer `mask` (B, heads, rows, N), without autograd."""
     if rel is not None:
         rel_h, rel_w = rel
-        torch.add(rel_h[..., :, None], rel_w[..., None, :], out=mask.view(*mask.shape[:3], rel_h.shape[-1], rel_w.shape[-1]))
+        grid_mask = mask.view(*mask.shape[:3], rel_h.shape[-1], rel_w.shape[-1])
+        torch.add(rel_h[..., :, None], rel_w[..., None, :], out=grid_mask)
         if pos_bias is not None:
             mask.add_(pos_bias[:, rows])
     elif pos_bias is not None:
