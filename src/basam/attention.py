@@ -168,7 +168,7 @@ def attend(
     """softmax(scale·q kᵀ + relpos + bias) v, in query chunks.
 
     q, k, v: (B, heads, N, d) with N = H·W tokens of `grid_hw` (a window or the whole image).
-    relpos:  SAM's decomposed rel-pos terms of query rows, rel_pos(rows) → rel_h (B, heads, rows, H)
+    rel_pos: SAM's decomposed rel-pos terms of query rows, rel_pos(rows) → rel_h (B, heads, rows, H)
              and rel_w (B, heads, rows, W), asked chunk by chunk (whole, they are 1.6 GB for ViT-B
              at 4096 px); or a learned positional bias pos_bias (heads, N, N) (TinyViT's biases).
     Returns (B, heads, N, d).
