@@ -192,15 +192,13 @@ def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: tor
     table_h, table_w = rel_pos_table(h, rel_pos_h).to(q.dtype), rel_pos_table(w, rel_pos_w).to(q.dtype)
 
     def rows_terms(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        if rows.start == 0 and rows.stop >= n:
-            grid_q = q.reshape(b, heads, h, w, d)
-            rel_h = torch.einsum("bnhwd,hkd->bnhwk", grid_q, table_h)
-            rel_w = torch.einsum("bnhwd,wkd->bnhwk", grid_q, table_w)
-            return rel_h.reshape(b, heads, n, h), rel_w.reshape(b, heads, n, w)
-        token = torch.arange(rows.start, rows.stop, device=q.device)  # row-major: row token // w, column token % w
-        q_rows = q[:, :, rows]
-        return (torch.einsum("bnrd,rkd->bnrk", q_rows, table_h[token // w]),
-                torch.einsum("bnrd,rkd->bnrk", q_rows, table_w[token % w]))
+        # Made for the grid rows that hold the tokens (all of them: the whole term), then cut.
+        first, last = rows.start // w, (rows.stop - 1) // w + 1
+        grid_q = q[:, :, first * w : last * w].reshape(b, heads, last - first, w, d)
+        rel_h = torch.einsum("bnhwd,hkd->bnhwk", grid_q, table_h[first:last]).reshape(b, heads, -1, h)
+        rel_w = torch.einsum("bnhwd,wkd->bnhwk", grid_q, table_w).reshape(b, heads, -1, w)
+        cut = slice(rows.start - first * w, rows.stop - first * w)
+        return rel_h[:, :, cut], rel_w[:, :, cut]
 
     return rows_terms
 
