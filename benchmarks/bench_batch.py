@@ -37,7 +37,7 @@ def measure(name: str, predictor, size: int, batches: list[int], n_images: int, 
         label = f"batch {k}"
         diff = max((a.features - b.features).abs().max().item() for a, b in zip(outputs[label], outputs["batch 1"]))
         speedup, lo, hi = C.ratio(times, "batch 1", label)
-        print(f"| {label} | {len(batch) / C.med(times[label]):.2f} | {speedup:.2f}× ({lo:.2f}–{hi:.2f}) | {diff:.1e} |",
+        print(f"| {label} | {len(batch) / C.med(times[label]):.3g} | {speedup:.2f}× ({lo:.2f}–{hi:.2f}) | {diff:.1e} |",
               flush=True)
 
 
