@@ -1,7 +1,7 @@
 """attend() on one global block at a very large input: this tree's against another revision's.
 
     python benchmarks/bench_attend.py [--size 4096] [--heads 1] [--attn basam] [--baseline-rev main]
-        [--repeats 3] [--threads 1] [--encoder]
+        [--repeats 3] [--threads 1] [--encoder [--blocks N]]
 
 The q, k, v of one vit_b global block (head dim 64; views of one qkv tensor, as the encoder
 makes them) and SAM's rel-pos tables on the (size/16)² token grid, random. The baseline is the
@@ -15,7 +15,8 @@ heads × rows × N scores under AttentionConfig.chunk_mb whatever the heads, so 
 chunks. Multiply times and faults by 12 (and by 4 global blocks) for a whole encoder.
 
 --encoder: the whole vit_b encoder (random weights) at --size instead, the baseline's and this
-tree's with the same weights.
+tree's with the same weights; --blocks N keeps only the first N blocks (3: two windowed blocks and
+the first global one, whose memory is the encoder's peak), for a peak RSS at 4096 px in minutes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--encoder", action="store_true", help="time the whole vit_b encoder instead")
+    p.add_argument("--blocks", type=int, help="--encoder: only its first N blocks")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from basam.precision import describe_cpu
@@ -91,10 +93,13 @@ def main() -> None:
         C.randomise_(ours)
         theirs = baseline.load_model("vit_b", attn=args.attn).image_encoder.eval()
         theirs.load_state_dict(ours.state_dict())
+        if args.blocks:
+            ours.blocks, theirs.blocks = ours.blocks[: args.blocks], theirs.blocks[: args.blocks]
         x = C.image(args.size)
         candidates = {"baseline": lambda: theirs(x), "ours": lambda: ours(x)}
-        print(f"torch {torch.__version__}, cpu {describe_cpu()}; vit_b encoder at {args.size} px, attn {args.attn}; "
-              f"baseline {args.baseline_rev}", flush=True)
+        print(f"torch {torch.__version__}, cpu {describe_cpu()}; vit_b encoder at {args.size} px, attn {args.attn}, "
+              f"{len(ours.blocks)} blocks; baseline {args.baseline_rev}; RSS with both models built "
+              f"{C._rss_now_kb() / 2**20:.2f} GB", flush=True)
     else:
         n = grid[0] * grid[1]
         g = torch.Generator().manual_seed(0)
