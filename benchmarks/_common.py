@@ -209,11 +209,11 @@ MEM_HEADER = ("| model              |  px   | build  | peak   | fwd (s)  |\n"
 
 
 def mem_cli(argv: list[str]) -> None:
-    """`python _common.py IMPL SIZE [ATTN]`: one measurement, printed as a table row (for the
-    long 4096 px runs in the background)."""
+    """`python _common.py IMPL SIZE [ATTN [THREADS]]`: one measurement, printed as a table row (for
+    the long 4096 px runs in the background)."""
     impl, size = argv[0], int(argv[1])
     attn = argv[2] if len(argv) > 2 else "sam"
-    r = peak_rss_subprocess(impl, size, attn)
+    r = peak_rss_subprocess(impl, size, attn, threads=int(argv[3]) if len(argv) > 3 else 2)
     print(MEM_HEADER)
     print(mem_row(r), flush=True)
     print(json.dumps(r))

@@ -254,8 +254,8 @@ def test_auto_resolution_encodes_each_crop_at_its_own_size_with_scaled_windows(m
     _, ours = models
     gen = AutomaticMaskGenerator(ours, points_per_side=2, resolution="auto", crop_n_layers=1)
     sizes = []
-    gen.predictor.set_image = lambda crop, _set=gen.predictor.set_image: (_set(crop), sizes.append(
-        (crop.shape[:2], gen.predictor.padded_hw, gen.predictor.windows)))[0]
+    gen.predictor.set_embedding = lambda e, _set=gen.predictor.set_embedding: (_set(e), sizes.append(
+        (e.orig_hw, gen.predictor.padded_hw, gen.predictor.windows)))[0]
     gen.generate(scene(1, h=384, w=512))
     assert sizes[0] == ((384, 512), (384, 512), "scaled")  # the whole image: native, scaled windows
     # Layer-1 crops of about 258×322 px, above the 256 px pretraining side: native too.

@@ -206,7 +206,7 @@ def test_chunked_equals_unchunked_with_bias_forward_and_backward():
         mode = BlockAttentionMode(cfg, heads, d, True, (8, 8), (8, 8))
         with torch.no_grad():
             mode.slopes.mul_(torch.linspace(0.5, 4, heads))  # distinct, non-trivial slopes
-        out = attend(q, k, v, grid, mode, mode.scale(n), rel_h, rel_w)
+        out = attend(q, k, v, grid, mode, mode.scale(n), lambda rows: (rel_h[:, :, rows], rel_w[:, :, rows]))
         (out * torch.cos(out)).sum().backward()
         grads = [t.grad.clone() for t in (q, k, v, rel_h, rel_w)] + [mode.slopes.grad.clone()]
         for t in (q, k, v, rel_h, rel_w):
@@ -219,6 +219,65 @@ def test_chunked_equals_unchunked_with_bias_forward_and_backward():
     for a, b in zip(g_whole, g_chunked):  # slope gradients sum over N² terms: compare relatively
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
     assert g_whole[-1].abs().min() > 0  # the slopes do receive gradient
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("terms", ["relpos+bias", "relpos+gain+bias", "pos_bias+bias", "bias", "relpos", "none"])
+def test_inference_chunks_in_reused_buffers_equal_one_chunk(monkeypatch, terms, dtype):
+    """Without autograd, chunks write their masks into one buffer and their results into one output
+    (distances too, past the cache size): the same as one chunk with fresh tensors."""
+    import basam.attention as attention
+
+    torch.manual_seed(1)
+    grid, heads, d = (9, 11), 3, 8
+    n = grid[0] * grid[1]
+    q, k, v = (torch.randn(2, heads, n, d, dtype=dtype) for _ in range(3))
+    rel_h = torch.randn(2, heads, n, grid[0], dtype=dtype) if "relpos" in terms else None
+    rel_w = torch.randn(2, heads, n, grid[1], dtype=dtype) if "relpos" in terms else None
+    pos_bias = torch.randn(heads, n, n, dtype=dtype) if "pos_bias" in terms else None
+
+    def run(chunk_mb):
+        preset = "official" if "gain" in terms else "sam"
+        cfg = AttentionConfig.from_preset(preset, bias="bias" in terms, bm_offset=1.5, chunk_mb=chunk_mb)
+        mode = BlockAttentionMode(cfg, heads, d, True, (8, 8), (8, 8))
+        if "gain" in terms:
+            mode.relpos_gain.data.fill_(0.7)
+        with torch.no_grad():
+            rel_pos = (lambda rows: (rel_h[:, :, rows], rel_w[:, :, rows])) if rel_h is not None else None
+            return attend(q, k, v, grid, mode, mode.scale(n), rel_pos, pos_bias)
+
+    whole = run(1e3)
+    monkeypatch.setattr(attention, "_CACHE_MAX_ENTRIES", 100)  # distances built per chunk, into a buffer
+    chunked = run(2 * heads * n * 4 * 10 / 2**20)  # 10 query rows per chunk, the last one 9
+    assert chunked.shape == whole.shape and chunked.dtype == dtype
+    assert (whole.float() - chunked.float()).abs().max() <= (1e-5 if dtype == torch.float32 else 2e-2)
+    assert chunked.transpose(1, 2).is_contiguous()  # the caller's (B, N, heads·d) view costs no copy
+
+
+def test_rel_pos_of_some_query_rows_equals_those_rows_of_the_whole_term():
+    from basam.modeling.image_encoder import decomposed_rel_pos
+
+    torch.manual_seed(2)
+    grid, heads, d = (7, 12), 3, 8
+    q = torch.randn(2, heads, grid[0] * grid[1], d)
+    rel_pos = decomposed_rel_pos(q, grid, torch.randn(9, d), torch.randn(11, d))  # tables resized to 13 and 23
+    whole_h, whole_w = rel_pos(slice(0, 84))
+    for rows in (slice(5, 30), slice(77, 84)):  # across grid rows, and the last chunk
+        rel_h, rel_w = rel_pos(rows)
+        assert torch.allclose(rel_h, whole_h[:, :, rows], atol=1e-6) and torch.allclose(rel_w, whole_w[:, :, rows], atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["sam", "basam"])
+def test_encoder_in_small_chunks_equals_one_chunk(preset, one_thread):
+    """The whole path (rel-pos made per chunk, mask and output buffers) in a real encoder."""
+    model = basam.Sam(TINY, AttentionConfig.from_preset(preset, bm_offset=2.0))
+    model.load_state_dict(randomize(official_sam(TINY), seed=5).state_dict())
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        whole = model.image_encoder(x)
+        model.set_attention(AttentionConfig.from_preset(preset, bm_offset=2.0, chunk_mb=0.004))  # ~8 rows a chunk
+        chunked = model.image_encoder(x)
+    assert (whole - chunked).abs().max() <= 1e-5
 
 
 def test_invalid_options_are_rejected():

@@ -42,7 +42,7 @@ from .amg_utils import (
     tile_boxes,
 )
 from .modeling.sam import Sam
-from .predictor import Predictor
+from .predictor import ImageEmbedding, Predictor, check_batch_size
 from .transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -63,6 +63,8 @@ class AutomaticMaskGenerator:
     progress: show a progress bar over the point batches of each crop.
     multimask_output: SAM's three masks per point (the official pipeline), or the single-mask
         output only, for models trained on it alone (the embedded default model).
+    batch_size: crops (and, in `generate_batch`, images) encoded per encoder forward when their
+        model inputs have the same size; the masks are those of one-by-one encoding.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class AutomaticMaskGenerator:
         chunk_mb: float = 256,
         progress: bool = False,
         multimask_output: bool = True,
+        batch_size: int = 1,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -122,14 +125,32 @@ class AutomaticMaskGenerator:
         self.chunk_bytes = chunk_mb * 2**20
         self.progress = progress
         self.multimask_output = multimask_output
+        self.batch_size = check_batch_size(batch_size)
 
     @torch.no_grad()
     def generate(self, image) -> list[dict]:
         """image: (H, W, 3) uint8 RGB (or anything Predictor.set_image takes). Returns one record
         per mask: segmentation ((H, W) bool, or an uncompressed / COCO RLE dict by output_mode),
         area, bbox (XYWH), predicted_iou, point_coords [[x, y]], stability_score, crop_box (XYWH)."""
-        image, _ = to_rgb_uint8(image)
-        data = self._generate_masks(image)
+        return self.generate_batch([image])[0]
+
+    @torch.no_grad()
+    def generate_batch(self, images: list) -> list[list[dict]]:
+        """`generate` for several images → their records, in order; the crops of all of them go
+        through the encoder `batch_size` at a time (those of one input size together)."""
+        images = [to_rgb_uint8(image)[0] for image in images]
+        crops = [(n, box, layer) for n, image in enumerate(images)
+                 for box, layer in zip(*self.crop_boxes(image.shape[:2]))]
+        parts = [[] for _ in images]
+        for start in range(0, len(crops), self.batch_size):
+            group = crops[start : start + self.batch_size]
+            embeddings = self.predictor.encode_images(
+                [images[n][y0:y1, x0:x1] for n, (x0, y0, x1, y1), _ in group], self.batch_size)
+            for (n, box, layer), embedding in zip(group, embeddings):
+                parts[n].append(self._process_crop(embedding, box, layer, images[n].shape[:2]))
+        return [self._records(self._merge_crops(crop_parts)) for crop_parts in parts]
+
+    def _records(self, data: dict) -> list[dict]:
         if self.min_mask_region_area > 0:
             data = self._remove_small_regions(data)
         records = []
@@ -163,20 +184,19 @@ class AutomaticMaskGenerator:
             layers += inner_layers
         return boxes, layers
 
-    def _generate_masks(self, image: np.ndarray) -> dict:
-        image_hw = image.shape[:2]
-        boxes, layers = self.crop_boxes(image_hw)
-        data = _cat([self._process_crop(image, box, layer, image_hw) for box, layer in zip(boxes, layers)])
-        if len(boxes) > 1:  # duplicates between crops: the smaller crop wins
+    def _merge_crops(self, parts: list[dict]) -> dict:
+        """The kept masks of all crops of one image; duplicates between crops: the smaller crop wins."""
+        data = _cat(parts)
+        if len(parts) > 1:
             x0, y0, x1, y1 = data["crop_boxes"].unbind(1)
             data = _filter(data, box_nms(data["boxes"], 1 / ((x1 - x0) * (y1 - y0)), self.crop_nms_thresh))
         return data
 
-    def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int, image_hw: tuple[int, int]) -> dict:
+    def _process_crop(self, embedding: ImageEmbedding, crop_box: list[int], layer: int,
+                      image_hw: tuple[int, int]) -> dict:
         x0, y0, x1, y1 = crop_box
-        crop = image[y0:y1, x0:x1]
-        self.predictor.set_image(crop)
-        points = self.point_grids[layer] * np.array(crop.shape[1::-1])[None]
+        self.predictor.set_embedding(embedding)
+        points = self.point_grids[layer] * np.array(embedding.orig_hw[::-1])[None]
         starts = range(0, len(points), self.points_per_batch)
         if self.progress:
             from tqdm import tqdm

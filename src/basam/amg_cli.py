@@ -19,6 +19,7 @@ import numpy as np
 
 from . import distributed
 from .cli import add_model_arguments, add_resolution_arguments, load_model_from_args
+from .predictor import check_batch_size
 from .transforms import to_rgb_uint8
 
 # Generator options exposed as flags; unset flags keep the generator's own defaults.
@@ -39,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_resolution_arguments(p)  # default here: the model's pretraining side, "auto" with --tile-size
     for name, kind in _OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, help="as AutomaticMaskGenerator's " + name)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="encode up to N images (or crops) of the same model input size per encoder forward")
     p.add_argument("--masks", action="store_true", help="also write one PNG per mask and metadata.csv")
     p.add_argument("--no-progress", action="store_true")
 
@@ -49,28 +52,37 @@ def run(args: argparse.Namespace) -> int:
     from .amg import AutomaticMaskGenerator
     from .cli import _read_image
 
+    check_batch_size(args.batch_size)
     images = _list_images(Path(args.input))
     rank, world = distributed.setup(args.device)
     options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     show = not args.no_progress and rank == 0
     generator = AutomaticMaskGenerator(load_model_from_args(args), resolution=args.resolution, max_side=args.max_side,
-                                       output_mode="coco_rle", progress=show, **options)
+                                       output_mode="coco_rle", progress=show, batch_size=args.batch_size,
+                                       **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done, skipped = [], []
-    for path in tqdm(images[rank::world], desc="images", unit="image", disable=not show):
-        try:
-            image = _read_image(str(path))
-        except ValueError as e:
-            print(f"basam amg: skipped {path}: {e}", file=sys.stderr)
-            skipped.append(str(path))
-            continue
-        rgb, note = to_rgb_uint8(image)  # 16-bit and float images scaled, as `predict` does
-        if note:
-            print(f"note: {path.name}: {note}", file=sys.stderr)
-        records = generator.generate(rgb)
-        write_outputs(records, rgb, out, path.stem, args.masks)
-        done.append((str(path), len(records)))
+    mine = images[rank::world]
+    bar = tqdm(total=len(mine), desc="images", unit="image", disable=not show)
+    for first in range(0, len(mine), args.batch_size):
+        batch = []
+        for path in mine[first : first + args.batch_size]:
+            try:
+                image = _read_image(str(path))
+            except ValueError as e:
+                print(f"basam amg: skipped {path}: {e}", file=sys.stderr)
+                skipped.append(str(path))
+                continue
+            rgb, note = to_rgb_uint8(image)  # 16-bit and float images scaled, as `predict` does
+            if note:
+                print(f"note: {path.name}: {note}", file=sys.stderr)
+            batch.append((path, rgb))
+        for (path, rgb), records in zip(batch, generator.generate_batch([rgb for _, rgb in batch])):
+            write_outputs(records, rgb, out, path.stem, args.masks)
+            done.append((str(path), len(records)))
+        bar.update(min(args.batch_size, len(mine) - first))
+    bar.close()
     parts = distributed.gather_to_rank0((done, skipped))
     distributed.teardown()
     if rank != 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -161,50 +162,92 @@ def attend(
     grid_hw: tuple[int, int],
     mode: BlockAttentionMode,
     scale: float,
-    rel_h: torch.Tensor | None = None,
-    rel_w: torch.Tensor | None = None,
+    rel_pos: Callable[[slice], tuple[torch.Tensor, torch.Tensor]] | None = None,
     pos_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(scale·q kᵀ + relpos + bias) v, in query chunks.
 
     q, k, v: (B, heads, N, d) with N = H·W tokens of `grid_hw` (a window or the whole image).
-    relpos:  SAM's decomposed rel-pos terms rel_h (B, heads, N, H) and rel_w (B, heads, N, W), or
-             a learned positional bias pos_bias (heads, N, N) (TinyViT's attention biases).
+    rel_pos: SAM's decomposed rel-pos terms of query rows, rel_pos(rows) → rel_h (B, heads, rows, H)
+             and rel_w (B, heads, rows, W), asked chunk by chunk (whole, they are 1.6 GB for ViT-B
+             at 4096 px); or a learned positional bias pos_bias (heads, N, N) (TinyViT's biases).
     Returns (B, heads, N, d).
     """
     b, heads, n, _ = q.shape
     gain = getattr(mode, "relpos_gain", None)
     bytes_per_row = b * heads * n * max(q.element_size(), 4)
     chunk = max(1, min(n, mode.chunk_bytes // bytes_per_row))
-    outputs = []
     # Inside the offset the bias is exactly zero (e.g. the checkpoint's own grid with offset "train");
     # inference skips it (an ONNX export then holds no all-zero bias); training keeps the slopes in the graph.
     offset = mode.bias_offset(grid_hw) if mode.use_bias else 0.0
     use_bias = mode.use_bias and (torch.is_grad_enabled() or grid_diameter(grid_hw, mode.distance) > offset)
-    # Without autograd one distance buffer serves every chunk: fresh chunk-row allocations of a few
-    # MB each fragment glibc's heap (+0.7 GB peak RSS for ViT-B at 2048 px). With autograd each chunk
-    # keeps its own, which backward needs for the slopes' gradient.
-    reuse = use_bias and n * n > _CACHE_MAX_ENTRIES and not torch.is_grad_enabled()
-    dist_buffer = torch.empty(chunk, n, device=q.device) if reuse else None
     neg_slopes = -mode.slopes.view(-1, 1, 1) if use_bias else None
-    for start in range(0, n, chunk):
-        rows = slice(start, min(n, start + chunk))
+
+    def terms(rows: slice, dist_buffer: torch.Tensor | None = None) -> tuple:
+        """The rows' rel-pos terms, positional bias, rel-pos gain, −slopes and excess distances."""
+        dist = excess_distance(grid_hw, mode.distance, offset, rows, q.device, dist_buffer) if use_bias else None
+        return rel_pos(rows) if rel_pos else None, pos_bias, rows, gain, neg_slopes, dist
+
+    if chunk >= n or torch.is_grad_enabled() or torch.jit.is_tracing():
+        # Each chunk builds its own mask: autograd needs them (the slopes' gradient), the ONNX tracer
+        # follows plain ops, and one chunk has nothing to reuse.
+        outputs = [F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=_new_mask(q.dtype, *terms(rows)),
+                                                  scale=scale) for rows in _chunks(n, chunk)]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    # Inference in several chunks: every chunk writes into one mask buffer (and one distance
+    # buffer), and its result goes straight into the output. A fresh chunk mask (hundreds of MB at
+    # 4096 px) is a fresh mmap whose first touch costs page faults and system time, chunk after chunk.
+    has_mask = rel_pos is not None or pos_bias is not None or use_bias
+    mask_buffer = q.new_empty(b * heads * chunk * n) if has_mask else None
+    dist_buffer = torch.empty(chunk, n, device=q.device) if use_bias and n * n > _CACHE_MAX_ENTRIES else None
+    out = q.new_empty(b, n, heads, v.shape[-1]).transpose(1, 2)  # SDPA's own layout: the caller's transpose is free
+    for rows in _chunks(n, chunk):
+        size = rows.stop - rows.start
         mask = None
-        if rel_h is not None:
-            mask = (rel_h[:, :, rows, :, None] + rel_w[:, :, rows, None, :]).flatten(-2)
+        if mask_buffer is not None:
+            mask = mask_buffer[: b * heads * size * n].view(b, heads, size, n)
+            _write_mask(mask, *terms(rows, None if dist_buffer is None else dist_buffer[:size]))
+        out[:, :, rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale)
+    return out
+
+
+def _chunks(n: int, chunk: int) -> list[slice]:
+    return [slice(start, min(n, start + chunk)) for start in range(0, n, chunk)]
+
+
+def _new_mask(dtype, rel, pos_bias, rows, gain, neg_slopes, dist) -> torch.Tensor | None:
+    """The additive mask of query `rows`, (B, heads, rows, N) in `dtype`: relpos (rel = the rows'
+    (rel_h, rel_w), times the gain) plus the BM-AM bias −slope·dist, as new tensors that autograd
+    follows; None if there is none."""
+    mask = None
+    if rel is not None:
+        mask = (rel[0][..., :, None] + rel[1][..., None, :]).flatten(-2)
+    if pos_bias is not None:
+        mask = pos_bias[:, rows] if mask is None else mask + pos_bias[:, rows]
+    if mask is not None and gain is not None:
+        mask = gain * mask
+    if dist is not None:
+        # In place where the mask is our own: one chunk-sized tensor instead of three (bias, sum, mask).
+        if mask is None:
+            mask = neg_slopes * dist
+        else:
+            mask = mask.addcmul_(neg_slopes, dist) if rel is not None else mask.addcmul(neg_slopes, dist)
+    return None if mask is None else mask.to(dtype)
+
+
+def _write_mask(mask, rel, pos_bias, rows, gain, neg_slopes, dist) -> None:
+    """`_new_mask` written into the buffer `mask` (B, heads, rows, N), without autograd."""
+    if rel is not None:
+        rel_h, rel_w = rel
+        grid_mask = mask.view(*mask.shape[:3], rel_h.shape[-1], rel_w.shape[-1])
+        torch.add(rel_h[..., :, None], rel_w[..., None, :], out=grid_mask)
         if pos_bias is not None:
-            mask = pos_bias[:, rows] if mask is None else mask + pos_bias[:, rows]
-        if mask is not None and gain is not None:
-            mask = gain * mask
-        if use_bias:
-            buffer = None if dist_buffer is None else dist_buffer[: rows.stop - rows.start]
-            dist = excess_distance(grid_hw, mode.distance, offset, rows, q.device, buffer)
-            # In place where the mask is our own: one chunk-sized tensor instead of three (bias, sum, mask).
-            if mask is None:
-                mask = neg_slopes * dist
-            else:
-                mask = mask.addcmul_(neg_slopes, dist) if rel_h is not None else mask.addcmul(neg_slopes, dist)
-        if mask is not None:
-            mask = mask.to(q.dtype)
-        outputs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale))
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            mask.add_(pos_bias[:, rows])
+    elif pos_bias is not None:
+        mask.copy_(pos_bias[:, rows])
+    else:
+        mask.zero_()
+    if gain is not None:
+        mask.mul_(gain)
+    if dist is not None:
+        mask.addcmul_(neg_slopes, dist)

@@ -21,7 +21,7 @@ from .data.datasets import Dataset, SampleError, binarize
 from .data.specs import open_eval_data
 from .data.prompts import KINDS, sample_prompt, prompt_rng
 from .metrics import SegMetrics, write_per_image_csv, write_summary_json
-from .predictor import Predictor
+from .predictor import Predictor, check_batch_size
 
 HEADLINE = ("mIoU", "mDice", "MAE", "Smeasure", "maxFm", "meanEm", "wFmeasure")
 
@@ -59,52 +59,83 @@ class EvalResult:
 
 
 def evaluate(predictor: Predictor, dataset: Dataset, settings: EvalSettings, rank: int = 0, world: int = 1,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, batch_size: int = 1) -> EvalResult:
     """Score this rank's share of `dataset`; with world > 1, call `merge_ranks` after."""
-    return evaluate_prompts(predictor, dataset, settings, [settings.prompt], rank, world, progress)[settings.prompt]
+    return evaluate_prompts(predictor, dataset, settings, [settings.prompt], rank, world, progress,
+                            batch_size)[settings.prompt]
 
 
 def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSettings, prompts: list[str],
-                     rank: int = 0, world: int = 1, progress: bool = True) -> dict[str, EvalResult]:
+                     rank: int = 0, world: int = 1, progress: bool = True,
+                     batch_size: int = 1) -> dict[str, EvalResult]:
     """`evaluate` for several prompt kinds at once → {kind: EvalResult}. Each image is encoded once
-    and decoded once per kind: the encoder is nearly all the cost at high resolution."""
+    and decoded once per kind: the encoder is nearly all the cost at high resolution. With
+    batch_size > 1, that many samples are loaded at a time and those of the same model input size
+    share an encoder forward (each row's "seconds" then holds its share of that forward)."""
     from tqdm import tqdm
 
+    check_batch_size(batch_size)
     indices = range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset)))
     mine = [i for i in indices if i % world == rank]
     per_kind = {kind: replace(settings, prompt=kind) for kind in prompts}
     results = {kind: EvalResult(SegMetrics(hce=settings.hce), {}, [], []) for kind in prompts}
-    for i in tqdm(mine, desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
-                  unit="img", leave=False):
-        sample = dataset[i]
-        try:
-            image, gt = sample.load()
-        except SampleError as e:
-            for result in results.values():
-                result.problems.append((e.name, e.reason))
-            continue
+    bar = tqdm(total=len(mine), desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
+               unit="img", leave=False)
+    for first in range(0, len(mine), batch_size):
+        loaded = []
+        for i in mine[first : first + batch_size]:
+            sample = dataset[i]
+            try:
+                loaded.append((i, sample, *sample.load()))
+            except SampleError as e:
+                for result in results.values():
+                    result.problems.append((e.name, e.reason))
+        for (i, sample, image, gt), embedding, encode_seconds in _encoded(predictor, loaded, batch_size, results):
+            predictor.set_embedding(embedding)
+            for kind, result in results.items():
+                try:
+                    prompt = prompt_for(sample, gt, per_kind[kind])
+                except ValueError as e:  # an empty ground truth cannot be prompted
+                    result.problems.append((sample.name, str(e)))
+                    continue
+                start = time.perf_counter()
+                prob = predictor.predict_proba(**prompt.as_kwargs())
+                row = {"index": i, "name": sample.name, **result.metrics.update(prob, gt, key=i),
+                       "seconds": round(encode_seconds + time.perf_counter() - start, 4)}
+                if settings.group_by_prefix:
+                    result.groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
+                result.rows.append(row)
+        predictor.reset_image()
+        bar.update(min(batch_size, len(mine) - first))
+    bar.close()
+    return results
+
+
+def _encoded(predictor: Predictor, loaded: list[tuple], batch_size: int, results: dict[str, EvalResult]):
+    """(sample, embedding, encoding seconds) for every loaded sample that could be encoded; one that
+    cannot (too large, out of memory) is named and counted. A batch that fails is encoded again one
+    image at a time, so that only the failing image is lost."""
+    errors = (ValueError, RuntimeError, MemoryError)
+    if len(loaded) > 1:
         start = time.perf_counter()
         try:
-            predictor.set_image(image)
-        except (ValueError, RuntimeError, MemoryError) as e:  # too large, out of memory: named, counted
+            embeddings = predictor.encode_images([image for _, _, image, _ in loaded], batch_size)
+        except errors:
+            pass  # encoded again below, one at a time
+        else:
+            seconds = (time.perf_counter() - start) / len(loaded)
+            return [(item, embedding, seconds) for item, embedding in zip(loaded, embeddings)]
+    out = []
+    for item in loaded:
+        start = time.perf_counter()
+        try:
+            embedding = predictor.encode_images([item[2]])[0]
+        except errors as e:
             for result in results.values():
-                result.problems.append((sample.name, f"encoding failed: {type(e).__name__}: {str(e).splitlines()[0]}"))
+                result.problems.append((item[1].name, f"encoding failed: {type(e).__name__}: {str(e).splitlines()[0]}"))
             continue
-        encode_seconds = time.perf_counter() - start
-        for kind, result in results.items():
-            try:
-                prompt = prompt_for(sample, gt, per_kind[kind])
-            except ValueError as e:  # an empty ground truth cannot be prompted
-                result.problems.append((sample.name, str(e)))
-                continue
-            start = time.perf_counter()
-            prob = predictor.predict_proba(**prompt.as_kwargs())
-            row = {"index": i, "name": sample.name, **result.metrics.update(prob, gt, key=i),
-                   "seconds": round(encode_seconds + time.perf_counter() - start, 4)}
-            if settings.group_by_prefix:
-                result.groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
-            result.rows.append(row)
-    return results
+        out.append((item, embedding, time.perf_counter() - start))
+    return out
 
 
 def merge_ranks(part: EvalResult) -> EvalResult | None:
@@ -158,6 +189,8 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
     p.add_argument("--hce", choices=("auto", "on", "off"), default="auto", help="HCE (default: on for DIS5K)")
     p.add_argument("--group-by-prefix", action="store_true", help="also report per name prefix (e.g. synthetic family)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="encode up to N images of the same model input size per encoder forward")
     p.add_argument("--out", default="basam-eval")
 
 
@@ -187,13 +220,14 @@ def eval_run(args) -> int:
 
     from .transforms import parse_resolution
 
+    check_batch_size(args.batch_size)
     rank, world = distributed.setup(args.device)
     model = load_model_from_args(args)
     predictor = Predictor(model, args.resolution, args.max_side)
     args.resolution = predictor.resolution
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
     settings = settings_from_args(args, dataset, args.prompt)
-    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world))
+    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world, batch_size=args.batch_size))
     distributed.teardown()
     if result is None:
         return 0

@@ -7,6 +7,8 @@ in and out for `predict`, torch for `predict_torch`, masks at the original image
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,24 @@ from .transforms import (
 )
 
 POINT_LABELS = (-1, 0, 1)  # padding point, background, foreground: what the prompt encoder knows
+
+
+def check_batch_size(batch_size: int) -> int:
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    return batch_size
+
+
+@dataclass
+class ImageEmbedding:
+    """One encoded image: what `set_image` leaves in the predictor, held apart so that several
+    images can be encoded in one forward (`encode_images`) and prompted in turn (`set_embedding`)."""
+
+    features: torch.Tensor  # (1, C, Hg, Wg)
+    orig_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    padded_hw: tuple[int, int]
+    note: str | None = None
 
 
 class Predictor:
@@ -69,36 +89,70 @@ class Predictor:
         """(h, w) of the resized image inside the (padded) model input."""
         return self.resized_hw
 
-    @torch.no_grad()
     def set_image(self, image, image_format: str = "RGB") -> None:
         """image: H×W×3 uint8 numpy or PIL, RGB or (image_format="BGR") BGR; gray, RGBA and 16-bit
         are converted (`self.note` says how). Runs the image encoder once. If anything fails the
         predictor is left without an image, never with the previous one's embedding."""
         self.reset_image()
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        rgb, note = to_rgb_uint8(image)
-        if image_format == "BGR":
-            rgb = np.ascontiguousarray(rgb[..., ::-1])
-        resized = self.transform.apply_image(rgb)
-        self.set_torch_image(torch.from_numpy(resized).permute(2, 0, 1)[None].to(self.device), rgb.shape[:2])
-        self.note = note
+        self.set_embedding(self.encode_images([image], image_format=image_format)[0])
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:
         """transformed_image: (1, 3, h, w) RGB values 0..255, already resized by `self.transform`
         (h, w = transform.sizes(original_image_size)[0]); original_image_size: (H, W)."""
         self.reset_image()
-        orig_hw = (int(original_image_size[0]), int(original_image_size[1]))
-        resized_hw, padded_hw = self.transform.sizes(orig_hw)
-        shape = tuple(transformed_image.shape)
-        if len(shape) != 4 or shape[:2] != (1, 3) or shape[2:] != resized_hw:
-            raise ValueError(f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
-                             f"original size {orig_hw} at resolution {self.resolution}, got {shape}")
-        x = normalize_and_pad(transformed_image.to(self.device), padded_hw)
-        self.features = self.model.image_encoder(x, windows=self.windows)  # 1, C, Hg, Wg
-        self.orig_hw, self.resized_hw, self.padded_hw = orig_hw, resized_hw, padded_hw
+        self.set_embedding(self._encode([(transformed_image, original_image_size)], 1)[0])
+
+    @torch.no_grad()
+    def encode_images(self, images: list, batch_size: int = 1, image_format: str = "RGB") -> list[ImageEmbedding]:
+        """Encode several images as `set_image` would, without changing the current one: images
+        whose padded model inputs have the same size go through the encoder up to `batch_size` at a
+        time. Returns one ImageEmbedding per image, in order, for `set_embedding`."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        inputs, notes = [], []
+        for image in images:
+            rgb, note = to_rgb_uint8(image)
+            if image_format == "BGR":
+                rgb = np.ascontiguousarray(rgb[..., ::-1])
+            resized = self.transform.apply_image(rgb)
+            inputs.append((torch.from_numpy(resized).permute(2, 0, 1)[None], rgb.shape[:2]))
+            notes.append(note)
+        embeddings = self._encode(inputs, batch_size)
+        for embedding, note in zip(embeddings, notes):
+            embedding.note = note
+        return embeddings
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Make an image encoded by `encode_images` the current one, as if `set_image` had run."""
+        self.features = embedding.features
+        self.orig_hw, self.resized_hw, self.padded_hw = embedding.orig_hw, embedding.resized_hw, embedding.padded_hw
+        self.note = embedding.note
         self.is_image_set = True
+
+    def _encode(self, inputs: list[tuple[torch.Tensor, tuple[int, int]]], batch_size: int) -> list[ImageEmbedding]:
+        """(transformed image (1, 3, h, w), original (H, W)) pairs → their embeddings, one encoder
+        forward per `batch_size` images of the same padded input size."""
+        check_batch_size(batch_size)
+        sizes, groups = [], {}
+        for i, (image, original_size) in enumerate(inputs):
+            orig_hw = (int(original_size[0]), int(original_size[1]))
+            resized_hw, padded_hw = self.transform.sizes(orig_hw)
+            shape = tuple(image.shape)
+            if len(shape) != 4 or shape[:2] != (1, 3) or shape[2:] != resized_hw:
+                raise ValueError(f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
+                                 f"original size {orig_hw} at resolution {self.resolution}, got {shape}")
+            sizes.append((orig_hw, resized_hw, padded_hw))
+            groups.setdefault(padded_hw, []).append(i)
+        out = [None] * len(inputs)
+        for padded_hw, members in groups.items():
+            for start in range(0, len(members), batch_size):
+                part = members[start : start + batch_size]
+                x = torch.cat([normalize_and_pad(inputs[i][0].to(self.device), padded_hw) for i in part])
+                features = self.model.image_encoder(x, windows=self.windows)  # b, C, Hg, Wg
+                for i, f in zip(part, features):
+                    out[i] = ImageEmbedding(f[None], *sizes[i])
+        return out
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image's embedding (1, C, Hg, Wg)."""

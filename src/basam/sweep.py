@@ -17,7 +17,7 @@ from .config import AttentionConfig
 from .data.specs import is_synth, open_eval_data
 from .evaluate import HEADLINE, EvalResult, EvalSettings, add_common_arguments, report_problems, settings_from_args, evaluate_prompts, merge_ranks
 from .metrics import SegMetrics
-from .predictor import Predictor
+from .predictor import Predictor, check_batch_size
 from .report import write_sweep
 from .transforms import AUTO_MAX_SIDE, parse_resolution
 
@@ -49,9 +49,10 @@ class Column:
 def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str], open_data: Callable[[Column], object],
               settings: EvalSettings, out: Path | None, metric: str = "mIoU", title: str = "", rank: int = 0,
               world: int = 1, max_side: int = AUTO_MAX_SIDE, log: Callable[[str], None] = print,
-              progress: bool = True):
+              progress: bool = True, batch_size: int = 1):
     """Score every row × column × prompt kind → (records, problems). Each image is encoded once
-    per row and column and decoded once per prompt kind. Rank 0 rewrites `out` after each column."""
+    per row and column and decoded once per prompt kind; up to `batch_size` images of the same input
+    size per encoder forward. Rank 0 rewrites `out` after each column."""
     records, problems = [], {}
     for column in columns:
         dataset = open_data(column)
@@ -60,7 +61,7 @@ def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str],
                 model.set_attention(row.attention)
             predictor = Predictor(model, row.policy or column.resolution, max_side, row.windows)
             parts = evaluate_prompts(predictor, dataset, replace(settings, prompt=prompts[0]), prompts, rank, world,
-                                     progress)
+                                     progress, batch_size)
             for kind in prompts:
                 result = merge_ranks(parts[kind])
                 if result is None:
@@ -124,6 +125,7 @@ def run(args) -> int:
     if not resolutions:
         raise ValueError("--resolution: give at least one policy")
     parse_resolution(args.max_side)
+    check_batch_size(args.batch_size)
     synth = is_synth(args.data)
     columns = [Column(str(r), r, (args.render_size or r) if synth else None) for r in resolutions]
     first = open_eval_data(args.data, args.split, columns[0].render_size, args.n)  # a bad spec fails here
@@ -140,7 +142,8 @@ def run(args) -> int:
     name = first.name.split("@")[0] + " rendered at each resolution" if synth and not args.render_size else first.name
     out = Path(args.out)
     records, problems = run_sweep(model, rows, columns, prompts, open_data, settings, out, args.metric,
-                                  f"{name} ({model.cfg.name}, prompt {args.prompt})", rank, world, args.max_side)
+                                  f"{name} ({model.cfg.name}, prompt {args.prompt})", rank, world, args.max_side,
+                                  batch_size=args.batch_size)
     distributed.teardown()
     if rank != 0:
         return 0

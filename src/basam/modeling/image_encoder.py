@@ -10,6 +10,8 @@ their rel-pos tables are resized the same way; the window is chosen per call, ne
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,9 +165,9 @@ class Attention(nn.Module):
         b, h, w, c = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each B, heads, N, d
-        rel_h, rel_w = decomposed_rel_pos(q, (h, w), self.rel_pos_h, self.rel_pos_w)
+        rel_pos = decomposed_rel_pos(q, (h, w), self.rel_pos_h, self.rel_pos_w)
         scale = self.mode.scale(image_grid[0] * image_grid[1])
-        out = attend(q, k, v, (h, w), self.mode, scale, rel_h, rel_w)
+        out = attend(q, k, v, (h, w), self.mode, scale, rel_pos)
         return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
 
 
@@ -180,15 +182,25 @@ def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
 
 
 def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: torch.Tensor,
-                       rel_pos_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's rel-pos logits (MViTv2), kept factored: q (B, heads, N, d) →
-    rel_h (B, heads, N, H) and rel_w (B, heads, N, W); the full term is rel_h[..., :, None] + rel_w[..., None, :]."""
+                       rel_pos_w: torch.Tensor) -> Callable[[slice], tuple[torch.Tensor, torch.Tensor]]:
+    """SAM's rel-pos logits (MViTv2), kept factored and made on demand for a range of query tokens:
+    q (B, heads, N, d) → rows ↦ rel_h (B, heads, rows, H), rel_w (B, heads, rows, W); the full term
+    is rel_h[..., :, None] + rel_w[..., None, :]. `attend` asks chunk by chunk, so that the whole
+    (B, heads, N, H + W) is never held at once."""
     h, w = grid_hw
     b, heads, n, d = q.shape
-    grid_q = q.reshape(b, heads, h, w, d)
-    rel_h = torch.einsum("bnhwd,hkd->bnhwk", grid_q, rel_pos_table(h, rel_pos_h).to(q.dtype))
-    rel_w = torch.einsum("bnhwd,wkd->bnhwk", grid_q, rel_pos_table(w, rel_pos_w).to(q.dtype))
-    return rel_h.reshape(b, heads, n, h), rel_w.reshape(b, heads, n, w)
+    table_h, table_w = rel_pos_table(h, rel_pos_h).to(q.dtype), rel_pos_table(w, rel_pos_w).to(q.dtype)
+
+    def rows_terms(rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        # Made for the grid rows that hold the tokens (all of them: the whole term), then cut.
+        first, last = rows.start // w, (rows.stop - 1) // w + 1
+        grid_q = q[:, :, first * w : last * w].reshape(b, heads, last - first, w, d)
+        rel_h = torch.einsum("bnhwd,hkd->bnhwk", grid_q, table_h[first:last]).reshape(b, heads, -1, h)
+        rel_w = torch.einsum("bnhwd,wkd->bnhwk", grid_q, table_w).reshape(b, heads, -1, w)
+        cut = slice(rows.start - first * w, rows.stop - first * w)
+        return rel_h[:, :, cut], rel_w[:, :, cut]
+
+    return rows_terms
 
 
 def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
