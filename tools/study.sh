@@ -131,8 +131,8 @@ windows)  # plain attention with the windows kept at 8 tokens, or grown with the
   # on the shipped weights (window-scale, -2048, -presets without "shipped": the previous file, window_scale.py)
   sweep --n 8 --attn sam --windows fixed,scaled --resolution 96,128,256,512,1024 --prompt box,center,none \
     --out "$out/window-scale-shipped"
-  # 2048 px: ~25 s per image and row on one core here, so 2 scenes per family (the previous file had 3)
-  sweep --n 2 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none \
+  # 2048 px: ~25 s per image and row on one core here, so 3 scenes per family (the 12 scenes of zeroshot2048)
+  sweep --n 3 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none \
     --out "$out/window-scale-shipped-2048"
   # and BA-SAM on top of scaled windows
   sweep --n 8 --attn sam,nsf,basam --windows fixed,scaled --resolution 512,1024 --prompt box,center,none \
