@@ -139,7 +139,8 @@ windows)  # plain attention with the windows kept at 8 tokens, or grown with the
     --out "$out/window-scale-shipped-presets"
   ;;
 finetune-windows)  # does a short fine-tune at 1024 px add to scaled windows? full mode, plain and BA-SAM with
-  # learnable slopes, fixed and scaled windows, the same seed, data and steps; no validation during the runs
+  # learnable slopes, fixed and scaled windows, the same seed, data and steps; no validation during the runs.
+  # The untuned rows come from the windows section's presets sweep: run that first.
   steps=30 batch=2  # ~45 CPU-minutes for the four runs on one loaded core (README)
   for attn in sam basam; do
     extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
