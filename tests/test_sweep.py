@@ -92,6 +92,7 @@ def test_an_image_that_fails_to_encode_is_named_and_counted(tiny_ckpt, tmp_path,
     (["--resolution", "128,100"], "resolution 100"),
     (["--bm-slope-scale", "nan"], "bm_slope_scale=nan"),
     (["--bm-slope-scale", "inf"], "bm_slope_scale=inf"),
+    (["--attn", "checkpoint"], "needs a --checkpoint"),
 ])
 def test_arguments_are_checked_before_anything_runs(args, message, tmp_path, capsys):
     code = main(["sweep", "--data", "synth:salient", "--n", "1", "--model", "tiny", "--resolution", "128",
@@ -99,6 +100,29 @@ def test_arguments_are_checked_before_anything_runs(args, message, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_attn_checkpoint_scores_the_learned_slopes(tmp_path, capsys):
+    """A fine-tuned BA-SAM export is scored with its own slopes; `--attn basam` starts them afresh."""
+    torch.manual_seed(0)
+    model = basam.load_model("tiny", attn="basam", bm_learnable=True, bm_offset="0")
+    slopes = [p for n, p in model.named_parameters() if n.endswith(".attn.mode.slopes")]
+    assert slopes
+    with torch.no_grad():
+        for p in slopes:
+            p.fill_(0.5)  # far from ALiBi's: the bias reaches every query at 128 px
+    ckpt = basam.save_model(model, tmp_path / "tuned.safetensors")
+    common = ["sweep", "--data", "synth:salient", "--n", "1", "--model", "tiny", "--checkpoint", str(ckpt),
+              "--resolution", "128", "--prompt", "box"]
+    assert main([*common, "--attn", "checkpoint", "--out", str(tmp_path / "own")]) == 0
+    with pytest.warns(UserWarning, match="ignoring 2 BA-SAM parameters"):
+        assert main([*common, "--attn", "basam", "--bm-offset", "0", "--out", str(tmp_path / "fresh")]) == 0
+    (own,), (fresh,) = (json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("own", "fresh"))
+    assert own["preset"] == "checkpoint" and own["attention"] == "basam"
+    assert abs(own["MAE"] - fresh["MAE"]) > 1e-4
+    capsys.readouterr()
+    assert main([*common, "--attn", "checkpoint,sam", "--out", str(tmp_path / "both")]) == 2
+    assert "stands alone" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["sweep", "--data", "synth:salient"], ["eval", "--data", "synth:salient"],

@@ -211,6 +211,23 @@ def test_synth_data_yaml_config_validation_and_resolved_config(tmp_path, capsys)
     assert "trainable parameters 46,752 of 328,931" in capsys.readouterr().out
 
 
+def test_windows_scaled_is_trained_through_and_recorded(tmp_path):
+    """`basam train --windows scaled`: the grown windows take part in training, and the run's
+    checkpoint and export both load with them."""
+    losses = {}
+    for windows in ("fixed", "scaled"):
+        assert cli_main(["train", "--model", "tiny", "--data", "synth:salient", "--resolution", "128", "--steps", "1",
+                         "--batch-size", "2", "--tune", "full", "--windows", windows, "--no-progress",
+                         "--out", str(tmp_path / windows)]) == 0
+        losses[windows] = _losses(tmp_path / windows)
+    assert losses["fixed"] != losses["scaled"]  # 128 px: 2-token windows instead of 4
+    out = tmp_path / "scaled"
+    step = next((out / "checkpoints").glob("step_*.pt"))
+    assert torch.load(step, weights_only=True)["basam"]["attention"]["windows"] == "scaled"
+    for path in (step, out / "model.safetensors"):
+        assert basam.load_model("tiny", checkpoint=path).image_encoder.windows == "scaled"
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--data", "duts:/no/such/dir"], "does not exist"),
     (["--tune", "prefix"], "unknown tune mode"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
 #
-#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows
+#   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows
 #                  [OUT] [RUNS]
 #   (OUT defaults to docs/study, RUNS to runs/study)
 #
@@ -9,7 +9,7 @@
 # two, which it runs side by side itself); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
-section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows}
+section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows}
 out=${2:-docs/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
@@ -127,13 +127,33 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
   python tools/attention_stats.py --n 1 --resolution 128,256,512,1024,2048 --attn sam,nsf,bm,basam \
     | tee "$out/attention/stats.md"
   ;;
-windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test)
+windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test),
+  # on the shipped weights (window-scale, -2048, -presets without "shipped": the previous file, window_scale.py)
   sweep --n 8 --attn sam --windows fixed,scaled --resolution 96,128,256,512,1024 --prompt box,center,none \
-    --out "$out/window-scale"
-  sweep --n 3 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none --out "$out/window-scale-2048"
+    --out "$out/window-scale-shipped"
+  # 2048 px: ~25 s per image and row on one core here, so 3 scenes per family (the 12 scenes of zeroshot2048)
+  sweep --n 3 --attn sam --windows fixed,scaled --resolution 2048 --prompt box,center,none \
+    --out "$out/window-scale-shipped-2048"
   # and BA-SAM on top of scaled windows
   sweep --n 8 --attn sam,nsf,basam --windows fixed,scaled --resolution 512,1024 --prompt box,center,none \
-    --out "$out/window-scale-presets"
+    --out "$out/window-scale-shipped-presets"
+  ;;
+finetune-windows)  # does a short fine-tune at 1024 px add to scaled windows? full mode, plain and BA-SAM with
+  # learnable slopes, fixed and scaled windows, the same seed, data and steps; no validation during the runs.
+  # The untuned rows come from the windows section's presets sweep: run that first.
+  steps=30 batch=2  # ~45 CPU-minutes for the four runs on one loaded core (README)
+  for attn in sam basam; do
+    extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
+    for windows in fixed scaled; do
+      finetune_run 1024 "$steps" "$batch" 0 0 "$runs/ftw-$attn-$windows" --tune full --lr 1e-4 --attn "$attn" \
+        --windows "$windows" "${extra[@]}"
+      # the same 32 test scenes as the untuned rows (window-scale-shipped-presets), with the run's own slopes
+      sweep --n 8 --attn checkpoint --checkpoint "$runs/ftw-$attn-$windows/model.safetensors" --windows "$windows" \
+        --resolution 1024 --prompt box,none --out "$out/finetune-windows/$attn-$windows"
+    done
+  done
+  python tools/finetune_windows_table.py "$out/window-scale-shipped-presets" "$out/finetune-windows" \
+    | tee "$out/finetune-windows/table.md"
   ;;
 *) echo "unknown section $section" >&2; exit 2 ;;
 esac

@@ -81,15 +81,32 @@ def _ordered(records: list[dict], rows: list[Row], prompts: list[str]) -> list[d
     return sorted(records, key=lambda r: (prompts.index(r["prompt"]), labels.index(r["preset"])))  # columns stay in order
 
 
-def sweep_rows(presets: list[str], windows: list[str], overrides: dict) -> list[Row]:
-    """presets × windows, labelled by the preset (and the windows when there are several)."""
+def sweep_rows(presets: list[str], windows: list[str], overrides: dict, saved: AttentionConfig | None = None) -> list[Row]:
+    """presets × windows, labelled by the preset (and the windows when there are several). The
+    preset "checkpoint" is the checkpoint's own setting `saved`, its learned slopes included."""
+    if "checkpoint" in presets and len(presets) > 1:
+        raise ValueError("--attn checkpoint stands alone: switching to another preset discards the checkpoint's "
+                         "learned slopes")
     rows = []
     for preset in presets:
-        attention = AttentionConfig.from_preset(preset, **overrides)
+        if preset == "checkpoint":
+            attention = AttentionConfig.from_dict({**saved.to_dict(), **overrides})
+        else:
+            attention = AttentionConfig.from_preset(preset, **overrides)
         for w in windows:
             AttentionConfig(windows=w)  # validates the name
             rows.append(Row(preset if len(windows) == 1 else f"{preset}, windows {w}", attention, w))
     return rows
+
+
+def _saved_attention(checkpoint: str | None) -> AttentionConfig:
+    from .checkpoint import read_checkpoint
+
+    saved = read_checkpoint(checkpoint)[1].get("attention") if checkpoint else None
+    if saved is None:
+        raise ValueError("--attn checkpoint needs a --checkpoint that records its attention setting (a basam export "
+                         "or training checkpoint)")
+    return AttentionConfig.from_dict(saved)
 
 
 def _split(text: str) -> list[str]:
@@ -120,7 +137,7 @@ def run(args) -> int:
     if args.metric not in METRICS:
         raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(METRICS)}")
     overrides = {k: v for k, v in attention_overrides(args).items() if k != "windows"}
-    rows = sweep_rows(presets, windows, overrides)
+    rows = sweep_rows(presets, windows, overrides, _saved_attention(args.checkpoint) if "checkpoint" in presets else None)
     resolutions = [parse_resolution(r) for r in _split(args.resolution)]
     if not resolutions:
         raise ValueError("--resolution: give at least one policy")
