@@ -10,6 +10,7 @@ world-th sample and rank 0 merges the per-image results exactly once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -117,12 +118,9 @@ def _encoded(predictor: Predictor, loaded: list[tuple], batch_size: int, results
     image at a time, so that only the failing image is lost."""
     errors = (ValueError, RuntimeError, MemoryError)
     if len(loaded) > 1:
-        start = time.perf_counter()
-        try:
+        with contextlib.suppress(*errors):  # a failed batch falls through to one image at a time
+            start = time.perf_counter()
             embeddings = predictor.encode_images([image for _, _, image, _ in loaded], batch_size)
-        except errors:
-            pass  # encoded again below, one at a time
-        else:
             seconds = (time.perf_counter() - start) / len(loaded)
             return [(item, embedding, seconds) for item, embedding in zip(loaded, embeddings)]
     out = []
