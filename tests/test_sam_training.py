@@ -71,11 +71,12 @@ def test_any_object_prompts_other_objects_and_the_data_stays_a_function_of_seed_
 
 @pytest.fixture(scope="module")
 def sam_run(tmp_path_factory):
-    """A few steps of the whole recipe on the tiny model, with validation, so best.pt exists."""
+    """A few steps of the whole recipe on the tiny model, with validation under bf16 autocast as the
+    default model was trained, so best.pt exists."""
     out = tmp_path_factory.mktemp("sam")
     cfg = TrainConfig(model="tiny", data=["synth:all"], resolution=[64], prompt=["point", "box", "points"], steps=4,
                       batch_size=4, lr=3e-3, warmup=1, multimask=True, refine_iters=2, any_object=0.5,
-                      train_prompt_encoder=True, tune="full", val_every=2, val_size=2, checkpoint_every=2,
+                      train_prompt_encoder=True, tune="full", bf16="on", val_every=2, val_size=2, checkpoint_every=2,
                       out=str(out / "run"), progress=False)
     return out / "run", train(cfg)
 

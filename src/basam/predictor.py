@@ -191,7 +191,9 @@ class Predictor:
             mask_input = np.asarray(mask_input, dtype=np.float32)
             masks = torch.as_tensor(mask_input, device=self.device).reshape(1, 1, *mask_input.shape[-2:])
         out, scores, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
-        return out[0].cpu().numpy(), scores[0].cpu().numpy(), low_res[0].cpu().numpy()
+        # under bf16 autocast (the trainer's validation) the floats come back bf16; numpy has none
+        floats = (t if t.dtype == torch.bool else t.float() for t in (out[0], scores[0], low_res[0]))
+        return tuple(t.cpu().numpy() for t in floats)
 
     @torch.no_grad()
     def predict_torch(
