@@ -269,15 +269,17 @@ def test_rel_pos_of_some_query_rows_equals_those_rows_of_the_whole_term():
 
 @pytest.mark.parametrize("preset", ["sam", "basam"])
 def test_encoder_in_small_chunks_equals_one_chunk(preset, one_thread):
-    """The whole path (rel-pos made per chunk, mask and output buffers) in a real encoder."""
+    """The whole inference path (rel-pos made per chunk, mask and output buffers, the MLP in token
+    slabs added in place) in a real encoder, against one chunk and against the autograd path."""
     model = basam.Sam(TINY, AttentionConfig.from_preset(preset, bm_offset=2.0))
     model.load_state_dict(randomize(official_sam(TINY), seed=5).state_dict())
     x = torch.randn(1, 3, 96, 160)
+    plain = model.image_encoder(x).detach()  # grad enabled: new masks, x + mlp(x) out of place
     with torch.no_grad():
         whole = model.image_encoder(x)
         model.set_attention(AttentionConfig.from_preset(preset, bm_offset=2.0, chunk_mb=0.004))  # ~8 rows a chunk
         chunked = model.image_encoder(x)
-    assert (whole - chunked).abs().max() <= 1e-5
+    assert (whole - chunked).abs().max() <= 1e-5 and (plain - chunked).abs().max() <= 1e-5
 
 
 def test_invalid_options_are_rejected():
