@@ -1,0 +1,33 @@
+"""The C allocator's part in CPU speed.
+
+glibc's malloc hands every large block (above 128 kB to 32 MB, its adaptive threshold) out as a
+fresh memory mapping and gives it back to the kernel when freed. An encoder forward allocates and
+frees tensors of tens to hundreds of MB, block after block, so each one arrives unmapped and its
+first touch faults in every 4 kB page: system time, and on a busy machine a large share of the
+wall time (`benchmarks/bench_allocator.py` measures it, with the official SAM code beside ours).
+Asking malloc to serve large blocks from its heap and to keep freed memory removes most of it.
+The price: the process keeps its peak memory until it exits, so this is the `basam` command's
+choice, and a library user's to make with `keep_freed_memory()`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+_M_TRIM_THRESHOLD = -1  # <malloc.h>: free memory above this at the heap's top goes back to the kernel
+_M_MMAP_THRESHOLD = -3  # <malloc.h>: blocks at least this large get their own mapping
+_LARGEST = 2**31 - 1  # mallopt takes an int
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc malloc to serve large blocks from its heap and not to return freed memory to the
+    kernel, for the rest of this process. Returns whether it applied (False where the C library is
+    not glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, _LARGEST)) and bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST))
