@@ -142,7 +142,7 @@ def _rss_now_kb(field: str = "VmRSS") -> int:
 
 def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool = False) -> dict:
     """Body of the child process: build, record RSS, one forward under no_grad, record peak RSS.
-    keep_memory: apply basam.keep_freed_memory() first, as every `basam` command does."""
+    keep_memory: apply basam.keep_freed_memory() first."""
     if keep_memory:
         basam.keep_freed_memory()
     torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """Benchmark (issue 15): what glibc malloc's page faults cost an encoder forward, ours and the
-official SAM code's, and what `basam.keep_freed_memory()` (which every `basam` command applies)
-saves.
+official SAM code's, and what the opt-in `basam.keep_freed_memory()` saves in time and costs in
+peak memory.
 
     python benchmarks/bench_allocator.py [--size 1024] [--threads 2] [--repeats 3] [--rounds 2]
 

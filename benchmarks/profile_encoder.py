@@ -3,7 +3,7 @@ the official SAM code (vit_b, the same random weights), one forward after a warm
 
     python benchmarks/profile_encoder.py [--size 1024] [--threads 1] [--impl ours,official] [--keep-memory]
 
---keep-memory applies basam.keep_freed_memory() first, as every `basam` command does. The rows
+--keep-memory applies basam.keep_freed_memory() first. The rows
 are operators with their input shapes (so the rel-pos mask's broadcast add is told apart from the
 residual adds), largest first, then the share of the forward each takes.
 """

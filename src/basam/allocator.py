@@ -6,8 +6,10 @@ frees tensors of tens to hundreds of MB, block after block, so each one arrives 
 first touch faults in every 4 kB page: system time, and on a busy machine a large share of the
 wall time (`benchmarks/bench_allocator.py` measures it, with the official SAM code beside ours).
 Asking malloc to serve large blocks from its heap and to keep freed memory removes most of it.
-The price: the process keeps its peak memory until it exits, so this is the `basam` command's
-choice, and a library user's to make with `keep_freed_memory()`.
+The price is memory: the heap fragments, so the peak grows (vit_b `basam` at 2048 px: 1.39 →
+2.03 GiB), and the process keeps its peak until it exits. So it is opt-in, for a process that
+encodes image after image at a size it can afford (README, "Speed and precision on a CPU"); no
+`basam` command applies it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import importlib
 import sys
 from pathlib import Path
 
-from .allocator import keep_freed_memory
 
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
@@ -181,7 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     cmd_parser = argparse.ArgumentParser(prog=f"basam {name}", description=help_text)
     add(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
-    keep_freed_memory()  # fewer page faults per forward; a command's process may keep its peak
     try:
         out = getattr(args, "out", None)
         if out and Path(out).exists() and not Path(out).is_dir():
