@@ -14,11 +14,7 @@ import torch
 
 import basam
 from basam.data.synth import FAMILIES, make_scene, render, scene_seed
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
+from default_model_goals import iou  # tools/, beside this script
 
 
 def main() -> None:
