@@ -9,7 +9,6 @@ import importlib
 import sys
 from pathlib import Path
 
-
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
     "predict": ("basam.cli", "predict", "segment one image from points/boxes (or no prompt)"),

@@ -136,7 +136,7 @@ class Block(nn.Module):
         # 4×-wide hidden layer (0.8 GB for ViT-B at 4096 px, twice over with the GELU) is never whole.
         x = x.contiguous()
         tokens = x.view(-1, x.shape[-1])
-        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp.lin1.out_features * 4))
+        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp.lin1.out_features * x.element_size()))
         for start in range(0, tokens.shape[0], slab):
             part = tokens[start : start + slab]
             part += self.mlp(self.norm2(part))
