@@ -69,6 +69,15 @@ def test_any_object_prompts_other_objects_and_the_data_stays_a_function_of_seed_
     assert all(a.kind != "point" or a.points.shape == (1, 2) for a, _ in items)
 
 
+def test_a_prompt_free_example_always_asks_for_the_scene_target():
+    kw = dict(specs=[("synth:salient,thin", 1.0)], resolutions=[64], kinds=["none", "point"], seed=2, global_batch=8)
+    target_only, anyobj = td.TrainData(**kw), td.TrainData(**kw, any_object=1.0)
+    items = [(anyobj[(s, j)], target_only[(s, j)]) for s in range(4) for j in range(8)]
+    free = [(a, t) for a, t in items if a.kind == "none"]
+    assert free and all(torch.equal(a.target, t.target) and torch.equal(a.image, t.image) for a, t in free)
+    assert any(not torch.equal(a.target, t.target) for a, t in items if a.kind == "point")
+
+
 @pytest.fixture(scope="module")
 def sam_run(tmp_path_factory):
     """A few steps of the whole recipe on the tiny model, with validation under bf16 autocast as the

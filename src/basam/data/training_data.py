@@ -235,15 +235,23 @@ class TrainData(torch.utils.data.Dataset):
         source, index = self.sampler.draw(step, self.global_batch)[j]
         res = self.resolution(step)
         extra = np.random.default_rng([self.seed, step, j, 3])  # apart, so runs without these options stay as they were
+        picked = target = None
         if self.any_object and hasattr(self.sources[source], "load_objects"):
             name, image, masks, target = self.sources[source].load_objects(index, res)
-            gt = masks[pick_object(masks, target, extra, self.any_object)]
+            picked = pick_object(masks, target, extra, self.any_object)
+            gt = masks[picked]
         else:
             name, image, gt = self.sources[source].load(index, res)
         rng = np.random.default_rng([self.seed, step, j, 1])
-        image, gt = augment(image, gt, rng, self.flip, self.min_scale)
+        shown, gt = augment(image, gt, rng, self.flip, self.min_scale)
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
-        example = make_example(image, gt, res, kind, rng, self.box_jitter, self.n_points, name)
+        if kind == "none" and picked != target:
+            # Without a prompt SAM's answer is the scene's target, never another object. augment
+            # draws the same numbers whatever the mask, so a fresh generator redoes the same flip
+            # and crop on the target (a crop that would lose the target is skipped).
+            shown, gt = augment(image, masks[target], np.random.default_rng([self.seed, step, j, 1]),
+                                self.flip, self.min_scale)
+        example = make_example(shown, gt, res, kind, rng, self.box_jitter, self.n_points, name)
         if self.refine_iters:  # else collate gives the (B, 0) tensor of no clicks
             example.refine_u = torch.from_numpy(extra.random(self.refine_iters).astype(np.float32))
         return example
