@@ -53,7 +53,11 @@ def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") ->
     for (preset, kind) in ((p, k) for k in prompts for p in presets):
         ys = [next(r[metric] for r in records if r["preset"] == preset and r["prompt"] == kind
                    and r["resolution"] == res) for res in resolutions]
+        # Later presets are drawn thinner, so one that coincides with an earlier one (e.g. `auto`
+        # and scaled windows above the training size) leaves the earlier visible around it.
+        wider = len(presets) - 1 - presets.index(preset)
         ax.plot(range(len(resolutions)), ys, marker="o", color=f"C{presets.index(preset)}",
+                linewidth=1.2 + 0.8 * wider, markersize=4 + 1.5 * wider,
                 linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],
                 label=_row_label({"preset": preset, "prompt": kind}, len(prompts) > 1))
     ax.set_xticks(range(len(resolutions)), resolutions)
