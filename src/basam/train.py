@@ -395,7 +395,8 @@ HELP = {
     "refine_iters": "interactive refinement: after the first prediction, N clicks drawn from the error "
                     "region (missed → foreground, wrongly covered → background) with the previous "
                     "logits as mask_input; loss over all N+1 predictions",
-    "any_object": "probability of prompting a random object of a synthetic scene instead of its target",
+    "any_object": "probability of prompting a random object of a synthetic scene instead of its target"
+                  " (a prompt-free example always asks for the target)",
 }
 _MODEL_FLAGS = ("model", "checkpoint", "attn", "device")  # added by cli.add_model_arguments
 
