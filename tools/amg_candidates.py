@@ -13,16 +13,13 @@ import numpy as np
 import torch
 
 import basam
-from basam.data.synth import FAMILIES, make_scene, render, scene_seed
-from default_model_goals import iou  # tools/, beside this script
+from basam.data.synth import FAMILIES
+from default_model_goals import add_scene_arguments, iou, held_out_scenes  # tools/, beside this script
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--checkpoint")
-    p.add_argument("--n", type=int, default=3, help="test scenes per family")
-    p.add_argument("--resolution", type=int, default=256)
+    add_scene_arguments(p, n=3)
     p.add_argument("--points-per-side", type=int, default=16)
     args = p.parse_args()
     model = basam.load_model(args.model, checkpoint=args.checkpoint)
@@ -33,17 +30,15 @@ def main() -> None:
           f"{args.points_per_side}² points, box NMS off\n")
     print("| family | object px | best IoU | its predicted IoU | its stability |\n|---|---|---|---|---|")
     counts = {f: np.zeros(5, int) for f in FAMILIES}  # objects, candidate ≥0.5, + pred IoU ≥0.88, + stability ≥0.95, + both
-    for family in FAMILIES:
-        for i in range(args.n):
-            scene = render(make_scene(scene_seed(0, "test", i), family), args.resolution, args.resolution)
-            records = generator.generate(scene.image)
-            for mask in (m for m in scene.masks if m.any()):
-                scored = [(iou(r["segmentation"], mask), r["predicted_iou"], r["stability_score"]) for r in records]
-                best = max(scored)
-                good = [s for s in scored if s[0] >= 0.5]
-                counts[family] += [1, bool(good), any(s[1] >= 0.88 for s in good),
-                                   any(s[2] >= 0.95 for s in good), any(s[1] >= 0.88 and s[2] >= 0.95 for s in good)]
-                print(f"| {family} | {int(mask.sum())} | {best[0]:.3f} | {best[1]:.3f} | {best[2]:.3f} |")
+    for family, scene in held_out_scenes(args.n, args.resolution):
+        records = generator.generate(scene.image)
+        for mask in (m for m in scene.masks if m.any()):
+            scored = [(iou(r["segmentation"], mask), r["predicted_iou"], r["stability_score"]) for r in records]
+            best = max(scored)
+            good = [s for s in scored if s[0] >= 0.5]
+            counts[family] += [1, bool(good), any(s[1] >= 0.88 for s in good),
+                               any(s[2] >= 0.95 for s in good), any(s[1] >= 0.88 and s[2] >= 0.95 for s in good)]
+            print(f"| {family} | {int(mask.sum())} | {best[0]:.3f} | {best[1]:.3f} | {best[2]:.3f} |")
     print("\n| family | objects | a candidate at IoU ≥ 0.5 | … with predicted IoU ≥ 0.88 | … with stability ≥ 0.95 | … both |")
     print("|---|---|---|---|---|---|")
     for family, c in [*counts.items(), ("all", sum(counts.values()))]:

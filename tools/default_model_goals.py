@@ -68,6 +68,21 @@ def scene_scores(predictor, scene, clicks: int) -> dict:
     return out
 
 
+def add_scene_arguments(p: argparse.ArgumentParser, n: int) -> None:
+    """The model and the held-out test scenes, shared by the tools that score the default model."""
+    p.add_argument("--model", default="default")
+    p.add_argument("--checkpoint")
+    p.add_argument("--n", type=int, default=n, help="test scenes per family")
+    p.add_argument("--resolution", type=int, default=256)
+
+
+def held_out_scenes(n: int, resolution: int):
+    """→ (family, scene) for the first n test scenes of each family, rendered at resolution²."""
+    for family in FAMILIES:
+        for i in range(n):
+            yield family, render(make_scene(scene_seed(0, "test", i), family), resolution, resolution)
+
+
 def amg_recall(generator, scene) -> tuple[int, int]:
     """→ (objects found at IoU ≥ 0.5, objects with a visible mask)."""
     found = [r["segmentation"] for r in generator.generate(scene.image)]
@@ -78,10 +93,7 @@ def amg_recall(generator, scene) -> tuple[int, int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="default")
-    p.add_argument("--checkpoint")
-    p.add_argument("--n", type=int, default=25, help="test scenes per family")
-    p.add_argument("--resolution", type=int, default=256)
+    add_scene_arguments(p, n=25)
     p.add_argument("--clicks", type=int, default=3)
     p.add_argument("--amg", action="store_true", help="also the automatic mask generator's object recall")
     args = p.parse_args(argv)
@@ -95,13 +107,11 @@ def main(argv=None) -> int:
             return 2
         generator = basam.AutomaticMaskGenerator(model, resolution=args.resolution)
     rows, t0 = {}, time.time()
-    for family in FAMILIES:
-        for i in range(args.n):
-            scene = render(make_scene(scene_seed(0, "test", i), family), args.resolution, args.resolution)
-            row = scene_scores(predictor, scene, args.clicks)
-            if generator is not None:
-                row["amg_found"], row["amg_objects"] = amg_recall(generator, scene)
-            rows.setdefault(family, []).append(row)
+    for family, scene in held_out_scenes(args.n, args.resolution):
+        row = scene_scores(predictor, scene, args.clicks)
+        if generator is not None:
+            row["amg_found"], row["amg_objects"] = amg_recall(generator, scene)
+        rows.setdefault(family, []).append(row)
     keys = [k for k in rows[FAMILIES[0]][0] if not k.startswith("amg_")]
     print(f"mean IoU on {args.n} held-out test scenes per family at {args.resolution} px "
           f"({time.time() - t0:.0f} s)\n")
