@@ -184,7 +184,7 @@ def test_official_preset_matches_a_restatement_of_the_released_formula(weights, 
         block.attn.rel_pos_h.normal_(0, 0.3)
         block.attn.rel_pos_w.normal_(0, 0.3)
         x = torch.randn(1, 16, 16, TINY.encoder_embed_dim)
-        ours = block.attn(x, (32, 32))  # part of a 512 px image: λ of a 32×32 grid
+        ours = block.attn(x, image_grid=(32, 32))  # part of a 512 px image: λ of a 32×32 grid
         ref = reference_official_block(block.attn, x, nsf_scale(32 * 32, 256, block.attn.head_dim))
     assert (ours - ref).abs().max() <= 1e-5
     assert block.attn.mode.relpos_gain.item() == pytest.approx(0.1)

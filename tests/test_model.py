@@ -55,6 +55,12 @@ def test_tiny_matches_official():
     compare(*pair(TINY), size=256, tol=1e-5)
 
 
+def test_padded_windows_match_official():
+    # A 5-token window does not divide the 16×16 grid: SAM pads it with zero tokens, which we do
+    # after qkv (the padding is filled with qkv's output for a zero token, never multiplied).
+    compare(*pair(dataclasses.replace(TINY, window_size=5)), size=256, tol=1e-5)
+
+
 @pytest.mark.slow
 def test_vit_b_full_depth_matches_official_at_1024():
     off, ours = pair(MODEL_CONFIGS["vit_b"])
@@ -167,3 +173,18 @@ def test_model_config_is_serialisable():
     d = TINY.to_dict()
     assert basam.ModelConfig.from_dict(d) == TINY
     assert dataclasses.asdict(TINY) == d
+
+
+def test_fused_linear_equals_the_layer_and_keeps_its_hooks():
+    from basam.modeling.common import linear
+
+    torch.manual_seed(0)
+    layer, x = torch.nn.Linear(16, 32), torch.randn(3, 5, 16)
+    with torch.no_grad():
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
+            layer_d, x_d = layer.to(dtype), x.to(dtype)
+            assert (linear(layer_d, x_d) - layer_d(x_d)).abs().max() <= tol
+            assert (linear(layer_d, x_d, gelu=True) - torch.nn.functional.gelu(layer_d(x_d))).abs().max() <= tol
+        layer = layer.float()
+        layer.register_forward_hook(lambda module, inputs, output: output + 1)  # as LoRA's hook
+        assert torch.equal(linear(layer, x), layer(x))

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..attention import BlockAttentionMode, attend, scaled_window
 from ..config import AttentionConfig, ModelConfig
-from .common import LayerNorm2d, MLPBlock
+from .common import LayerNorm2d, MLPBlock, linear
 
 
 class ImageEncoderViT(nn.Module):
@@ -120,16 +120,8 @@ class Block(nn.Module):
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
-        image_grid = x.shape[1:3]
-        y = self.norm1(x)
-        if self.window_size > 0:
-            window = window or self.window_size
-            windows, padded = window_partition(y, window)
-            y = self.attn(windows, image_grid)
-            y = window_unpartition(y, window, padded, image_grid)
-        else:
-            y = self.attn(y, image_grid)
-        x = x + y
+        window = (window or self.window_size) if self.window_size > 0 else 0
+        x = x + self.attn(self.norm1(x), window)
         if torch.is_grad_enabled() or torch.jit.is_tracing():
             return x + self.mlp(self.norm2(x))
         # Inference: the MLP runs a slab of tokens at a time and adds into x in place, so that its
@@ -169,16 +161,27 @@ class Attention(nn.Module):
                                        self.train_grid)
         self.mode.to(self.rel_pos_h.device)  # not qkv.weight: int8 makes it a method
 
-    def forward(self, x: torch.Tensor, image_grid: tuple[int, int]) -> torch.Tensor:
-        """x: (B, h, w, C) — a window batch or the whole grid; image_grid: the full token grid,
-        whose size sets λ(N). Returns (B, h, w, C)."""
+    def forward(self, x: torch.Tensor, window: int = 0, image_grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """x: (B, H, W, C) token grid. window 0: attention over the whole grid; else within
+        window×window tiles of the grid padded up to multiples of the window, as SAM does.
+        image_grid: the grid whose size sets λ(N), x's own unless x is a part of it.
+        Returns (B, H, W, C)."""
         b, h, w, c = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each B, heads, N, d
-        rel_pos = decomposed_rel_pos(q, (h, w), self.rel_pos_h, self.rel_pos_w)
+        image_grid = image_grid or (h, w)
+        qkv = linear(self.qkv, x)
+        if window:
+            # SAM pads the normed tokens with zeros and then applies qkv; qkv is per token, so the
+            # padding is filled with qkv(0) instead, without multiplying the padding.
+            qkv, padded = window_partition(qkv, window, fill=self.qkv(x.new_zeros(1, c)))
+        tiles, th, tw = qkv.shape[:3]
+        qkv = qkv.reshape(tiles, th * tw, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each tiles, heads, N, d
+        rel_pos = decomposed_rel_pos(q, (th, tw), self.rel_pos_h, self.rel_pos_w)
         scale = self.mode.scale(image_grid[0] * image_grid[1])
-        out = attend(q, k, v, (h, w), self.mode, scale, rel_pos)
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+        out = attend(q, k, v, (th, tw), self.mode, scale, rel_pos).transpose(1, 2).reshape(tiles, th, tw, c)
+        if window:
+            out = window_unpartition(out, window, padded, (h, w))
+        return linear(self.proj, out)
 
 
 def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
@@ -213,12 +216,20 @@ def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: tor
     return rows_terms
 
 
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, H, W, C) → (B·nW, window, window, C), zero-padding H and W up to multiples of window."""
+def window_partition(x: torch.Tensor, window: int, fill: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) → (B·nW, window, window, C), padding H and W up to multiples of window with
+    zeros, or with `fill` (C,) (broadcastable to a token) when given."""
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
     if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        if fill is None:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        else:
+            padded = x.new_empty(b, h + pad_h, w + pad_w, c)
+            fill = fill.reshape(c).to(x.dtype)
+            padded[:, h:], padded[:, :h, w:], padded[:, :h, :w] = fill, fill, x
+            x = padded
     hp, wp = h + pad_h, w + pad_w
     x = x.view(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, window, window, c), (hp, wp)
