@@ -81,6 +81,14 @@ def speed(args) -> None:
         "vit_t fp32": lambda: vit_t(x),
         "vit_t bf16 weights": lambda: vit_t_bf16(x),
     }
+    try:
+        C.basam.use_fused_attention()
+        with torch.no_grad():
+            outs["ours fp32 fused"] = ours(x)
+        C.basam.use_fused_attention(False)
+        cands["ours fp32 fused"] = lambda: _fused_call(ours, x)
+    except C.basam.kernels.KernelBuildError as e:
+        print(f"fused attention kernel skipped: {e}")
     compile_note = ""
     if args.compile:
         try:
@@ -133,8 +141,17 @@ def scaling(args) -> None:
     x1, x2 = C.image(1024), C.image(2048)
     cands = {f"{name} {size}": (lambda e=enc, x=x: _call(e, x)) for name, enc in encoders.items()
              for size, x in ((1024, x1), (2048, x2))}
+    names = list(encoders)
+    try:
+        C.basam.use_fused_attention()
+        C.basam.use_fused_attention(False)
+        for size, x in ((1024, x1), (2048, x2)):
+            cands[f"vit_b fused {size}"] = lambda x=x: _fused_call(encoders["vit_b"], x)
+        names.append("vit_b fused")
+    except C.basam.kernels.KernelBuildError as e:
+        print(f"fused attention kernel skipped: {e}")
     times = C.alternate(cands, args.scaling_repeats)
-    for name in encoders:
+    for name in names:
         r, lo, hi = C.ratio(times, f"{name} 2048", f"{name} 1024")
         print(f"{name}: time(2048)/time(1024) = {r:.2f} ({lo:.2f}–{hi:.2f}); median {C.med(times[f'{name} 1024']):.1f} s "
               f"and {C.med(times[f'{name} 2048']):.1f} s")
@@ -144,6 +161,14 @@ def scaling(args) -> None:
 def _call(m, x):
     with torch.no_grad():
         return m(x)
+
+
+def _fused_call(m, x):
+    C.basam.use_fused_attention()
+    try:
+        return _call(m, x)
+    finally:
+        C.basam.use_fused_attention(False)
 
 
 def _autocast_call(m, x):

@@ -1,9 +1,10 @@
 """Where an encoder forward's time goes: torch.profiler's self CPU time per operator, for ours and
 the official SAM code (vit_b, the same random weights), one forward after a warm-up.
 
-    python benchmarks/profile_encoder.py [--size 1024] [--threads 1] [--impl ours,official] [--keep-memory]
+    python benchmarks/profile_encoder.py [--size 1024] [--threads 1] [--impl ours,official] [--keep-memory] [--fused]
 
---keep-memory applies basam.keep_freed_memory() first. The rows
+--keep-memory applies basam.keep_freed_memory() first; --fused turns on basam.use_fused_attention()
+for ours. The rows
 are operators with their input shapes (so the rel-pos mask's broadcast add is told apart from the
 residual adds), largest first, then the share of the forward each takes.
 """
@@ -28,6 +29,7 @@ def main() -> None:
     p.add_argument("--impl", default="ours,official")
     p.add_argument("--rows", type=int, default=14)
     p.add_argument("--keep-memory", action="store_true")
+    p.add_argument("--fused", action="store_true")
     args = p.parse_args()
     if args.keep_memory:
         import basam
@@ -35,13 +37,17 @@ def main() -> None:
         basam.keep_freed_memory()
     torch.set_num_threads(args.threads)
     print(f"cpu capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), vit_b at {args.size} px, keep_freed_memory: {args.keep_memory}")
+          f"{args.threads} thread(s), vit_b at {args.size} px, keep_freed_memory: {args.keep_memory}, "
+          f"fused attention: {args.fused}")
     official = official_encoder()
     if args.size != 1024:
         resize_official_pos_embed_(official, args.size // 16)
     x = image(args.size)
     for impl in args.impl.split(","):
         encoder = official if impl == "official" else ours_from(official)
+        import basam
+
+        basam.use_fused_attention(args.fused and impl != "official")
         with torch.no_grad():
             encoder(x)
             with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import AttentionConfig
+from .kernels import fused_kernel
 
 
 def nsf_scale(n_tokens: int, n_train: int, head_dim: int) -> float:
@@ -188,7 +189,12 @@ def attend(
         dist = excess_distance(grid_hw, mode.distance, offset, rows, q.device, dist_buffer) if use_bias else None
         return rel_pos(rows) if rel_pos else None, pos_bias, rows, gain, neg_slopes, dist
 
-    if chunk >= n or torch.is_grad_enabled() or torch.jit.is_tracing():
+    inference = not (torch.is_grad_enabled() or torch.jit.is_tracing())
+    kernel = fused_kernel()
+    if kernel is not None and inference and rel_pos is not None and pos_bias is None and q.dtype == torch.float32 \
+            and q.device.type == "cpu":
+        return _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset)
+    if chunk >= n or not inference:
         # Each chunk builds its own mask: autograd needs them (the slopes' gradient), the ONNX tracer
         # follows plain ops, and one chunk has nothing to reuse.
         outputs = [F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=_new_mask(q.dtype, *terms(rows)),
@@ -209,6 +215,25 @@ def attend(
             _write_mask(mask, *terms(rows, None if dist_buffer is None else dist_buffer[:size]))
         out[:, :, rows] = F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask, scale=scale)
     return out
+
+
+def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset) -> torch.Tensor:
+    """`attend` through the C++ kernel (basam.kernels), which adds the rel-pos term and the bias per
+    tile of scores: no mask is written. Chunks bound only the rel-pos terms, (B, heads, rows, H + W)."""
+    b, heads, n, _ = q.shape
+    chunk = max(1, mode.chunk_bytes // (b * heads * sum(grid_hw) * 4))
+    slopes = q.new_empty(0) if neg_slopes is None else neg_slopes.detach().flatten().float().contiguous()
+    out = q.new_empty(b, n, heads, v.shape[-1]).transpose(1, 2)
+    for rows in _chunks(n, chunk):
+        rel_h, rel_w = rel_pos(rows)
+        if gain is not None:
+            rel_h, rel_w = gain * rel_h, gain * rel_w
+        kernel.relpos_attention(q[:, :, rows], k, v, rel_h.contiguous(), rel_w.contiguous(), out[:, :, rows],
+                                rows.start, scale, slopes, offset, _KERNEL_DISTANCES.index(mode.distance))
+    return out
+
+
+_KERNEL_DISTANCES = ("euclidean", "manhattan", "raster")  # the kernel's distance codes
 
 
 def _chunks(n: int, chunk: int) -> list[slice]:

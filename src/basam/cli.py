@@ -9,6 +9,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from .kernels import KernelBuildError
+
 # name → (module, attribute prefix, one-line help)
 COMMANDS = {
     "predict": ("basam.cli", "predict", "segment one image from points/boxes (or no prompt)"),
@@ -42,6 +44,9 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
     if dtype:
         p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
                        help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
+        p.add_argument("--fused-attention", action="store_true",
+                       help="fp32 CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
+                            "compiler; README, \"Speed and precision on a CPU\")")
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:
@@ -61,8 +66,10 @@ def add_resolution_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace, attn: str | None = None):
-    from . import load_model
+    from . import load_model, use_fused_attention
 
+    if getattr(args, "fused_attention", False):
+        use_fused_attention()
     return load_model(args.model, checkpoint=args.checkpoint, attn=attn or args.attn, device=args.device,
                       dtype=getattr(args, "dtype", "fp32"), **attention_overrides(args))
 
@@ -184,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         if out and Path(out).exists() and not Path(out).is_dir():
             raise ValueError(f"--out {out} is an existing file; give a folder")
         return run(args) or 0
-    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KernelBuildError) as e:
         print(f"basam {name}: error: {e}", file=sys.stderr)
         return 2
 

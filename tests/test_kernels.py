@@ -1,0 +1,80 @@
+"""The opt-in C++ attention kernel (basam.use_fused_attention): it is compiled here with the
+machine's C++ compiler, and must give the default path's outputs for every attention setting."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import basam
+from basam.attention import BlockAttentionMode, attend
+from basam.config import MODEL_CONFIGS, AttentionConfig
+from basam.kernels import fused_kernel
+from basam.modeling.image_encoder import decomposed_rel_pos
+
+
+@pytest.fixture(scope="module")
+def fused():
+    basam.use_fused_attention()
+    yield fused_kernel()
+    basam.use_fused_attention(False)
+
+
+# "tiny" with a 5-token window, so that the 16×16 grid at 256 px needs padded windows.
+CONFIG = dataclasses.replace(MODEL_CONFIGS["tiny"], window_size=5)
+
+
+@pytest.mark.parametrize("attn, overrides, size, windows", [
+    ("sam", {}, 256, None),
+    ("sam", {}, 352, "scaled"),
+    ("basam", {}, 384, None),  # above the training size: the bias acts beyond the `train` offset
+    ("basam", {"bm_offset": "0", "bm_blocks": "all", "bm_distance": "manhattan"}, 256, None),
+    ("bm", {"bm_offset": "1", "bm_distance": "raster"}, 320, "scaled"),
+    ("official", {}, 320, None),
+    ("basam", {"chunk_mb": 0.01}, 384, None),  # many chunks of query rows
+])
+def test_fused_kernel_equals_the_default_path(fused, attn, overrides, size, windows):
+    torch.manual_seed(0)
+    cfg = AttentionConfig.from_preset(attn, **overrides)
+    model = basam.Sam(CONFIG, cfg).eval()
+    with torch.no_grad():  # non-zero rel-pos tables, slopes and gain, so that each term matters
+        for name, p in model.image_encoder.named_parameters():
+            if "rel_pos" in name or "relpos_gain" in name:
+                p.normal_(0, 0.5)
+    x = torch.randn(2, 3, size, size)
+    basam.use_fused_attention(False)
+    with torch.no_grad():
+        reference = model.image_encoder(x, windows=windows)
+    basam.use_fused_attention()
+    with torch.no_grad():
+        got = model.image_encoder(x, windows=windows)
+    assert (got - reference).abs().max() <= 1e-5
+
+
+def test_fused_kernel_equals_sdpa_with_a_large_bias(fused):
+    # Scores far apart (a steep bias): the running softmax must rescale what it summed so far.
+    torch.manual_seed(1)
+    grid, heads, d = (24, 40), 4, 16
+    n = grid[0] * grid[1]
+    q, k, v = (torch.randn(1, heads, n, d) * 3 for _ in range(3))
+    mode = BlockAttentionMode(AttentionConfig.from_preset("basam", bm_offset="0", bm_slope_scale=8.0), heads, d, True,
+                              grid, grid)
+    rel_h, rel_w = torch.randn(2 * grid[0] - 1, d), torch.randn(2 * grid[1] - 1, d)
+
+    def run(q, k, v, rel_h, rel_w):
+        with torch.no_grad():
+            return attend(q, k, v, grid, mode, 0.3, decomposed_rel_pos(q, grid, rel_h, rel_w))
+
+    fused_out = run(q, k, v, rel_h, rel_w)
+    exact = run(*(t.double() for t in (q, k, v, rel_h, rel_w)))  # float64 takes the default path
+    basam.use_fused_attention(False)
+    try:
+        sdpa_out = run(q, k, v, rel_h, rel_w)
+    finally:
+        basam.use_fused_attention()
+    fused_error, sdpa_error = ((out.double() - exact).abs().max().item() for out in (fused_out, sdpa_out))
+    assert fused_error <= max(2 * sdpa_error, 1e-6)
+    assert fused_error <= 1e-5 * exact.abs().max().item()
