@@ -87,6 +87,11 @@ def speed(args) -> None:
             outs["ours fp32 fused"] = ours(x)
         C.basam.use_fused_attention(False)
         cands["ours fp32 fused"] = lambda: _fused_call(ours, x)
+        C.basam.use_fused_attention()
+        with torch.no_grad():
+            outs["ours bf16 fused"] = ours_bf16(x)
+        C.basam.use_fused_attention(False)
+        cands["ours bf16 fused"] = lambda: _fused_call(ours_bf16, x)
     except C.basam.kernels.KernelBuildError as e:
         print(f"fused attention kernel skipped: {e}")
     compile_note = ""

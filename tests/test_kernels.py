@@ -78,3 +78,21 @@ def test_fused_kernel_equals_sdpa_with_a_large_bias(fused):
     fused_error, sdpa_error = ((out.double() - exact).abs().max().item() for out in (fused_out, sdpa_out))
     assert fused_error <= max(2 * sdpa_error, 1e-6)
     assert fused_error <= 1e-5 * exact.abs().max().item()
+
+
+def test_bf16_encoder_through_the_kernel_is_as_close_to_fp32(fused):
+    # bf16 weights: the kernel computes the attention in float32, so it may only get closer to fp32.
+    from basam.precision import set_precision
+
+    torch.manual_seed(0)
+    model = basam.Sam(CONFIG, AttentionConfig.from_preset("basam")).eval()
+    x = torch.randn(1, 3, 384, 384)
+    basam.use_fused_attention(False)
+    with torch.no_grad():
+        reference = model.image_encoder(x)
+        set_precision(model, "bf16")
+        default_bf16 = model.image_encoder(x)
+        basam.use_fused_attention()
+        fused_bf16 = model.image_encoder(x)
+    default_error, fused_error = ((out - reference).abs().max().item() for out in (default_bf16, fused_bf16))
+    assert 0 < fused_error <= 1.2 * default_error + 1e-3

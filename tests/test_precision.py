@@ -109,3 +109,20 @@ def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd
     assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "has no native bf16" in err
+
+
+@pytest.mark.parametrize("cap", [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
+def test_a_capped_instruction_set_is_not_native_bf16(cap):
+    """How the AVX2 figures are measured on an AVX-512 machine: with the caps in force, `auto` must
+    not pick bf16, whatever /proc/cpuinfo lists."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, basam.precision as p; "
+            "print(p.native_bf16(), p.auto_precision(torch.device('cpu')), p.describe_cpu())")
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True,
+                         timeout=120, check=True)
+    native, auto, described = run.stdout.split(" ", 2)
+    assert (native, auto) == ("False", "fp32")
+    assert "capped: " + " ".join(f"{k}={v}" for k, v in cap.items()) in described

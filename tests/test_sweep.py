@@ -49,6 +49,17 @@ def test_sweep_reproduces_the_window_scale_tool(tiny_ckpt, tmp_path, capsys):
     assert abs(fixed["MAE"] - scaled["MAE"]) > 1e-4
 
 
+def test_sweep_encodes_in_the_precision_asked(tiny_ckpt, tmp_path):
+    # --dtype used to be accepted and ignored: int8 must move the scores, a little.
+    assert main(["sweep", "--data", "synth:all", "--n", "1", "--model", "tiny", "--checkpoint", str(tiny_ckpt),
+                 "--attn", "sam", "--resolution", "128", "--prompt", "box", "--dtype", "int8",
+                 "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "sweep.json").read_text())
+    (fp32,) = (r for r in json.loads(REFERENCE.read_text())
+               if (r["preset"], r["prompt"], r["resolution"]) == ("windows fixed", "box", "128"))
+    assert 0 < abs(row["MAE"] - fp32["MAE"]) < 0.05
+
+
 def test_a_failing_resolution_keeps_the_finished_ones(tiny_ckpt, tmp_path):
     model = basam.load_model("tiny", checkpoint=tiny_ckpt)
     rows = sweep_rows(["sam"], ["fixed", "scaled"], {})

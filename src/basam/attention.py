@@ -191,8 +191,8 @@ def attend(
 
     inference = not (torch.is_grad_enabled() or torch.jit.is_tracing())
     kernel = fused_kernel()
-    if kernel is not None and inference and rel_pos is not None and pos_bias is None and q.dtype == torch.float32 \
-            and q.device.type == "cpu":
+    if kernel is not None and inference and rel_pos is not None and pos_bias is None \
+            and q.dtype in (torch.float32, torch.bfloat16) and q.device.type == "cpu":
         return _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset)
     if chunk >= n or not inference:
         # Each chunk builds its own mask: autograd needs them (the slopes' gradient), the ONNX tracer
@@ -219,7 +219,10 @@ def attend(
 
 def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset) -> torch.Tensor:
     """`attend` through the C++ kernel (basam.kernels), which adds the rel-pos term and the bias per
-    tile of scores: no mask is written. Chunks bound only the rel-pos terms, (B, heads, rows, H + W)."""
+    tile of scores: no mask is written. Chunks bound only the rel-pos terms, (B, heads, rows, H + W).
+    The kernel computes in float32; bf16 inputs are cast to it and the output back."""
+    dtype = q.dtype
+    q, k, v = q.float(), k.float(), v.float()
     b, heads, n, _ = q.shape
     chunk = max(1, mode.chunk_bytes // (b * heads * sum(grid_hw) * 4))
     slopes = q.new_empty(0) if neg_slopes is None else neg_slopes.detach().flatten().float().contiguous()
@@ -228,9 +231,9 @@ def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slop
         rel_h, rel_w = rel_pos(rows)
         if gain is not None:
             rel_h, rel_w = gain * rel_h, gain * rel_w
-        kernel.relpos_attention(q[:, :, rows], k, v, rel_h.contiguous(), rel_w.contiguous(), out[:, :, rows],
-                                rows.start, scale, slopes, offset, _KERNEL_DISTANCES.index(mode.distance))
-    return out
+        kernel.relpos_attention(q[:, :, rows], k, v, rel_h.float().contiguous(), rel_w.float().contiguous(),
+                                out[:, :, rows], rows.start, scale, slopes, offset, _KERNEL_DISTANCES.index(mode.distance))
+    return out.to(dtype)
 
 
 _KERNEL_DISTANCES = ("euclidean", "manhattan", "raster")  # the kernel's distance codes

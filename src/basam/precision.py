@@ -15,6 +15,7 @@ prompt's time), and the encoder takes and returns float32, so callers never see 
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -38,18 +39,32 @@ def cpu_flags() -> set[str]:
 
 
 def native_bf16() -> bool:
-    """True where bf16 matrix products run in hardware: AVX512_BF16 or AMX-BF16 (x86), BF16 (Arm)."""
+    """True where bf16 matrix products run in hardware: AVX512_BF16 or AMX-BF16 (x86), BF16 (Arm),
+    and the process has not capped the instruction sets below them (ATEN_CPU_CAPABILITY,
+    ONEDNN_MAX_CPU_ISA: how the AVX2 figures were measured on an AVX-512 machine)."""
     flags = cpu_flags()
-    if flags:
-        return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    if not flags:
+        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    if "avx2" in flags and (torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT") or not _onednn_allows_bf16()):
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def _onednn_allows_bf16() -> bool:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return cap == "ALL" or any(isa in cap for isa in ("BF16", "AMX", "FP16", "AVX10"))
 
 
 def describe_cpu() -> str:
-    """One line for every timing: ATen's capability plus the bf16/int8 features that decide speed."""
+    """One line for every timing: ATen's capability plus the bf16/int8 features that decide speed,
+    and the instruction-set caps in force, if any."""
     flags = cpu_flags()
     extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni") if f in flags]
-    return f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(extras) or 'no bf16/vnni'}), {torch.get_num_threads()} threads"
+    caps = [f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+            if os.environ.get(v)]
+    capped = f", capped: {' '.join(caps)}" if caps else ""
+    return (f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(extras) or 'no bf16/vnni'}{capped}), "
+            f"{torch.get_num_threads()} threads")
 
 
 def auto_precision(device: torch.device) -> str:

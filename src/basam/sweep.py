@@ -125,7 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from . import load_model
+    from . import load_model, use_fused_attention
     from .cli import attention_overrides
 
     # Every argument is checked before the first image is encoded.
@@ -151,7 +151,10 @@ def run(args) -> int:
             raise ValueError(f"synthetic data is rendered at a size N (square): give N or --render-size, not {column.label}")
     settings = replace(settings_from_args(args, first, prompts[0]), group_by_prefix=args.group_by_prefix or synth)  # per family
     rank, world = distributed.setup(args.device)
-    model = load_model(args.model, checkpoint=args.checkpoint, attn=rows[0].attention, device=args.device)
+    if args.fused_attention:
+        use_fused_attention()
+    model = load_model(args.model, checkpoint=args.checkpoint, attn=rows[0].attention, device=args.device,
+                       dtype=args.dtype)
 
     def open_data(column: Column):
         return open_eval_data(args.data, args.split, column.render_size, args.n) if synth else first
