@@ -12,11 +12,13 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
 1. speed at 1024 px: ours fp32, ours under torch.autocast("cpu", bfloat16), ours with
    load_model's dtype="bf16" (weights cast once) and dtype="int8" (dynamic quantization of the
    linear layers), optionally ours through torch.compile (fp32 and bf16), each against the
-   official fp32 forward; accuracy of each against the official fp32 embeddings. vit_t
-   (MobileSAM's TinyViT, its own random weights) in fp32 and bf16 is timed in the same rounds.
-   Then time(2048)/time(1024) for vit_b and vit_t, fp32 (--scaling-repeats rounds, alternating).
+   official fp32 forward; accuracy of each against the official fp32 embeddings. Ours fp32 and
+   bf16 weights again with basam.use_fused_attention() (the C++ kernel; skipped with its reason if
+   it cannot be built). vit_t (MobileSAM's TinyViT, its own random weights) in fp32 and bf16 is
+   timed in the same rounds. Then time(2048)/time(1024) for vit_b (also fused) and vit_t, fp32
+   (--scaling-repeats rounds, alternating).
 2. masks: (a) the trained default model on held-out synthetic scenes (box and point prompts,
-   through the Predictor): each dtype's masks against fp32; (b) a full random-weight vit_b Sam,
+   through the Predictor): each dtype's masks, with and without the fused kernel, against fp32; (b) a full random-weight vit_b Sam,
    box prompts, low-res logits upsampled to 1024 and thresholded at 0: bf16 (autocast, weights
    cast) and int8 masks against fp32 masks (IoU and pixel agreement).
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
@@ -210,12 +212,18 @@ def trained_masks(args) -> None:
     from basam.precision import describe_cpu
 
     print(f"\n## 2a. Masks of the trained default model: each dtype vs fp32 (cpu: {describe_cpu()})\n", flush=True)
-    print("| size | dtype | masks | IoU min | IoU mean | encoder s (median) |")
-    print("|------|-------|-------|---------|----------|--------------------|")
+    print("| size | dtype      | masks | IoU min | IoU mean | encoder s (median) |")
+    print("|------|------------|-------|---------|----------|--------------------|")
     for size, n in ((256, args.mask_scenes), (1024, max(1, args.mask_scenes // 4))):
         scenes = [s.load() for s in SynthDataset(("salient", "camouflaged", "thin", "lesion"), n, size)]
         results = {}
-        for dtype in ("fp32", "bf16", "int8"):
+        for label, dtype, fused in (("fp32", "fp32", False), ("fp32 fused", "fp32", True), ("bf16", "bf16", False),
+                                    ("bf16 fused", "bf16", True), ("int8", "int8", False)):
+            try:
+                C.basam.use_fused_attention(fused)
+            except C.basam.kernels.KernelBuildError as e:
+                print(f"| {size:>4} | {label:<10} | skipped: {e} |")
+                continue
             predictor = C.basam.Predictor(C.basam.load_model("default", dtype=dtype), resolution=size)
             masks, seconds = [], []
             for image, gt in scenes:
@@ -226,9 +234,10 @@ def trained_masks(args) -> None:
                                                multimask_output=False)[0][0])
                 point = np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]])
                 masks.extend(predictor.predict(point_coords=point, point_labels=np.array([1]))[0])
-            results[dtype] = masks
+            C.basam.use_fused_attention(False)
+            results[label] = masks
             ious = [_iou(a, b) for a, b in zip(results["fp32"], masks)]
-            print(f"| {size:>4} | {dtype:<5} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
+            print(f"| {size:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
                   f"{C.med(seconds):18.3f} |", flush=True)
 
 
