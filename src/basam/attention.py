@@ -18,7 +18,9 @@ nothing inside it. A numeric offset stays in tokens. At the training size w' = w
 
 Memory: scores are never materialised for all queries at once. Queries are processed in chunks so
 that one chunk's (B, heads, chunk, N) mask stays under `AttentionConfig.chunk_mb`; the bias is
-built per chunk from a cached distance table (kept only while that table itself is small).
+built per chunk from a cached distance table (kept only while that table itself is small). With
+`basam.use_fused_attention()` CPU inference adds the same terms per tile of scores in C++
+(kernels/relpos_attention.cpp), and no mask is written at all.
 """
 
 from __future__ import annotations
