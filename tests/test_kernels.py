@@ -96,3 +96,20 @@ def test_bf16_encoder_through_the_kernel_is_as_close_to_fp32(fused):
         fused_bf16 = model.image_encoder(x)
     default_error, fused_error = ((out - reference).abs().max().item() for out in (default_bf16, fused_bf16))
     assert 0 < fused_error <= 1.2 * default_error + 1e-3
+
+
+def test_a_failed_build_is_one_line_and_exit_2(tmp_path):
+    # No compiler: the flag's command stops with the reason, not a traceback.
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"))
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(image)
+    run = subprocess.run([sys.executable, "-m", "basam.cli", "predict", str(image), "--model", "tiny",
+                          "--fused-attention", "--out", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"basam predict: error: cannot build the fused attention kernel: no C++ compiler ({env['CXX']} not found; "
+        "install g++ or set CXX)"]
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,8 @@ compiler and ninja are needed; about a minute), once per CPU capability, and cac
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -39,6 +41,13 @@ def fused_kernel():
 def _build():
     from torch.utils import cpp_extension
 
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise KernelBuildError(f"cannot build the fused attention kernel: no C++ compiler ({compiler} not found; "
+                               "install g++ or set CXX)")
+    if not cpp_extension.is_ninja_available():
+        raise KernelBuildError("cannot build the fused attention kernel: ninja not found (apt-get install "
+                               "ninja-build, or pip install ninja in an activated environment)")
     capability = torch.backends.cpu.get_cpu_capability()
     isa = {"AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mavx2"],
            "AVX2": ["-mavx2", "-mfma"]}.get(capability, [])
@@ -51,7 +60,7 @@ def _build():
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
-    except Exception as e:  # the builder raises several kinds (no compiler, no ninja, compile errors)
+    except Exception as e:  # the builder raises several kinds (compile errors, a failed import)
         lines = str(e).strip().splitlines() or [type(e).__name__]
-        reason = next((line for line in lines if "error" in line.lower()), lines[-1])
-        raise KernelBuildError(f"cannot build the fused attention kernel: {reason.strip()}") from e
+        reason = next((line for line in lines if "error:" in line), lines[-1])
+        raise KernelBuildError(f"cannot build the fused attention kernel: {reason.strip()[:300]}") from e
