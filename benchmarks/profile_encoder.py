@@ -20,7 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import image, official_encoder, ours_from, resize_official_pos_embed_  # noqa: E402
+from _common import basam, image, official_encoder, ours_from, resize_official_pos_embed_  # noqa: E402
 
 
 def main() -> None:
@@ -33,8 +33,6 @@ def main() -> None:
     p.add_argument("--fused", action="store_true")
     args = p.parse_args()
     if args.keep_memory:
-        import basam
-
         basam.keep_freed_memory()
     torch.set_num_threads(args.threads)
     print(f"cpu capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
@@ -46,8 +44,6 @@ def main() -> None:
     x = image(args.size)
     for impl in args.impl.split(","):
         encoder = official if impl == "official" else ours_from(official)
-        import basam
-
         basam.use_fused_attention(args.fused and impl != "official")
         with torch.no_grad():
             encoder(x)
