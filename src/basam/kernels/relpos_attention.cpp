@@ -45,15 +45,32 @@ void matmul(int m, int n, int k, const float* a, int lda, const float* b, int ld
   SGEMM("N", "N", &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc);
 }
 
-float excess_distance(int64_t query, int64_t key, int64_t grid_w, int distance, float offset) {
-  float dist;
-  if (distance == 2) {  // raster
-    dist = std::fabs(static_cast<float>(query - key));
-  } else {
-    float dy = static_cast<float>(query / grid_w - key / grid_w), dx = static_cast<float>(query % grid_w - key % grid_w);
-    dist = distance == 1 ? std::fabs(dy) + std::fabs(dx) : std::sqrt(dy * dy + dx * dx);
+// s[t] = s[t]·scale + add_h + rel_w[t] − slope·max(0, dist − offset) for a run of keys on one grid
+// row (key_row, columns col … col + run − 1) and the query token (query_row, query_col).
+// Written as plain loops over t, so that the compiler vectorises them (sqrt too, with -fno-math-errno).
+void add_terms(float* s, int64_t run, float scale, float add_h, const float* rel_w, bool bias, float slope,
+               float offset, int distance, int64_t query_row, int64_t query_col, int64_t key_row, int64_t col,
+               int64_t grid_w) {
+  if (!bias) {
+    for (int64_t t = 0; t < run; ++t) s[t] = s[t] * scale + add_h + rel_w[t];
+    return;
   }
-  return std::max(dist - offset, 0.0f);
+  const float dy = static_cast<float>(query_row - key_row), qx = static_cast<float>(query_col - col);
+  if (distance == 0) {  // euclidean
+    for (int64_t t = 0; t < run; ++t) {
+      const float dx = qx - static_cast<float>(t);
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::sqrt(dy * dy + dx * dx) - offset, 0.0f);
+    }
+  } else if (distance == 1) {  // manhattan
+    for (int64_t t = 0; t < run; ++t) {
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::fabs(dy) + std::fabs(qx - static_cast<float>(t)) - offset, 0.0f);
+    }
+  } else {  // raster: |query − key| in row-major order
+    const float first = static_cast<float>((query_row - key_row) * grid_w) + qx;
+    for (int64_t t = 0; t < run; ++t) {
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::fabs(first - static_cast<float>(t)) - offset, 0.0f);
+    }
+  }
 }
 
 }  // namespace
@@ -96,16 +113,14 @@ void relpos_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
           const float* rh_i = rh + i * grid_h;
           const float* rw_i = rw + i * grid_w;
           // The keys k0 … k0 + nk − 1 split into runs along grid rows: one rel_h value per run.
+          const int64_t query = first_row + r0 + i;
+          const float slope = bias ? slopes[h] : 0.0f;
           for (int64_t j = 0; j < nk;) {
             const int64_t key = k0 + j, key_row = key / grid_w, col = key % grid_w;
             const int64_t run = std::min<int64_t>(nk - j, grid_w - col);
-            const float add_h = rh_i[key_row];
-            for (int64_t t = 0; t < run; ++t) s[j + t] = s[j + t] * fscale + add_h + rw_i[col + t];
+            add_terms(s + j, run, fscale, rh_i[key_row], rw_i + col, bias, slope, foffset, static_cast<int>(distance),
+                      query / grid_w, query % grid_w, key_row, col, grid_w);
             j += run;
-          }
-          if (bias) {
-            const float slope = slopes[h];
-            for (int64_t j = 0; j < nk; ++j) s[j] += slope * excess_distance(first_row + r0 + i, k0 + j, grid_w, distance, foffset);
           }
           // Running softmax: rescale what was summed so far to the new row maximum.
           const float new_max = std::max(row_max[i], at::vec::reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, s, nk));
