@@ -168,11 +168,7 @@ class Attention(nn.Module):
         Returns (B, H, W, C)."""
         b, h, w, c = x.shape
         image_grid = image_grid or (h, w)
-        qkv = linear(self.qkv, x)
-        if window:
-            # SAM pads the normed tokens with zeros and then applies qkv; qkv is per token, so the
-            # padding is filled with qkv(0) instead, without multiplying the padding.
-            qkv, padded = window_partition(qkv, window, fill=self.qkv(x.new_zeros(1, c)))
+        qkv, padded = self.windowed_qkv(x, window) if window else (linear(self.qkv, x), None)
         tiles, th, tw = qkv.shape[:3]
         qkv = qkv.reshape(tiles, th * tw, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each tiles, heads, N, d
@@ -182,6 +178,30 @@ class Attention(nn.Module):
         if window:
             out = window_unpartition(out, window, padded, (h, w))
         return linear(self.proj, out)
+
+    def windowed_qkv(self, x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """qkv of x (B, H, W, C) as windows (B·nW, window, window, 3C), with the grid padded up to
+        multiples of the window (the padded H, W are returned too).
+
+        SAM pads the normed tokens with zeros and then applies qkv to the padding as well; qkv is per
+        token, so the padding gets qkv of one zero token instead. One band of window rows at a time:
+        the whole grid's qkv (0.6 GB for ViT-B at 4096 px) never exists beside its windowed copy.
+        """
+        b, h, w, c = x.shape
+        hp, wp = h + -h % window, w + -w % window
+        fill = self.qkv(x.new_zeros(1, c))[0]
+        windows = None  # B, nH, nW, window, window, 3C
+        for i, top in enumerate(range(0, hp, window)):
+            band = linear(self.qkv, x[:, top : top + window])
+            if band.shape[1] < window or w < wp:
+                full = band.new_empty(b, window, wp, band.shape[-1])
+                full[:, : band.shape[1], :w] = band
+                full[:, band.shape[1] :], full[:, :, w:] = fill, fill
+                band = full
+            if windows is None:
+                windows = band.new_empty(b, hp // window, wp // window, window, window, band.shape[-1])
+            windows[:, i] = band.view(b, window, wp // window, window, -1).transpose(1, 2)
+        return windows.view(-1, window, window, windows.shape[-1]), (hp, wp)
 
 
 def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
@@ -216,20 +236,12 @@ def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: tor
     return rows_terms
 
 
-def window_partition(x: torch.Tensor, window: int, fill: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, H, W, C) → (B·nW, window, window, C), padding H and W up to multiples of window with
-    zeros, or with `fill` (C,) (broadcastable to a token) when given."""
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) → (B·nW, window, window, C), zero-padding H and W up to multiples of window."""
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
     if pad_h or pad_w:
-        if fill is None:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        else:
-            padded = x.new_empty(b, h + pad_h, w + pad_w, c)
-            fill = fill.reshape(c).to(x.dtype)
-            padded[:, h:], padded[:, :h, w:], padded[:, :h, :w] = fill, fill, x
-            x = padded
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
     x = x.view(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, window, window, c), (hp, wp)
