@@ -29,7 +29,7 @@ extern "C" int MKL_SET_NUM_THREADS_LOCAL(const int* threads);  // the Fortran in
 namespace {
 
 using Vec = at::vec::Vectorized<float>;
-constexpr int kQueryBlock = 64;
+constexpr int kQueryBlock = 256;
 constexpr int kKeyBlock = 512;
 
 // Row-major C (m×n) = A (m×k) · Bᵀ, B given as (n×k): in column-major terms Cᵀ = B · Aᵀ.
