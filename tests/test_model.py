@@ -188,3 +188,18 @@ def test_fused_linear_equals_the_layer_and_keeps_its_hooks():
         layer = layer.float()
         layer.register_forward_hook(lambda module, inputs, output: output + 1)  # as LoRA's hook
         assert torch.equal(linear(layer, x), layer(x))
+
+
+def test_bf16_encoder_runs_where_onednn_has_no_bf16():
+    # On an AVX2-only CPU oneDNN's bf16 linear fails; `linear()` must then take nn.Linear. The cap
+    # stands in for such a CPU here.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch, basam; m = basam.load_model('tiny', dtype='bf16'); "
+            "torch.set_grad_enabled(False); print(tuple(m.image_encoder(torch.randn(1, 3, 64, 64)).shape))")
+    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.strip() == "(1, 32, 4, 4)"
