@@ -99,11 +99,14 @@ def test_cli_dtype_flag(tmp_path, capsys):
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
-def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd):
-    """This machine has avx512_bf16; an AVX2-only CPU is stood in for by the feature probe."""
+def test_without_native_bf16_auto_is_int8_on_avx2_and_bf16_warns_once(monkeypatch, capfd):
+    """This machine has avx512_bf16; an AVX2-only CPU is stood in for by the feature probe, and a
+    CPU without AVX2 (not x86, or older) by the flags."""
     import basam.precision
 
     monkeypatch.setattr(basam.precision, "native_bf16", lambda: False)
+    assert basam.load_model("tiny", dtype="auto").precision == "int8"
+    monkeypatch.setattr(basam.precision, "cpu_flags", lambda: {"sse4_2"})
     assert basam.load_model("tiny", dtype="auto").precision == "fp32"
     capfd.readouterr()
     assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
@@ -114,7 +117,7 @@ def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd
 @pytest.mark.parametrize("cap", [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
 def test_a_capped_instruction_set_is_not_native_bf16(cap):
     """How the AVX2 figures are measured on an AVX-512 machine: with the caps in force, `auto` must
-    not pick bf16, whatever /proc/cpuinfo lists."""
+    pick what it picks on an AVX2 CPU, not bf16, whatever /proc/cpuinfo lists."""
     import os
     import subprocess
     import sys
@@ -124,5 +127,5 @@ def test_a_capped_instruction_set_is_not_native_bf16(cap):
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True,
                          timeout=120, check=True)
     native, auto, described = run.stdout.split(" ", 2)
-    assert (native, auto) == ("False", "fp32")
+    assert (native, auto) == ("False", "int8")
     assert "capped: " + " ".join(f"{k}={v}" for k, v in cap.items()) in described

@@ -45,8 +45,8 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
         p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
                        help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
         p.add_argument("--fused-attention", action="store_true",
-                       help="fp32 CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
-                            "compiler; README, \"Speed and precision on a CPU\")")
+                       help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
+                            "compiler and ninja; README, \"Speed and precision on a CPU\")")
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:

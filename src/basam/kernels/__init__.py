@@ -3,8 +3,9 @@
 `relpos_attention.cpp` adds SAM's rel-pos term (and BA-SAM's bias) to each tile of attention
 scores as it computes them, where the default path writes them into a mask that PyTorch's fused
 attention then reads. It is compiled on first use with torch's C++ extension builder (a C++
-compiler and ninja are needed; about a minute), once per CPU capability, and cached by torch
-(~/.cache/torch_extensions). Float32 inference only; everything else takes the default path.
+compiler and ninja are needed; about 30 s on 2 cores), once per CPU capability, and cached by
+torch (~/.cache/torch_extensions). It serves CPU inference and computes in float32 (bf16 inputs are
+cast for it); training, tracing and TinyViT's attention take the default path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class KernelBuildError(RuntimeError):
 
 
 def use_fused_attention(enable: bool = True) -> None:
-    """Route float32 CPU inference of the ViT encoder's attention through the C++ kernel (compiling
+    """Route CPU inference of the ViT encoder's attention through the C++ kernel (compiling
     it first if needed), or back to PyTorch's attention with enable=False. Raises KernelBuildError
     with the compiler's complaint if it cannot be built."""
     global _built, _enabled

@@ -45,7 +45,7 @@ void matmul(int m, int n, int k, const float* a, int lda, const float* b, int ld
   SGEMM("N", "N", &n, &m, &k, &one, b, &ldb, a, &lda, &beta, c, &ldc);
 }
 
-// s[t] = s[t]·scale + add_h + rel_w[t] − slope·max(0, dist − offset) for a run of keys on one grid
+// s[t] = s[t]·scale + add_h + rel_w[t] + slope·max(0, dist − offset), slope = −m_h, for a run of keys on one grid
 // row (key_row, columns col … col + run − 1) and the query token (query_row, query_col).
 // Written as plain loops over t, so that the compiler vectorises them (sqrt too, with -fno-math-errno).
 void add_terms(float* s, int64_t run, float scale, float add_h, const float* rel_w, bool bias, float slope,
@@ -59,16 +59,19 @@ void add_terms(float* s, int64_t run, float scale, float add_h, const float* rel
   if (distance == 0) {  // euclidean
     for (int64_t t = 0; t < run; ++t) {
       const float dx = qx - static_cast<float>(t);
-      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::sqrt(dy * dy + dx * dx) - offset, 0.0f);
+      const float dist = std::sqrt(dy * dy + dx * dx);
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
     }
   } else if (distance == 1) {  // manhattan
     for (int64_t t = 0; t < run; ++t) {
-      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::fabs(dy) + std::fabs(qx - static_cast<float>(t)) - offset, 0.0f);
+      const float dist = std::fabs(dy) + std::fabs(qx - static_cast<float>(t));
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
     }
   } else {  // raster: |query − key| in row-major order
     const float first = static_cast<float>((query_row - key_row) * grid_w) + qx;
     for (int64_t t = 0; t < run; ++t) {
-      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(std::fabs(first - static_cast<float>(t)) - offset, 0.0f);
+      const float dist = std::fabs(first - static_cast<float>(t));
+      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
     }
   }
 }
@@ -85,16 +88,22 @@ void relpos_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   TORCH_CHECK(rel_h.is_contiguous() && rel_w.is_contiguous(), "relpos_attention: rel terms must be contiguous");
   const int64_t batch = q.size(0), heads = q.size(1), rows = q.size(2), d = q.size(3);
   const int64_t n = k.size(2), dv = v.size(3), grid_h = rel_h.size(3), grid_w = rel_w.size(3);
-  TORCH_CHECK(grid_h * grid_w == n, "relpos_attention: rel terms do not match the key grid");
+  TORCH_CHECK(grid_h * grid_w == n && rel_h.size(2) == rows && rel_w.size(2) == rows,
+              "relpos_attention: rel terms do not match the queries and the key grid");
+  TORCH_CHECK(k.size(0) == batch && v.size(0) == batch && k.size(1) == heads && v.size(1) == heads && k.size(3) == d &&
+              v.size(2) == n && out.size(2) == rows && out.size(3) == dv, "relpos_attention: shapes do not agree");
   const bool bias = neg_slopes.numel() > 0;
   const float* slopes = bias ? neg_slopes.data_ptr<float>() : nullptr;
   const int64_t query_blocks = (rows + kQueryBlock - 1) / kQueryBlock;
   const float fscale = static_cast<float>(scale), foffset = static_cast<float>(offset);
 
+  const auto maximum = [](Vec& x, Vec& y) { return at::vec::maximum(x, y); };
+  const auto sum = [](Vec& x, Vec& y) { return x + y; };
   at::parallel_for(0, batch * heads * query_blocks, 1, [&](int64_t begin, int64_t end) {
     // Each thread runs its own small products: MKL must not start threads of its own inside.
     const int one = 1, mkl_threads = MKL_SET_NUM_THREADS_LOCAL(&one);
-    std::vector<float> scores(kQueryBlock * kKeyBlock), acc(kQueryBlock * dv), row_max(kQueryBlock), row_sum(kQueryBlock);
+    std::vector<float> scores(kQueryBlock * kKeyBlock), acc(kQueryBlock * dv);
+    std::vector<float> row_max(kQueryBlock), row_sum(kQueryBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bh = task / query_blocks, b = bh / heads, h = bh % heads;
       const int64_t r0 = (task % query_blocks) * kQueryBlock, nr = std::min<int64_t>(kQueryBlock, rows - r0);
@@ -118,22 +127,24 @@ void relpos_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
           for (int64_t j = 0; j < nk;) {
             const int64_t key = k0 + j, key_row = key / grid_w, col = key % grid_w;
             const int64_t run = std::min<int64_t>(nk - j, grid_w - col);
-            add_terms(s + j, run, fscale, rh_i[key_row], rw_i + col, bias, slope, foffset, static_cast<int>(distance),
-                      query / grid_w, query % grid_w, key_row, col, grid_w);
+            add_terms(s + j, run, fscale, rh_i[key_row], rw_i + col, bias, slope, foffset,
+                      static_cast<int>(distance), query / grid_w, query % grid_w, key_row, col, grid_w);
             j += run;
           }
           // Running softmax: rescale what was summed so far to the new row maximum.
-          const float new_max = std::max(row_max[i], at::vec::reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, s, nk));
+          const float block_max = at::vec::reduce_all<float>(maximum, s, nk);
+          const float new_max = std::max(row_max[i], block_max);
           const float rescale = std::exp(row_max[i] - new_max);
           row_max[i] = new_max;
           at::vec::map([new_max](Vec x) { return (x - Vec(new_max)).exp_u20(); }, s, s, nk);
-          row_sum[i] = row_sum[i] * rescale + at::vec::reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, s, nk);
+          row_sum[i] = row_sum[i] * rescale + at::vec::reduce_all<float>(sum, s, nk);
           if (k0 > 0) {
             float* a = acc.data() + i * dv;
             for (int64_t c = 0; c < dv; ++c) a[c] *= rescale;
           }
         }
-        matmul(nr, dv, nk, scores.data(), nk, vp + k0 * v.stride(2), v.stride(2), acc.data(), dv, k0 > 0 ? 1.0f : 0.0f);
+        matmul(nr, dv, nk, scores.data(), nk, vp + k0 * v.stride(2), v.stride(2), acc.data(), dv,
+               k0 > 0 ? 1.0f : 0.0f);
       }
       float* op = out.data_ptr<float>() + b * out.stride(0) + h * out.stride(1) + r0 * out.stride(2);
       for (int64_t i = 0; i < nr; ++i) {
