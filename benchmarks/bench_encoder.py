@@ -18,8 +18,8 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    timed in the same rounds. Then time(2048)/time(1024) for vit_b (also fused) and vit_t, fp32
    (--scaling-repeats rounds, alternating).
 2. masks: (a) the trained default model on held-out synthetic scenes (box and point prompts,
-   through the Predictor): each dtype's masks, with and without the fused kernel, against fp32; (b) a full random-weight vit_b Sam,
-   box prompts, low-res logits upsampled to 1024 and thresholded at 0: bf16 (autocast, weights
+   through the Predictor): each dtype's masks, with and without the fused kernel, against fp32;
+   (b) a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and thresholded at 0: bf16 (autocast, weights
    cast) and int8 masks against fp32 masks (IoU and pixel agreement).
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
@@ -84,16 +84,11 @@ def speed(args) -> None:
         "vit_t bf16 weights": lambda: vit_t_bf16(x),
     }
     try:
-        C.basam.use_fused_attention()
-        with torch.no_grad():
-            outs["ours fp32 fused"] = ours(x)
+        C.basam.use_fused_attention()  # builds the kernel, or says why it cannot
         C.basam.use_fused_attention(False)
-        cands["ours fp32 fused"] = lambda: _fused_call(ours, x)
-        C.basam.use_fused_attention()
-        with torch.no_grad():
-            outs["ours bf16 fused"] = ours_bf16(x)
-        C.basam.use_fused_attention(False)
-        cands["ours bf16 fused"] = lambda: _fused_call(ours_bf16, x)
+        for name, encoder in (("ours fp32 fused", ours), ("ours bf16 fused", ours_bf16)):
+            outs[name] = _fused_call(encoder, x)
+            cands[name] = lambda e=encoder: _fused_call(e, x)
     except C.basam.kernels.KernelBuildError as e:
         print(f"fused attention kernel skipped: {e}")
     compile_note = ""
@@ -150,7 +145,7 @@ def scaling(args) -> None:
              for size, x in ((1024, x1), (2048, x2))}
     names = list(encoders)
     try:
-        C.basam.use_fused_attention()
+        C.basam.use_fused_attention()  # builds the kernel, or says why it cannot
         C.basam.use_fused_attention(False)
         for size, x in ((1024, x1), (2048, x2)):
             cands[f"vit_b fused {size}"] = lambda x=x: _fused_call(encoders["vit_b"], x)
