@@ -19,8 +19,9 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    (--scaling-repeats rounds, alternating).
 2. masks: (a) the trained default model on held-out synthetic scenes (box and point prompts,
    through the Predictor): each dtype's masks, with and without the fused kernel, against fp32;
-   (b) a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and thresholded at 0: bf16 (autocast, weights
-   cast) and int8 masks against fp32 masks (IoU and pixel agreement).
+   (b) a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and
+   thresholded at 0: bf16 (autocast, weights cast) and int8 masks against fp32 masks (IoU and
+   pixel agreement).
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
    replaced by a bicubic resize (its rel-pos tables are resized by the official code itself), and
