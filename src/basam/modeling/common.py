@@ -20,9 +20,9 @@ _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.b
 def linear(layer: nn.Module, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
     """layer(x), followed by an exact (erf) GELU when asked: (..., in) → (..., out).
 
-    A plain nn.Linear in CPU inference, in its own dtype, goes through oneDNN's fused linear; anything
-    else (training, autocast, tracing or compiling, int8 modules, layers with hooks such as LoRA)
-    calls the layer as usual.
+    A plain nn.Linear in CPU inference, in its own dtype (fp32, or bf16 where oneDNN has bf16
+    kernels), goes through oneDNN's fused linear; anything else (training, autocast, tracing or
+    compiling, int8 modules, layers with hooks such as LoRA) calls the layer as usual.
     """
     if _fusable(layer, x):
         return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
