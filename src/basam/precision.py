@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -45,14 +46,16 @@ def native_bf16() -> bool:
     flags = cpu_flags()
     if not flags:
         return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-    if "avx2" in flags and (torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT") or not _onednn_allows_bf16()):
+    if "avx2" in flags and (torch.backends.cpu.get_cpu_capability() in ("AVX2", "DEFAULT") or not onednn_bf16()):
         return False
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def _onednn_allows_bf16() -> bool:
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-    return cap == "ALL" or any(isa in cap for isa in ("BF16", "AMX", "FP16", "AVX10"))
+@cache
+def onednn_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels in this process (not on AVX2-only CPUs, nor under
+    ONEDNN_MAX_CPU_ISA=AVX2: there its bf16 linear layer fails)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def describe_cpu() -> str:

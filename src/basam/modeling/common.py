@@ -5,11 +5,11 @@ Parameter names (lin1/lin2, weight/bias) match the official release so checkpoin
 
 from __future__ import annotations
 
-from functools import cache
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..precision import onednn_bf16
 
 # oneDNN's linear with the bias (and a GELU) fused into the matrix product: on the ViT-B encoder's
 # shapes 5–16% faster than nn.Linear's MKL call in fp32 (34% with the MLP's GELU), 2–8% in bf16
@@ -37,18 +37,12 @@ def _fusable(layer: nn.Module, x: torch.Tensor) -> bool:
         and not (layer._forward_hooks or layer._forward_pre_hooks)
         and x.device.type == "cpu"
         and x.dtype == layer.weight.dtype
-        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _onednn_bf16()))
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16()))
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
     )
-
-
-@cache
-def _onednn_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels here (not on AVX2-only CPUs, where its bf16 linear fails)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class MLPBlock(nn.Module):
