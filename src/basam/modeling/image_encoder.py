@@ -200,7 +200,7 @@ class Attention(nn.Module):
                 band = full
             if windows is None:
                 windows = band.new_empty(b, hp // window, wp // window, window, window, band.shape[-1])
-            windows[:, i] = window_partition(band, window)[0].view(b, wp // window, window, window, -1)
+            windows[:, i] = band.view(b, window, wp // window, window, -1).transpose(1, 2)
         return windows.view(-1, window, window, windows.shape[-1]), (hp, wp)
 
 
