@@ -15,13 +15,13 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    official fp32 forward; accuracy of each against the official fp32 embeddings. Ours fp32 and
    bf16 weights again with basam.use_fused_attention() (the C++ kernel; skipped with its reason if
    it cannot be built). vit_t (MobileSAM's TinyViT, its own random weights) in fp32 and bf16 is
-   timed in the same rounds. Then time(2048)/time(1024) for vit_b (also fused) and vit_t, fp32
-   (--scaling-repeats rounds, alternating).
+   timed in the same rounds. Then time(2048)/time(1024) for vit_b (fp32, fp32 fused, bf16 fused)
+   and vit_t (fp32), --scaling-repeats rounds, alternating.
 2. masks: (a) the trained default model on held-out synthetic scenes (box and point prompts,
    through the Predictor): each dtype's masks, with and without the fused kernel, against fp32;
    (b) a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and
-   thresholded at 0: bf16 (autocast, weights cast) and int8 masks against fp32 masks (IoU and
-   pixel agreement).
+   thresholded at 0: bf16 (autocast, weights cast, weights cast with the fused kernel) and int8
+   masks against fp32 masks (IoU and pixel agreement).
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
    replaced by a bicubic resize (its rel-pos tables are resized by the official code itself), and
@@ -84,14 +84,10 @@ def speed(args) -> None:
         "vit_t fp32": lambda: vit_t(x),
         "vit_t bf16 weights": lambda: vit_t_bf16(x),
     }
-    try:
-        C.basam.use_fused_attention()  # builds the kernel, or says why it cannot
-        C.basam.use_fused_attention(False)
+    if fused_kernel_builds():
         for name, encoder in (("ours fp32 fused", ours), ("ours bf16 fused", ours_bf16)):
             outs[name] = _fused_call(encoder, x)
             cands[name] = lambda e=encoder: _fused_call(e, x)
-    except C.basam.kernels.KernelBuildError as e:
-        print(f"fused attention kernel skipped: {e}")
     compile_note = ""
     if args.compile:
         try:
@@ -135,24 +131,24 @@ def speed(args) -> None:
 
 
 def scaling(args) -> None:
-    """time(2048)/time(1024), fp32, vit_b and vit_t, alternating sizes within each round."""
+    """time(2048)/time(1024): vit_b and vit_t in fp32, vit_b fp32 and bf16 through the fused kernel,
+    alternating sizes within each round."""
     from basam.precision import describe_cpu
 
-    print(f"\n## 1b. time(2048)/time(1024), fp32 ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
+    print(f"\n## 1b. time(2048)/time(1024) ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
           flush=True)
-    encoders = {"vit_b": C.ours_from(C.official_encoder()), "vit_t": C.basam.load_model("vit_t").image_encoder}
+    official = C.official_encoder()
+    encoders = {"vit_b": C.ours_from(official), "vit_t": C.basam.load_model("vit_t").image_encoder}
     x1, x2 = C.image(1024), C.image(2048)
     cands = {f"{name} {size}": (lambda e=enc, x=x: _call(e, x)) for name, enc in encoders.items()
              for size, x in ((1024, x1), (2048, x2))}
     names = list(encoders)
-    try:
-        C.basam.use_fused_attention()  # builds the kernel, or says why it cannot
-        C.basam.use_fused_attention(False)
+    if fused_kernel_builds():
+        vit_b_bf16 = C.ours_from(official, dtype="bf16")
         for size, x in ((1024, x1), (2048, x2)):
             cands[f"vit_b fused {size}"] = lambda x=x: _fused_call(encoders["vit_b"], x)
-        names.append("vit_b fused")
-    except C.basam.kernels.KernelBuildError as e:
-        print(f"fused attention kernel skipped: {e}")
+            cands[f"vit_b bf16 fused {size}"] = lambda x=x: _fused_call(vit_b_bf16, x)
+        names += ["vit_b fused", "vit_b bf16 fused"]
     times = C.alternate(cands, args.scaling_repeats)
     for name in names:
         r, lo, hi = C.ratio(times, f"{name} 2048", f"{name} 1024")
@@ -166,12 +162,28 @@ def _call(m, x):
         return m(x)
 
 
-def _fused_call(m, x):
+@contextlib.contextmanager
+def fused_attention():
     C.basam.use_fused_attention()
     try:
-        return _call(m, x)
+        yield
     finally:
         C.basam.use_fused_attention(False)
+
+
+def fused_kernel_builds() -> bool:
+    """Builds the fused kernel (and leaves it off); False, with the reason printed, if it cannot be built."""
+    try:
+        with fused_attention():
+            return True
+    except C.basam.kernels.KernelBuildError as e:
+        print(f"fused attention kernel skipped: {e}")
+        return False
+
+
+def _fused_call(m, x):
+    with fused_attention():
+        return _call(m, x)
 
 
 def _autocast_call(m, x):
@@ -258,6 +270,8 @@ def masks(args) -> None:
         "bf16 weights encoder": (encoders["bf16 weights"], contextlib.nullcontext, contextlib.nullcontext),
         "int8 encoder": (encoders["int8"], contextlib.nullcontext, contextlib.nullcontext),
     }
+    if fused_kernel_builds():
+        variants["bf16 weights, fused"] = (encoders["bf16 weights"], fused_attention, contextlib.nullcontext)
     results = {}
     with torch.no_grad():
         for name, (encoder, enc_ctx, dec_ctx) in variants.items():

@@ -81,7 +81,8 @@ def test_fused_kernel_equals_sdpa_with_a_large_bias(fused):
 
 
 def test_bf16_encoder_through_the_kernel_is_as_close_to_fp32(fused):
-    # bf16 weights: the kernel computes the attention in float32, so it may only get closer to fp32.
+    # bf16 weights: the kernel keeps the softmax and the rel-pos and bias terms in float32 (and, without
+    # AVX512-BF16, the products too), so it may not stray further from fp32 than the default bf16 path.
     from basam.precision import set_precision
 
     torch.manual_seed(0)
@@ -113,3 +114,33 @@ def test_a_failed_build_is_one_line_and_exit_2(tmp_path):
         f"basam predict: error: cannot build the fused attention kernel: no C++ compiler ({env['CXX']} not found; "
         "install g++ or set CXX)"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("grid, d, dv, first_row", [
+    ((24, 40), 16, 16, 0),  # two key blocks (512 + 448), query rows in tiles of 6 with a tail
+    ((7, 9), 80, 80, 5),  # an odd number of keys, 80 channels (vit_h's heads: 4 + 1 vectors of 16)
+    ((14, 14), 64, 24, 0),  # a vit_b window; fewer value channels than a vector group holds
+])
+def test_bf16_products_match_float32_products(fused, grid, d, dv, first_row):
+    if not fused.bf16_native():
+        pytest.skip("no bf16 products in this build of the kernel (no AVX512-BF16, or a capability capped below "
+                    "AVX512): bf16 inputs take the float32 products")
+    torch.manual_seed(2)
+    heads, n = 3, grid[0] * grid[1]
+    rows = n - first_row
+    q = torch.randn(2, heads, rows, d).bfloat16()
+    k, v = torch.randn(2, heads, n, d).bfloat16(), torch.randn(2, heads, n, dv).bfloat16()
+    rel_h, rel_w = torch.randn(2, heads, rows, grid[0]), torch.randn(2, heads, rows, grid[1])
+    slopes = -torch.rand(heads)
+
+    def run(q, k, v):
+        out = q.new_empty(2, heads, rows, dv)
+        fused.relpos_attention(q, k, v, rel_h, rel_w, out, first_row, d ** -0.5, slopes, 1.0, 0)
+        return out.double()
+
+    native = run(q, k, v)
+    cast = run(q.float(), k.float(), v.float())  # the same bf16 numbers, float32 products
+    # The products round the probabilities to bf16 (as PyTorch's bf16 attention does): a bf16
+    # rounding's worth of difference (2⁻⁸ relative), not more.
+    assert (native - cast).abs().max() <= 2 ** -7 * cast.abs().max()
+    assert (native - cast).abs().mean() <= 2 ** -8 * cast.abs().mean()

@@ -222,9 +222,11 @@ def attend(
 def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset) -> torch.Tensor:
     """`attend` through the C++ kernel (basam.kernels), which adds the rel-pos term and the bias per
     tile of scores: no mask is written. Chunks bound only the rel-pos terms, (B, heads, rows, H + W).
-    The kernel computes in float32; bf16 inputs are cast to it and the output back."""
+    bf16 inputs stay bf16 where the kernel has bf16 products (AVX512-BF16), else they are cast to
+    float32 and the output back."""
     dtype = q.dtype
-    q, k, v = q.float(), k.float(), v.float()
+    if not (dtype == torch.bfloat16 and kernel.bf16_native() and q.shape[-1] % 2 == 0):
+        q, k, v = q.float(), k.float(), v.float()
     b, heads, n, _ = q.shape
     chunk = max(1, mode.chunk_bytes // (b * heads * sum(grid_hw) * 4))
     slopes = q.new_empty(0) if neg_slopes is None else neg_slopes.detach().flatten().float().contiguous()

@@ -4,8 +4,11 @@
 scores as it computes them, where the default path writes them into a mask that PyTorch's fused
 attention then reads. It is compiled on first use with torch's C++ extension builder (a C++
 compiler and ninja are needed; about 30 s on 2 cores), once per CPU capability, and cached by
-torch (~/.cache/torch_extensions). It serves CPU inference and computes in float32 (bf16 inputs are
-cast for it); training, tracing and TinyViT's attention take the default path.
+torch (~/.cache/torch_extensions). It serves CPU inference; training, tracing and TinyViT's
+attention take the default path. float32 products go to MKL; bf16 inputs are multiplied as bf16
+with float32 sums (`bf16_tiles.h`, AVX512-BF16) where the CPU has the instruction
+(`fused_kernel().bf16_native()`), and are cast to float32 elsewhere. The softmax and the rel-pos
+and bias terms are float32 either way.
 """
 
 from __future__ import annotations
