@@ -13,6 +13,7 @@ difference from the float32 output (for bf16, mostly the rounding of the inputs 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -30,10 +31,14 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--attn", default="basam", help="attention preset: its bias, offset and distance")
+    p.add_argument("--attn", default="basam",
+                   help="attention preset: its bias (offset 0, so that it acts at any size) and distance")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    C.basam.use_fused_attention()
+    try:
+        C.basam.use_fused_attention()
+    except C.basam.kernels.KernelBuildError as e:
+        sys.exit(f"bench_kernel: {e}")
     kernel = fused_kernel()
     side, heads, d = args.size // 16, 12, 64
     grid, n = (side, side), side * side
