@@ -139,9 +139,11 @@ def _rss_now_kb(field: str = "VmRSS") -> int:
     return 0
 
 
-def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool = False, fused: bool = False) -> dict:
+def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool = False, fused: bool = False,
+              dtype: str = "fp32") -> dict:
     """Body of the child process: build, record RSS, one forward under no_grad, record peak RSS.
-    keep_memory: apply basam.keep_freed_memory() first; fused: basam.use_fused_attention()."""
+    keep_memory: apply basam.keep_freed_memory() first; fused: basam.use_fused_attention(); dtype:
+    load_model's (ours and vit_t)."""
     if keep_memory:
         basam.keep_freed_memory()
     if fused:
@@ -152,9 +154,9 @@ def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool =
         if size != 1024:
             resize_official_pos_embed_(enc, size // 16)
     elif impl == "vit_t":
-        enc = basam.load_model("vit_t", attn=attn).image_encoder.eval()
+        enc = basam.load_model("vit_t", attn=attn, dtype=dtype).image_encoder.eval()
     else:
-        enc = basam.load_model("vit_b", attn=attn).image_encoder.eval()
+        enc = basam.load_model("vit_b", attn=attn, dtype=dtype).image_encoder.eval()
     x = image(size)
     build_peak = _rss_now_kb("VmHWM")
     build_now = _rss_now_kb()
@@ -165,6 +167,7 @@ def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool =
     peak = _rss_now_kb("VmHWM")
     return {
         "impl": impl, "attn": attn, "size": size, "ok": True, "seconds": dt, "keep_memory": keep_memory, "fused": fused,
+        "dtype": dtype,
         "rss_after_build_gb": build_now / 2**20, "peak_after_build_gb": build_peak / 2**20,
         "peak_rss_gb": peak / 2**20, "out_shape": list(y.shape), "finite": bool(torch.isfinite(y).all()),
     }
@@ -172,7 +175,7 @@ def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool =
 
 def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 2, limit_gb: float | None = None,
                         nice: int = 0, timeout: float | None = None, keep_memory: bool = False,
-                        fused: bool = False) -> dict:
+                        fused: bool = False, dtype: str = "fp32") -> dict:
     """Run mem_child in a fresh interpreter. limit_gb caps the child's address space (RLIMIT_AS) so
     that a forward that does not fit fails with an allocation error instead of waking the OOM killer."""
     code = (
@@ -180,7 +183,7 @@ def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 
         + (f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gb * 2**30)}, {int(limit_gb * 2**30)}))\n" if limit_gb else "")
         + "import _common\n"
         + "try:\n"
-        + f"    r = _common.mem_child({impl!r}, {size}, {attn!r}, {threads}, {keep_memory}, {fused})\n"
+        + f"    r = _common.mem_child({impl!r}, {size}, {attn!r}, {threads}, {keep_memory}, {fused}, {dtype!r})\n"
         + "except (RuntimeError, MemoryError) as e:\n"
         + f"    r = {{'impl': {impl!r}, 'attn': {attn!r}, 'size': {size}, 'ok': False, 'error': type(e).__name__ + ': ' + str(e).splitlines()[0][:160],\n"
         + "         'peak_rss_gb': _common._rss_now_kb('VmHWM') / 2**20}\n"
@@ -216,12 +219,13 @@ MEM_HEADER = ("| model              |  px   | build  | peak   | fwd (s)  |\n"
 def mem_cli(argv: list[str]) -> None:
     """`python _common.py IMPL SIZE [ATTN [THREADS [OPTIONS]]]`: one measurement, printed as a table
     row (for the long 4096 px runs in the background). OPTIONS, comma-separated: `keep` applies
-    basam.keep_freed_memory(), `fused` basam.use_fused_attention()."""
+    basam.keep_freed_memory(), `fused` basam.use_fused_attention(), `bf16` or `int8` the dtype."""
     impl, size = argv[0], int(argv[1])
     attn = argv[2] if len(argv) > 2 else "sam"
     options = argv[4].split(",") if len(argv) > 4 else []
     r = peak_rss_subprocess(impl, size, attn, threads=int(argv[3]) if len(argv) > 3 else 2,
-                            keep_memory="keep" in options, fused="fused" in options)
+                            keep_memory="keep" in options, fused="fused" in options,
+                            dtype=next((o for o in options if o in ("bf16", "int8")), "fp32"))
     print(MEM_HEADER)
     print(mem_row(r), flush=True)
     print(json.dumps(r))
