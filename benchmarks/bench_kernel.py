@@ -54,7 +54,7 @@ def main() -> None:
 
     def call(q, k, v):
         out = q.new_empty(q.shape)
-        kernel.relpos_attention(q, k, v, rel_h, rel_w, out, 0, mode.scale(n), slopes, 0.0,
+        kernel.relpos_attention(q, k, v, rel_h, rel_w, out, 0, mode.scale(n), slopes, mode.bias_offset(grid),
                                 _KERNEL_DISTANCES.index(mode.distance))
         return out
 

@@ -72,8 +72,8 @@ def describe_cpu() -> str:
 
 def auto_precision(device: torch.device) -> str:
     """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
-    native bf16 → bf16 (int8 was level with it there, 2.73× against 2.62× the official fp32, within
-    the rounds' spread); otherwise int8 on x86 with AVX2, where bf16 is emulated (0.44×) and int8
+    native bf16 → bf16 (3.94× the official fp32 with the fused kernel; without it level with int8,
+    2.49× against 2.52×, within the rounds' spread); otherwise int8 on x86 with AVX2, where bf16 is emulated (0.44×) and int8
     ran 2.7× the official fp32 against fp32's 1.7×, with the default model's masks within the
     bound (mean IoU 0.994, min 0.973); fp32 elsewhere (int8 not measured there)."""
     if device.type != "cpu":

@@ -189,7 +189,7 @@ class Attention(nn.Module):
         """
         b, h, w, c = x.shape
         hp, wp = h + -h % window, w + -w % window
-        fill = self.qkv(x.new_zeros(1, c))[0]
+        fill = self.qkv(x.new_zeros(1, c))[0] if (hp, wp) != (h, w) else None
         windows = None  # B, nH, nW, window, window, 3C
         for i, top in enumerate(range(0, hp, window)):
             band = linear(self.qkv, x[:, top : top + window])
