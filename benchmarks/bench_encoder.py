@@ -211,6 +211,39 @@ def synthetic_image(size: int = 1024) -> torch.Tensor:
 BOXES = [[200, 250, 520, 570], [560, 560, 880, 830], [100, 100, 900, 900], [400, 50, 700, 300]]
 
 
+MASK_VARIANTS = (("fp32", "fp32", False), ("fp32 fused", "fp32", True), ("bf16", "bf16", False),
+                 ("bf16 fused", "bf16", True), ("int8", "int8", False))
+
+
+def dtype_mask_table(load, scenes, prompts, resolution) -> None:
+    """One table row per precision (MASK_VARIANTS): the Predictor's masks for every scene and
+    prompt, IoU against the fp32 masks. load(dtype) -> Sam; scenes: RGB uint8 (H, W, 3) arrays;
+    prompts(scene index) -> list of Predictor.predict keyword dicts."""
+    import numpy as np
+
+    print("| size | dtype      | masks | IoU min | IoU mean | encoder s (median) |")
+    print("|------|------------|-------|---------|----------|--------------------|")
+    reference = None
+    for label, dtype, fused in MASK_VARIANTS:
+        try:
+            C.basam.use_fused_attention(fused)
+        except C.basam.kernels.KernelBuildError as e:
+            print(f"| {resolution:>4} | {label:<10} | skipped: {e} |")
+            continue
+        predictor = C.basam.Predictor(load(dtype), resolution=resolution)
+        masks, seconds = [], []
+        for i, image in enumerate(scenes):
+            dt, _ = C.timed(lambda: predictor.set_image(image))
+            seconds.append(dt)
+            for prompt in prompts(i):
+                masks.extend(predictor.predict(**prompt)[0])
+        C.basam.use_fused_attention(False)
+        reference = masks if reference is None else reference
+        ious = [_iou(a, b) for a, b in zip(reference, masks)]
+        print(f"| {resolution:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
+              f"{C.med(seconds):18.3f} |", flush=True)
+
+
 def trained_masks(args) -> None:
     """Each dtype against fp32 on the trained default model: box and point prompts through the
     Predictor on held-out synthetic scenes, at the training size and 4× it."""
@@ -220,33 +253,44 @@ def trained_masks(args) -> None:
     from basam.precision import describe_cpu
 
     print(f"\n## 2a. Masks of the trained default model: each dtype vs fp32 (cpu: {describe_cpu()})\n", flush=True)
-    print("| size | dtype      | masks | IoU min | IoU mean | encoder s (median) |")
-    print("|------|------------|-------|---------|----------|--------------------|")
     for size, n in ((256, args.mask_scenes), (1024, max(1, args.mask_scenes // 4))):
         scenes = [s.load() for s in SynthDataset(("salient", "camouflaged", "thin", "lesion"), n, size)]
-        results = {}
-        for label, dtype, fused in (("fp32", "fp32", False), ("fp32 fused", "fp32", True), ("bf16", "bf16", False),
-                                    ("bf16 fused", "bf16", True), ("int8", "int8", False)):
-            try:
-                C.basam.use_fused_attention(fused)
-            except C.basam.kernels.KernelBuildError as e:
-                print(f"| {size:>4} | {label:<10} | skipped: {e} |")
-                continue
-            predictor = C.basam.Predictor(C.basam.load_model("default", dtype=dtype), resolution=size)
-            masks, seconds = [], []
-            for image, gt in scenes:
-                ys, xs = np.nonzero(gt)
-                dt, _ = C.timed(lambda: predictor.set_image(image))
-                seconds.append(dt)
-                masks.append(predictor.predict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]),
-                                               multimask_output=False)[0][0])
-                point = np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]])
-                masks.extend(predictor.predict(point_coords=point, point_labels=np.array([1]))[0])
-            C.basam.use_fused_attention(False)
-            results[label] = masks
-            ious = [_iou(a, b) for a, b in zip(results["fp32"], masks)]
-            print(f"| {size:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
-                  f"{C.med(seconds):18.3f} |", flush=True)
+
+        def prompts(i):
+            ys, xs = np.nonzero(scenes[i][1])
+            return [dict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]), multimask_output=False),
+                    dict(point_coords=np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]]), point_labels=np.array([1]))]
+
+        dtype_mask_table(lambda dtype: C.basam.load_model("default", dtype=dtype), [image for image, _ in scenes],
+                         prompts, size)
+
+
+def checkpoint_masks(args) -> None:
+    """Each dtype against fp32 on the user's checkpoint and images: a 4×4 grid of single-point
+    prompts, three masks each, at the model's training size (SAM's 1024 px for vit_b/l/h)."""
+    import numpy as np
+
+    from basam.data.datasets import read_image
+    from basam.precision import describe_cpu
+
+    scenes = [read_image(path) for path in args.image]
+    print(f"\n## 2c. Masks of {args.model} from {args.checkpoint} on {len(scenes)} image(s): each dtype vs fp32 "
+          f"(cpu: {describe_cpu()})\n", flush=True)
+    load = lambda dtype: C.basam.load_model(args.model, checkpoint=args.checkpoint, dtype=dtype)  # noqa: E731
+    predictor = C.basam.Predictor(load("fp32"))
+
+    def prompts(i):
+        h, w = scenes[i].shape[:2]
+        grid = [((x + 0.5) * w / 4, (y + 0.5) * h / 4) for y in range(4) for x in range(4)]
+        return [dict(point_coords=np.array([xy]), point_labels=np.array([1])) for xy in grid]
+
+    for i, (path, image) in enumerate(zip(args.image, scenes)):  # how decisive the fp32 logits are
+        predictor.set_image(image)
+        logits = np.concatenate([predictor.predict(**p, return_logits=True)[0] for p in prompts(i)])
+        print(f"{path}: {image.shape[1]}×{image.shape[0]} px, fp32 mask logits: fraction with |logit| < 0.5 "
+              f"{(np.abs(logits) < 0.5).mean():.4f}, median |logit| {np.median(np.abs(logits)):.2f}")
+    print()
+    dtype_mask_table(load, scenes, prompts, predictor.resolution)
 
 
 def _iou(a, b) -> float:
@@ -349,7 +393,12 @@ def main(argv=None) -> None:
     p.add_argument("--mask-scenes", type=int, default=4, help="held-out scenes per family for the trained-model masks")
     p.add_argument("--skip-mem", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoint", help="2c: your checkpoint (e.g. sam_vit_b_01ec64.pth): each dtype's masks vs fp32")
+    p.add_argument("--model", default="vit_b", help="2c: the checkpoint's model type (default vit_b)")
+    p.add_argument("--image", action="append", default=[], help="2c: an image file (repeatable); needs --checkpoint")
     args = p.parse_args(argv)
+    if bool(args.checkpoint) != bool(args.image):
+        p.error("--checkpoint and --image go together")
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     args.official_sizes = [int(s) for s in args.official_sizes.split(",") if s]
     args.vit_t_sizes = [int(s) for s in args.vit_t_sizes.split(",") if s]
@@ -362,6 +411,8 @@ def main(argv=None) -> None:
     if not args.skip_mask:
         trained_masks(args)
         masks(args)
+    if args.checkpoint:
+        checkpoint_masks(args)
     if not args.skip_mem:
         memory(args)
 

@@ -76,7 +76,8 @@ class ImageEncoderViT(nn.Module):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
         window = self.window_for((h // self.patch_size, w // self.patch_size), windows)
-        x = self.patch_embed(x.to(self.pos_embed.dtype))  # B, Hg, Wg, C
+        # bf16 encoders keep the patch embedding fp32, so that the image is not rounded (basam.precision)
+        x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype)).to(self.pos_embed.dtype)  # B, Hg, Wg, C
         if self.use_pos_embed:
             x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
         for block in self.blocks:

@@ -81,7 +81,9 @@ class TinyViT(nn.Module):
         windows = windows or self.windows
         if windows not in ("fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
-        x = self.layers[0](self.patch_embed(x.to(self.neck[0].weight.dtype)))
+        # bf16 encoders keep the patch embedding fp32, so that the image is not rounded (basam.precision)
+        x = self.patch_embed(x.to(self.patch_embed.seq[0].c.weight.dtype))
+        x = self.layers[0](x.to(self.neck[0].weight.dtype))
         for layer in self.layers[1:]:
             x = layer(x, scaled_windows=windows == "scaled")
         return self.neck(x).float()
