@@ -79,12 +79,18 @@ def test_bf16_masks_on_a_real_photo_match_fp32():
     assert len(ious) == 48 and np.mean(ious) >= 0.99 and min(ious) >= 0.93, ious
 
 
+@pytest.mark.parametrize("model_type", ["default", "vit_t"])
+def test_bf16_keeps_the_layer_that_reads_the_image_fp32(model_type):
+    encoder = basam.load_model(model_type, dtype="bf16").image_encoder
+    first = {id(p) for p in encoder.image_input.parameters()}
+    assert first and {p.dtype for p in encoder.image_input.parameters()} == {torch.float32}
+    assert {p.dtype for p in encoder.parameters() if id(p) not in first} == {torch.bfloat16}
+    with torch.no_grad():
+        assert encoder(torch.randn(1, 3, 64, 64)).dtype == torch.float32
+
+
 def test_precision_changes_the_encoder_only():
     bf16 = basam.load_model("default", dtype="bf16")
-    dtypes = {name: p.dtype for name, p in bf16.image_encoder.named_parameters()}
-    # the patch embedding stays fp32, so that the image is not rounded to bf16
-    assert {d for name, d in dtypes.items() if name.startswith("patch_embed.")} == {torch.float32}
-    assert {d for name, d in dtypes.items() if not name.startswith("patch_embed.")} == {torch.bfloat16}
     assert {p.dtype for p in bf16.mask_decoder.parameters()} == {torch.float32}
     int8 = basam.load_model("default", dtype="int8")
     quantized = torch.ao.nn.quantized.dynamic.Linear

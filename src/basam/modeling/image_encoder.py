@@ -70,6 +70,11 @@ class ImageEncoderViT(nn.Module):
             return self.window_size
         return scaled_window(self.window_size, tuple(grid_hw), self.train_grid)
 
+    @property
+    def image_input(self) -> nn.Module:
+        """The layer that reads the image: bf16 encoders keep it fp32 (basam.precision)."""
+        return self.patch_embed
+
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
         """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
         h, w = x.shape[-2:]

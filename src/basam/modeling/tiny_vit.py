@@ -73,6 +73,11 @@ class TinyViT(nn.Module):
             for block in layer.blocks:
                 block.attn.set_mode(attn_cfg)
 
+    @property
+    def image_input(self) -> nn.Module:
+        """The layer that reads the image: bf16 encoders keep it fp32 (basam.precision)."""
+        return self.patch_embed.seq[0]
+
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
         """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
         h, w = x.shape[-2:]
@@ -81,9 +86,7 @@ class TinyViT(nn.Module):
         windows = windows or self.windows
         if windows not in ("fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
-        # bf16 encoders keep the patch embedding fp32, so that the image is not rounded (basam.precision)
-        x = self.patch_embed(x.to(self.patch_embed.seq[0].c.weight.dtype))
-        x = self.layers[0](x.to(self.neck[0].weight.dtype))
+        x = self.layers[0](self.patch_embed(x))
         for layer in self.layers[1:]:
             x = layer(x, scaled_windows=windows == "scaled")
         return self.neck(x).float()
@@ -102,7 +105,10 @@ class PatchEmbed(nn.Module):
         self.seq = nn.Sequential(ConvBN(3, dim // 2, 3, stride=2), nn.GELU(), ConvBN(dim // 2, dim, 3, stride=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        # bf16 encoders keep the first convolution fp32, so that the image is not rounded (basam.precision)
+        first, gelu, second = self.seq
+        x = gelu(first(x.to(first.c.weight.dtype)))
+        return second(x.to(second.c.weight.dtype))
 
 
 class ConvBN(nn.Sequential):
