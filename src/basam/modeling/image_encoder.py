@@ -71,9 +71,10 @@ class ImageEncoderViT(nn.Module):
         return scaled_window(self.window_size, tuple(grid_hw), self.train_grid)
 
     @property
-    def image_input(self) -> nn.Module:
-        """The layer that reads the image: bf16 encoders keep it fp32 (basam.precision)."""
-        return self.patch_embed
+    def boundary_layers(self) -> tuple[nn.Module, nn.Module]:
+        """The layer that reads the image and the neck that writes the embedding: bf16 encoders
+        keep them fp32 (basam.precision)."""
+        return self.patch_embed, self.neck
 
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
         """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
@@ -81,13 +82,13 @@ class ImageEncoderViT(nn.Module):
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"image encoder input {h}×{w} is not a multiple of the patch size {self.patch_size}")
         window = self.window_for((h // self.patch_size, w // self.patch_size), windows)
-        # bf16 encoders keep the patch embedding fp32, so that the image is not rounded (basam.precision)
+        # bf16 encoders keep the patch embedding and the neck fp32 (boundary_layers)
         x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype)).to(self.pos_embed.dtype)  # B, Hg, Wg, C
         if self.use_pos_embed:
             x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
         for block in self.blocks:
             x = block(x, window)
-        return self.neck(x.permute(0, 3, 1, 2)).float()
+        return self.neck(x.permute(0, 3, 1, 2).to(self.neck[0].weight.dtype)).float()
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

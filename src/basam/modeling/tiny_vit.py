@@ -74,9 +74,10 @@ class TinyViT(nn.Module):
                 block.attn.set_mode(attn_cfg)
 
     @property
-    def image_input(self) -> nn.Module:
-        """The layer that reads the image: bf16 encoders keep it fp32 (basam.precision)."""
-        return self.patch_embed.seq[0]
+    def boundary_layers(self) -> tuple[nn.Module, nn.Module]:
+        """The layer that reads the image and the neck that writes the embedding: bf16 encoders
+        keep them fp32 (basam.precision)."""
+        return self.patch_embed.seq[0], self.neck
 
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
         """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
@@ -89,7 +90,7 @@ class TinyViT(nn.Module):
         x = self.layers[0](self.patch_embed(x))
         for layer in self.layers[1:]:
             x = layer(x, scaled_windows=windows == "scaled")
-        return self.neck(x).float()
+        return self.neck(x.to(self.neck[0].weight.dtype)).float()
 
 
 def _refuse_official(attn_cfg: AttentionConfig) -> None:
@@ -105,7 +106,7 @@ class PatchEmbed(nn.Module):
         self.seq = nn.Sequential(ConvBN(3, dim // 2, 3, stride=2), nn.GELU(), ConvBN(dim // 2, dim, 3, stride=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # bf16 encoders keep the first convolution fp32, so that the image is not rounded (basam.precision)
+        # bf16 encoders keep the first convolution fp32 (boundary_layers), so that the image is not rounded
         first, gelu, second = self.seq
         x = gelu(first(x.to(first.c.weight.dtype)))
         return second(x.to(second.c.weight.dtype))
