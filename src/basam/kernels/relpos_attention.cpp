@@ -36,40 +36,50 @@ namespace {
 using Vec = at::vec::Vectorized<float>;
 constexpr int kQueryBlock = 256;
 constexpr int kKeyBlock = 512;  // a multiple of 16: the bf16 tiles' keys come in groups of 16
+enum Distance : int64_t { kEuclidean = 0, kManhattan = 1, kRaster = 2 };  // basam.attention._KERNEL_DISTANCES
 
 struct Problem {
   const at::Tensor &q, &k, &v, &out;
   const float* rel_h;
   const float* rel_w;
   const float* slopes;  // nullptr: no bias
-  int64_t batch, heads, rows, d, n, dv, grid_h, grid_w, first_row, distance;
+  int64_t batch, heads, rows, d, n, dv, grid_h, grid_w, first_row;
   float scale, offset;
+  const float* excess = nullptr;  // euclidean and manhattan bias: excess_table() of the grid
 };
+
+// max(0, dist(dy, dx) − offset) for every offset between two tokens of the grid, euclidean or manhattan:
+// (2H − 1) rows for dy = −(H − 1) … H − 1, each of (2W − 1) entries for dx = W − 1 … −(W − 1) (descending,
+// so that a run of keys along a grid row reads it forwards). Made once per call: the square root is
+// then a load.
+std::vector<float> excess_table(int64_t grid_h, int64_t grid_w, int64_t distance, float offset) {
+  const int64_t width = 2 * grid_w - 1;
+  std::vector<float> table((2 * grid_h - 1) * width);
+  for (int64_t row = 0; row < 2 * grid_h - 1; ++row) {
+    const float dy = static_cast<float>(row - (grid_h - 1));
+    for (int64_t j = 0; j < width; ++j) {
+      const float dx = static_cast<float>(grid_w - 1 - j);
+      const float dist = distance == kEuclidean ? std::sqrt(dy * dy + dx * dx) : std::fabs(dy) + std::fabs(dx);
+      table[row * width + j] = std::max(dist - offset, 0.0f);
+    }
+  }
+  return table;
+}
 
 // s[t] = s[t]·scale + add_h + rel_w[t] + slope·max(0, dist − offset), slope = −m_h, for a run of keys on one grid
 // row (key_row, columns col … col + run − 1) and the query token (query_row, query_col).
-// Written as plain loops over t, so that the compiler vectorises them (sqrt too, with -fno-math-errno).
-void add_terms(float* s, int64_t run, float scale, float add_h, const float* rel_w, bool bias, float slope,
-               float offset, int64_t distance, int64_t query_row, int64_t query_col, int64_t key_row, int64_t col,
-               int64_t grid_w) {
-  if (!bias) {
+// Written as plain loops over t, so that the compiler vectorises them.
+void add_terms(const Problem& p, float* s, int64_t run, float add_h, const float* rel_w, float slope,
+               int64_t query_row, int64_t query_col, int64_t key_row, int64_t col) {
+  const float scale = p.scale;
+  if (!p.slopes) {
     for (int64_t t = 0; t < run; ++t) s[t] = s[t] * scale + add_h + rel_w[t];
-    return;
-  }
-  const float dy = static_cast<float>(query_row - key_row), qx = static_cast<float>(query_col - col);
-  if (distance == 0) {  // euclidean
-    for (int64_t t = 0; t < run; ++t) {
-      const float dx = qx - static_cast<float>(t);
-      const float dist = std::sqrt(dy * dy + dx * dx);
-      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
-    }
-  } else if (distance == 1) {  // manhattan
-    for (int64_t t = 0; t < run; ++t) {
-      const float dist = std::fabs(dy) + std::fabs(qx - static_cast<float>(t));
-      s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
-    }
+  } else if (p.excess) {  // euclidean or manhattan: dx = query_col − col − t runs down the table's row
+    const float* excess = p.excess + (query_row - key_row + p.grid_h - 1) * (2 * p.grid_w - 1) +
+                          (p.grid_w - 1 - (query_col - col));
+    for (int64_t t = 0; t < run; ++t) s[t] = s[t] * scale + add_h + rel_w[t] + slope * excess[t];
   } else {  // raster: |query − key| in row-major order
-    const float first = static_cast<float>((query_row - key_row) * grid_w) + qx;
+    const float first = static_cast<float>((query_row - key_row) * p.grid_w + query_col - col), offset = p.offset;
     for (int64_t t = 0; t < run; ++t) {
       const float dist = std::fabs(first - static_cast<float>(t));
       s[t] = s[t] * scale + add_h + rel_w[t] + slope * std::max(dist - offset, 0.0f);
@@ -88,8 +98,7 @@ float softmax_step(const Problem& p, float* s, int64_t nk, int64_t k0, int64_t q
   for (int64_t j = 0; j < nk;) {
     const int64_t key = k0 + j, key_row = key / p.grid_w, col = key % p.grid_w;
     const int64_t run = std::min<int64_t>(nk - j, p.grid_w - col);
-    add_terms(s + j, run, p.scale, rh_i[key_row], rw_i + col, p.slopes != nullptr, slope, p.offset, p.distance,
-              query_row, query_col, key_row, col, p.grid_w);
+    add_terms(p, s + j, run, rh_i[key_row], rw_i + col, slope, query_row, query_col, key_row, col);
     j += run;
   }
   const float block_max = at::vec::reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, s, nk);
@@ -200,15 +209,20 @@ void relpos_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor
               "relpos_attention: the last axis must be contiguous");
   TORCH_CHECK(rel_h.is_contiguous() && rel_w.is_contiguous() && rel_h.scalar_type() == at::kFloat &&
               rel_w.scalar_type() == at::kFloat, "relpos_attention: rel terms must be float32 and contiguous");
-  const Problem p{q, k, v, out, rel_h.data_ptr<float>(), rel_w.data_ptr<float>(),
-                  neg_slopes.numel() > 0 ? neg_slopes.data_ptr<float>() : nullptr,
-                  q.size(0), q.size(1), q.size(2), q.size(3), k.size(2), v.size(3), rel_h.size(3), rel_w.size(3),
-                  first_row, distance, static_cast<float>(scale), static_cast<float>(offset)};
+  Problem p{q, k, v, out, rel_h.data_ptr<float>(), rel_w.data_ptr<float>(),
+            neg_slopes.numel() > 0 ? neg_slopes.data_ptr<float>() : nullptr,
+            q.size(0), q.size(1), q.size(2), q.size(3), k.size(2), v.size(3), rel_h.size(3), rel_w.size(3),
+            first_row, static_cast<float>(scale), static_cast<float>(offset)};
   TORCH_CHECK(p.grid_h * p.grid_w == p.n && rel_h.size(2) == p.rows && rel_w.size(2) == p.rows,
               "relpos_attention: rel terms do not match the queries and the key grid");
   TORCH_CHECK(k.size(0) == p.batch && v.size(0) == p.batch && k.size(1) == p.heads && v.size(1) == p.heads &&
               k.size(3) == p.d && v.size(2) == p.n && out.size(2) == p.rows && out.size(3) == p.dv,
               "relpos_attention: shapes do not agree");
+  std::vector<float> excess;
+  if (p.slopes && distance != kRaster) {
+    excess = excess_table(p.grid_h, p.grid_w, distance, p.offset);
+    p.excess = excess.data();
+  }
   if (dtype == at::kFloat) {
     run<Fp32Tiles>(p);
   } else {
