@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -399,6 +400,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if bool(args.checkpoint) != bool(args.image):
         p.error("--checkpoint and --image go together")
+    missing = [path for path in [args.checkpoint, *args.image] if path and not Path(path).is_file()]
+    if missing:
+        p.error(f"no such file: {', '.join(missing)}")
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     args.official_sizes = [int(s) for s in args.official_sizes.split(",") if s]
     args.vit_t_sizes = [int(s) for s in args.vit_t_sizes.split(",") if s]
@@ -412,7 +416,10 @@ def main(argv=None) -> None:
         trained_masks(args)
         masks(args)
     if args.checkpoint:
-        checkpoint_masks(args)
+        try:
+            checkpoint_masks(args)
+        except (C.basam.CheckpointError, OSError) as e:  # a file that is not a checkpoint or an image
+            sys.exit(f"bench_encoder: {e}")
     if not args.skip_mem:
         memory(args)
 

@@ -44,7 +44,14 @@ def test_masks_of_a_user_checkpoint_per_dtype(bench_encoder, tmp_path, capsys):
     assert all(0 <= lo <= mean <= 1 for _, lo, mean in rows.values())
 
 
-def test_checkpoint_and_image_go_together(bench_encoder, capsys):
+def test_bad_checkpoint_or_image_is_one_line(bench_encoder, tmp_path, capsys):
+    options = ["--skip-speed", "--scaling-repeats", "0", "--skip-mask", "--skip-mem", "--model", "tiny"]
     with pytest.raises(SystemExit):
-        bench_encoder.main(["--checkpoint", "x.pth"])
+        bench_encoder.main([*options, "--checkpoint", "x.pth"])
     assert "--checkpoint and --image go together" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_encoder.main([*options, "--checkpoint", str(tmp_path / "none.pth"), "--image", str(SAMPLE)])
+    assert f"no such file: {tmp_path / 'none.pth'}" in capsys.readouterr().err
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match="^bench_encoder: .*notes.pth"):
+        bench_encoder.main([*options, "--checkpoint", str(tmp_path / "notes.pth"), "--image", str(SAMPLE)])
