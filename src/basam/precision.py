@@ -4,9 +4,8 @@
     bf16  the encoder's weights cast to bfloat16 once (autocast would re-cast every weight on every
           call); activations and attention run in bf16, except in the layer that reads the image
           and the neck that writes the embedding (`encoder.boundary_layers`), kept fp32 so that
-          neither the image nor the embedding is rounded to bf16. Fast only
-          where the CPU has native bf16 (AVX512_BF16 or AMX); elsewhere oneDNN emulates it and it
-          is several times slower.
+          neither the image nor the embedding is rounded to bf16. Fast only where the CPU has
+          native bf16 (AVX512_BF16 or AMX); elsewhere oneDNN emulates it, several times slower.
     int8  dynamic quantization of the encoder's linear layers (qkv, proj, MLP): int8 weights,
           activations quantized per call; attention, norms and convolutions stay fp32.
     auto  the fastest of these that this CPU runs natively within the masks' bound against fp32
@@ -76,8 +75,8 @@ def describe_cpu() -> str:
 
 def auto_precision(device: torch.device) -> str:
     """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
-    native bf16 → bf16 (3.94× the official fp32 with the fused kernel, 2.49× without it; the default
-    model's masks within the bound on synthetic scenes and on a real photo); fp32 everywhere else.
+    native bf16 → bf16 (3.8–3.9× the official fp32 with the fused kernel, 2.5× without it; the
+    default model's masks within the bound on synthetic scenes and on a real photo); fp32 elsewhere.
     int8 is never picked: it ran 2.7× the official fp32 on AVX2 (fp32 1.7×), but on the real photo
     it moved the default model's masks outside the bound (mean IoU 0.981, min 0.805)."""
     if device.type != "cpu":
