@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import basam
+import basam.precision
 from basam.cli import main
 from basam.data.datasets import read_image
 from basam.data.specs import SynthDataset
@@ -63,20 +64,35 @@ def test_reduced_precision_masks_match_fp32(dtype, scenes, fp32_masks):
     assert np.mean(ious) >= 0.99 and min(ious) >= 0.93, ious
 
 
-def test_bf16_masks_on_a_real_photo_match_fp32():
+@pytest.fixture(scope="module")
+def photo_masks():
     """The shipped photo (sample.jpg, 384 px, outside the default model's synthetic training data),
-    a 4×4 grid of clicks, SAM's three masks each: bf16 keeps the stated bound. It did not while the
-    image itself was rounded to bf16 before the patch embedding (mean 0.969, min 0.832); with the
-    image and the neck in fp32, mean 0.9945."""
+    a 4×4 grid of clicks, SAM's three masks each: dtype → its 48 masks."""
     image = read_image(SAMPLE)
     h, w = image.shape[:2]
     clicks = [np.array([[(x + 0.5) * w / 4, (y + 0.5) * h / 4]]) for y in range(4) for x in range(4)]
-    masks = {}
-    for dtype in ("fp32", "bf16"):
+
+    def masks(dtype):
         predictor = basam.Predictor(basam.load_model("default", dtype=dtype))
         predictor.set_image(image)
-        masks[dtype] = [m for xy in clicks for m in predictor.predict(point_coords=xy, point_labels=np.array([1]))[0]]
-    ious = [_iou(a, b) for a, b in zip(masks["fp32"], masks["bf16"])]
+        return [m for xy in clicks for m in predictor.predict(point_coords=xy, point_labels=np.array([1]))[0]]
+
+    return {dtype: masks(dtype) for dtype in ("fp32", "bf16", "int8")}
+
+
+def test_bf16_masks_on_a_real_photo_match_fp32(photo_masks):
+    """bf16 keeps the stated bound on the photo. It did not while the image itself was rounded to
+    bf16 before the patch embedding (mean 0.969, min 0.832); with the image and the neck in fp32,
+    mean 0.9945."""
+    ious = [_iou(a, b) for a, b in zip(photo_masks["fp32"], photo_masks["bf16"])]
+    assert len(ious) == 48 and np.mean(ious) >= 0.99 and min(ious) >= 0.93, ious
+
+
+@pytest.mark.skipif(not basam.precision.int8_vnni(), reason="int8 with 8-bit activations needs AVX512-VNNI")
+def test_int8_masks_on_a_real_photo_match_fp32_with_vnni(photo_masks):
+    """With VNNI, int8's activations keep all 8 bits (FullRangeLinear) and its masks keep the bound
+    on the photo (mean 0.991, min 0.952); with PyTorch's 7-bit activations, mean 0.981, min 0.805."""
+    ious = [_iou(a, b) for a, b in zip(photo_masks["fp32"], photo_masks["int8"])]
     assert len(ious) == 48 and np.mean(ious) >= 0.99 and min(ious) >= 0.93, ious
 
 
@@ -96,6 +112,8 @@ def test_precision_changes_the_encoder_only():
     int8 = basam.load_model("default", dtype="int8")
     quantized = torch.ao.nn.quantized.dynamic.Linear
     assert any(isinstance(m, quantized) for m in int8.image_encoder.modules())
+    full_range = any(type(m) is basam.precision.FullRangeLinear for m in int8.image_encoder.modules())
+    assert full_range == basam.precision.int8_vnni()  # 8-bit activations only where VNNI sums in int32
     assert not any(type(m) is torch.nn.Linear for m in int8.image_encoder.modules())
     assert any(type(m) is torch.nn.Linear for m in int8.mask_decoder.modules())
     fp32 = basam.load_model("default")
@@ -129,14 +147,18 @@ def test_cli_dtype_flag(tmp_path, capsys):
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
-def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd):
-    """This machine has avx512_bf16; a CPU without it is stood in for by the feature probe. int8 is
-    faster there but outside the masks' bound on the real photo, so `auto` keeps fp32."""
-    import basam.precision
-
-    assert basam.load_model("tiny", dtype="auto").precision == ("bf16" if basam.precision.native_bf16() else "fp32")
+def test_without_native_bf16_auto_is_int8_with_vnni_else_fp32_and_bf16_warns_once(monkeypatch, capfd):
+    """This machine has avx512_bf16 and avx512_vnni; other CPUs are stood in for by the feature
+    probes. Without VNNI int8's 7-bit activations are outside the masks' bound on the real photo,
+    so `auto` keeps fp32 there."""
     monkeypatch.setattr(basam.precision, "native_bf16", lambda: False)
-    assert basam.load_model("tiny", dtype="auto").precision == "fp32"
+    monkeypatch.setattr(basam.precision, "int8_vnni", lambda: True)
+    model = basam.load_model("tiny", dtype="auto")
+    assert model.precision == "int8"
+    assert any(type(m) is basam.precision.FullRangeLinear for m in model.image_encoder.modules())
+    monkeypatch.setattr(basam.precision, "int8_vnni", lambda: False)
+    model = basam.load_model("tiny", dtype="auto")
+    assert model.precision == "fp32" and not any(type(m) is basam.precision.FullRangeLinear for m in model.modules())
     capfd.readouterr()
     assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
     err = capfd.readouterr().err
@@ -146,7 +168,8 @@ def test_without_native_bf16_auto_is_fp32_and_bf16_warns_once(monkeypatch, capfd
 @pytest.mark.parametrize("cap", [{"ATEN_CPU_CAPABILITY": "avx2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}])
 def test_a_capped_instruction_set_is_not_native_bf16(cap):
     """How the AVX2 figures are measured on an AVX-512 machine: with the caps in force, `auto` must
-    pick what it picks on an AVX2 CPU, not bf16, whatever /proc/cpuinfo lists."""
+    not pick bf16, whatever /proc/cpuinfo lists. It may pick int8 where the flags list VNNI:
+    fbgemm, which runs int8, takes no cap and uses VNNI anyway."""
     import os
     import subprocess
     import sys
@@ -156,5 +179,5 @@ def test_a_capped_instruction_set_is_not_native_bf16(cap):
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True,
                          timeout=120, check=True)
     native, auto, described = run.stdout.split(" ", 2)
-    assert (native, auto) == ("False", "fp32")
+    assert (native, auto) == ("False", "int8" if basam.precision.int8_vnni() else "fp32")
     assert "capped: " + " ".join(f"{k}={v}" for k, v in cap.items()) in described
