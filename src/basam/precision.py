@@ -96,7 +96,7 @@ def auto_precision(device: torch.device) -> str:
     """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
     native bf16 → bf16 (3.8–3.9× the official fp32 with the fused kernel, 2.5× without it; the
     default model's masks within the bound on synthetic scenes and on a real photo); else
-    AVX512-VNNI → int8 with 8-bit activations (2.6×; within the bound, mean IoU 0.991 on the
+    AVX512-VNNI → int8 with 8-bit activations (2.4–2.6×; within the bound, mean IoU 0.991 on the
     photo); else fp32. Without VNNI int8 keeps 7-bit activations, which moved the photo's masks
     outside the bound (mean 0.981, min 0.805), though it runs 2.7× on AVX2 against fp32's 1.7×."""
     if device.type != "cpu":
