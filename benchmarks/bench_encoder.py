@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_encoder.py [--repeats 5] [--sizes 1024,2048,4096]
         [--official-sizes 1024,2048] [--compile] [--skip-speed] [--skip-mask] [--skip-mem]
-        [--threads 2] [--official-cap-gb 16]
+        [--threads 2] [--official-cap-gb 16] [--checkpoint FILE --image FILE [--image …] [--model vit_b]]
 
 Both encoders carry the same random weights (the official ImageEncoderViT, vit_b settings,
 non-zero rel-pos tables and pos_embed, copied strictly into basam's). The machines are shared and
@@ -21,7 +21,9 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    through the Predictor): each dtype's masks, with and without the fused kernel, against fp32;
    (b) a full random-weight vit_b Sam, box prompts, low-res logits upsampled to 1024 and
    thresholded at 0: bf16 (autocast, weights cast, weights cast with the fused kernel) and int8
-   masks against fp32 masks (IoU and pixel agreement).
+   masks against fp32 masks (IoU and pixel agreement); (c) with --checkpoint and --image, your
+   checkpoint on your images: a 4×4 grid of clicks per image, SAM's three masks each, every dtype
+   against fp32, after a line on how decisive the fp32 logits are.
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
    replaced by a bicubic resize (its rel-pos tables are resized by the official code itself), and
