@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import basam
+from basam.checkpoint import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = Path(basam.__file__).parent / "assets" / "sample.jpg"
+SAMPLE = ASSETS / "sample.jpg"
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
 """load_model(..., dtype=...): bf16 and int8 image encoders against fp32 on the trained default model."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 import basam
 import basam.precision
+from basam.checkpoint import ASSETS
 from basam.cli import main
 from basam.data.datasets import read_image
 from basam.data.specs import SynthDataset
@@ -16,7 +15,7 @@ from basam.precision import auto_precision
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
 
 SIZE = 256  # the default model's training size
-SAMPLE = Path(basam.__file__).parent / "assets" / "sample.jpg"
+SAMPLE = ASSETS / "sample.jpg"
 
 
 @pytest.fixture(scope="module")
