@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -123,6 +124,26 @@ def ratio(times: dict[str, list[float]], base: str, other: str) -> tuple[float, 
 
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+@contextlib.contextmanager
+def fused_attention():
+    """basam.use_fused_attention() for the block, off again after it."""
+    basam.use_fused_attention()
+    try:
+        yield
+    finally:
+        basam.use_fused_attention(False)
+
+
+def fused_kernel_builds() -> bool:
+    """Builds the fused kernel (and leaves it off); False, with the reason printed, if it cannot be built."""
+    try:
+        with fused_attention():
+            return True
+    except basam.kernels.KernelBuildError as e:
+        print(f"fused attention kernel skipped: {e}")
+        return False
 
 
 # ----------------------------------------------------------------------------------------------

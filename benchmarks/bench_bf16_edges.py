@@ -26,11 +26,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1024)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        C.basam.use_fused_attention()
-        kernel = "on"
-    except C.basam.kernels.KernelBuildError as e:
-        kernel = f"off ({e})"
+    kernel = C.fused_kernel_builds()
+    C.basam.use_fused_attention(kernel)
     x = C.image(args.size)
     candidates = {}
     for name in ("vit_b", "vit_t"):
@@ -40,7 +37,7 @@ def main() -> None:
                 for layer in encoder.boundary_layers:
                     layer.to(torch.bfloat16)
             candidates[f"{name} {edges} edges"] = lambda e=encoder: e(x)
-    print(f"torch {torch.__version__}, cpu {describe_cpu()}; {args.size} px; fused kernel {kernel}")
+    print(f"torch {torch.__version__}, cpu {describe_cpu()}; {args.size} px; fused kernel {'on' if kernel else 'off'}")
     with torch.no_grad():
         for fn in candidates.values():
             fn()  # warm-up

@@ -23,7 +23,7 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    thresholded at 0: bf16 (autocast, weights cast, weights cast with the fused kernel) and int8
    masks against fp32 masks (IoU and pixel agreement); (c) with --checkpoint and --image, your
    checkpoint on your images: a 4×4 grid of clicks per image, SAM's three masks each, every dtype
-   against fp32, after a line on how decisive the fp32 logits are.
+   against fp32, then a line per image on how decisive the fp32 logits are.
 3. memory: peak RSS of one encoder forward under no_grad in a fresh interpreter per size.
    The official encoder has a fixed 64×64 pos_embed: above 1024 px its pos_embed parameter is
    replaced by a bicubic resize (its rel-pos tables are resized by the official code itself), and
@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 import _common as C
+from basam.metrics import iou_dice
 
 
 def bf16():
@@ -87,7 +88,7 @@ def speed(args) -> None:
         "vit_t fp32": lambda: vit_t(x),
         "vit_t bf16 weights": lambda: vit_t_bf16(x),
     }
-    if fused_kernel_builds():
+    if C.fused_kernel_builds():
         for name, encoder in (("ours fp32 fused", ours), ("ours bf16 fused", ours_bf16)):
             outs[name] = _fused_call(encoder, x)
             cands[name] = lambda e=encoder: _fused_call(e, x)
@@ -146,7 +147,7 @@ def scaling(args) -> None:
     cands = {f"{name} {size}": (lambda e=enc, x=x: _call(e, x)) for name, enc in encoders.items()
              for size, x in ((1024, x1), (2048, x2))}
     names = list(encoders)
-    if fused_kernel_builds():
+    if C.fused_kernel_builds():
         vit_b_bf16 = C.ours_from(official, dtype="bf16")
         for size, x in ((1024, x1), (2048, x2)):
             cands[f"vit_b fused {size}"] = lambda x=x: _fused_call(encoders["vit_b"], x)
@@ -160,32 +161,17 @@ def scaling(args) -> None:
     sys.stdout.flush()
 
 
+def mask_iou(a, b) -> float:
+    return iou_dice(a, b)[0]
+
+
 def _call(m, x):
     with torch.no_grad():
         return m(x)
 
 
-@contextlib.contextmanager
-def fused_attention():
-    C.basam.use_fused_attention()
-    try:
-        yield
-    finally:
-        C.basam.use_fused_attention(False)
-
-
-def fused_kernel_builds() -> bool:
-    """Builds the fused kernel (and leaves it off); False, with the reason printed, if it cannot be built."""
-    try:
-        with fused_attention():
-            return True
-    except C.basam.kernels.KernelBuildError as e:
-        print(f"fused attention kernel skipped: {e}")
-        return False
-
-
 def _fused_call(m, x):
-    with fused_attention():
+    with C.fused_attention():
         return _call(m, x)
 
 
@@ -218,33 +204,35 @@ MASK_VARIANTS = (("fp32", "fp32", False), ("fp32 fused", "fp32", True), ("bf16",
                  ("bf16 fused", "bf16", True), ("int8", "int8", False))
 
 
-def dtype_mask_table(load, scenes, prompts, resolution) -> None:
+def dtype_mask_table(load, scenes, prompts, resolution) -> list:
     """One table row per precision (MASK_VARIANTS): the Predictor's masks for every scene and
     prompt, IoU against the fp32 masks. load(dtype) -> Sam; scenes: RGB uint8 (H, W, 3) arrays;
-    prompts(scene index) -> list of Predictor.predict keyword dicts."""
+    prompts(scene index) -> list of Predictor.predict keyword dicts; resolution: the Predictor's
+    (None: the model's training size). Returns the fp32 masks' low-res logits, one array per scene."""
     import numpy as np
 
+    fused_builds = C.fused_kernel_builds()
     print("| size | dtype      | masks | IoU min | IoU mean | encoder s (median) |")
     print("|------|------------|-------|---------|----------|--------------------|")
-    reference = None
+    reference = reference_logits = None
     for label, dtype, fused in MASK_VARIANTS:
-        try:
-            C.basam.use_fused_attention(fused)
-        except C.basam.kernels.KernelBuildError as e:
-            print(f"| {resolution:>4} | {label:<10} | skipped: {e} |")
+        if fused and not fused_builds:
             continue
-        predictor = C.basam.Predictor(load(dtype), resolution=resolution)
-        masks, seconds = [], []
-        for i, image in enumerate(scenes):
-            dt, _ = C.timed(lambda: predictor.set_image(image))
-            seconds.append(dt)
-            for prompt in prompts(i):
-                masks.extend(predictor.predict(**prompt)[0])
-        C.basam.use_fused_attention(False)
-        reference = masks if reference is None else reference
-        ious = [_iou(a, b) for a, b in zip(reference, masks)]
-        print(f"| {resolution:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
+        masks, logits, seconds = [], [], []
+        with C.fused_attention() if fused else contextlib.nullcontext():
+            predictor = C.basam.Predictor(load(dtype), resolution=resolution)
+            for i, image in enumerate(scenes):
+                dt, _ = C.timed(lambda: predictor.set_image(image))
+                seconds.append(dt)
+                answers = [predictor.predict(**prompt) for prompt in prompts(i)]
+                masks.extend(m for answer in answers for m in answer[0])
+                logits.append(np.concatenate([answer[2] for answer in answers]))
+        if reference is None:
+            reference, reference_logits = masks, logits
+        ious = [mask_iou(a, b) for a, b in zip(reference, masks)]
+        print(f"| {predictor.resolution:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
               f"{C.med(seconds):18.3f} |", flush=True)
+    return reference_logits
 
 
 def trained_masks(args) -> None:
@@ -279,26 +267,19 @@ def checkpoint_masks(args) -> None:
     scenes = [read_image(path) for path in args.image]
     print(f"\n## 2c. Masks of {args.model} from {args.checkpoint} on {len(scenes)} image(s): each dtype vs fp32 "
           f"(cpu: {describe_cpu()})\n", flush=True)
-    load = lambda dtype: C.basam.load_model(args.model, checkpoint=args.checkpoint, dtype=dtype)  # noqa: E731
-    predictor = C.basam.Predictor(load("fp32"))
 
     def prompts(i):
         h, w = scenes[i].shape[:2]
         grid = [((x + 0.5) * w / 4, (y + 0.5) * h / 4) for y in range(4) for x in range(4)]
         return [dict(point_coords=np.array([xy]), point_labels=np.array([1])) for xy in grid]
 
-    for i, (path, image) in enumerate(zip(args.image, scenes)):  # how decisive the fp32 logits are
-        predictor.set_image(image)
-        logits = np.concatenate([predictor.predict(**p, return_logits=True)[0] for p in prompts(i)])
-        print(f"{path}: {image.shape[1]}×{image.shape[0]} px, fp32 mask logits: fraction with |logit| < 0.5 "
-              f"{(np.abs(logits) < 0.5).mean():.4f}, median |logit| {np.median(np.abs(logits)):.2f}")
+    logits = dtype_mask_table(lambda dtype: C.basam.load_model(args.model, checkpoint=args.checkpoint, dtype=dtype),
+                              scenes, prompts, None)
     print()
-    dtype_mask_table(load, scenes, prompts, predictor.resolution)
-
-
-def _iou(a, b) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
+    for path, image, scene_logits in zip(args.image, scenes, logits):  # how decisive the fp32 logits are
+        print(f"{path}: {image.shape[1]}×{image.shape[0]} px, fp32 mask logits: fraction with |logit| < 0.5 "
+              f"{(np.abs(scene_logits) < 0.5).mean():.4f}, median |logit| {np.median(np.abs(scene_logits)):.2f} "
+              f"(the decoder's low-res logits)")
 
 
 def masks(args) -> None:
@@ -317,8 +298,8 @@ def masks(args) -> None:
         "bf16 weights encoder": (encoders["bf16 weights"], contextlib.nullcontext, contextlib.nullcontext),
         "int8 encoder": (encoders["int8"], contextlib.nullcontext, contextlib.nullcontext),
     }
-    if fused_kernel_builds():
-        variants["bf16 weights, fused"] = (encoders["bf16 weights"], fused_attention, contextlib.nullcontext)
+    if C.fused_kernel_builds():
+        variants["bf16 weights, fused"] = (encoders["bf16 weights"], C.fused_attention, contextlib.nullcontext)
     results = {}
     with torch.no_grad():
         for name, (encoder, enc_ctx, dec_ctx) in variants.items():
@@ -347,7 +328,7 @@ def masks(args) -> None:
         ious = []
         for i, box in enumerate(BOXES):
             a, b = m32[i, 0], m16[i, 0]
-            ious.append(_iou(a, b))
+            ious.append(mask_iou(a, b))
             agree = (a == b).float().mean().item()
             print(f"| {variant:<21} | {str(box):<20} | {a.float().mean().item():7.3f} | {b.float().mean().item():8.3f} | "
                   f"{ious[-1]:.5f} | {agree:15.5f} | {max_abs(l16[i], l32[i]):18.3e} |")

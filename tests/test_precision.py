@@ -10,6 +10,7 @@ from basam.checkpoint import ASSETS
 from basam.cli import main
 from basam.data.datasets import read_image
 from basam.data.specs import SynthDataset
+from basam.metrics import iou_dice
 from basam.precision import auto_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
@@ -47,8 +48,7 @@ def fp32_masks(scenes):
 
 
 def _iou(a, b):
-    union = (a | b).sum()
-    return (a & b).sum() / union if union else 1.0
+    return iou_dice(a, b)[0]
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
