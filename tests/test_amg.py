@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import basam
-from basam.amg import AutomaticMaskGenerator
-from basam.amg_utils import box_nms, masks_to_rle, rle_to_mask, stability_score, tile_boxes
+from basam.inference.amg import AutomaticMaskGenerator
+from basam.inference.amg_utils import box_nms, masks_to_rle, rle_to_mask, stability_score, tile_boxes
 from basam.config import MODEL_CONFIGS
 from basam.data.synth import make_scene, render
 from official import official_predictor_and_generator, official_sam

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import basam
-from basam.attention import BlockAttentionMode, alibi_slopes, attend, excess_distance, grid_diameter, nsf_scale
+from basam.modeling.attention import BlockAttentionMode, alibi_slopes, attend, excess_distance, grid_diameter, nsf_scale
 from basam.config import MODEL_CONFIGS, AttentionConfig
 from official import official_sam, randomize
 
@@ -121,7 +121,7 @@ def weights():
 
 def encode(weights, preset, size=256, **overrides):
     model = basam.Sam(TINY, AttentionConfig.from_preset(preset, **overrides)).eval()
-    basam.checkpoint.load_state(model, weights)
+    basam.formats.checkpoint.load_state(model, weights)
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         return model.image_encoder(x)
@@ -226,7 +226,7 @@ def test_chunked_equals_unchunked_with_bias_forward_and_backward():
 def test_inference_chunks_in_reused_buffers_equal_one_chunk(monkeypatch, terms, dtype):
     """Without autograd, chunks write their masks into one buffer and their results into one output
     (distances too, past the cache size): the same as one chunk with fresh tensors."""
-    import basam.attention as attention
+    import basam.modeling.attention as attention
 
     torch.manual_seed(1)
     grid, heads, d = (9, 11), 3, 8
@@ -247,7 +247,7 @@ def test_inference_chunks_in_reused_buffers_equal_one_chunk(monkeypatch, terms, 
             return attend(q, k, v, grid, mode, mode.scale(n), rel_pos, pos_bias)
 
     whole = run(1e3)
-    monkeypatch.setattr(attention, "_CACHE_MAX_ENTRIES", 100)  # distances built per chunk, into a buffer
+    monkeypatch.setattr(attention, "DISTANCE_CACHE_ENTRIES", 100)  # distances built per chunk, into a buffer
     chunked = run(2 * heads * n * 4 * 10 / 2**20)  # 10 query rows per chunk, the last one 9
     assert chunked.shape == whole.shape and chunked.dtype == dtype
     assert (whole.float() - chunked.float()).abs().max() <= (1e-5 if dtype == torch.float32 else 2e-2)

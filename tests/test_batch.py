@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 import basam
-from basam.amg import AutomaticMaskGenerator
+from basam.inference.amg import AutomaticMaskGenerator
 from basam.cli import main
 from basam.config import MODEL_CONFIGS, AttentionConfig
 from basam.data.synth import make_scene, render, write_benchmark
-from basam.predictor import Predictor
+from basam.inference.predictor import Predictor
 from official import official_sam, randomize
 
 # (H, W) per image; at the native resolution they pad to 96×128 (three), 128×96 (two) and 80×112

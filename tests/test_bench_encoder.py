@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import basam
-from basam.checkpoint import ASSETS
+from basam.formats.checkpoint import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ASSETS / "sample.jpg"

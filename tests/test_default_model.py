@@ -6,9 +6,9 @@ import sys
 import numpy as np
 
 import basam
-from basam.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
+from basam.formats.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
 from basam.data.specs import SynthDataset
-from basam.evaluate import EvalSettings, evaluate
+from basam.evaluation.evaluate import EvalSettings, evaluate
 
 
 def test_shipped_weights_load_strictly_and_are_small():

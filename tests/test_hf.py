@@ -9,9 +9,9 @@ import torch
 
 import basam
 from basam import ModelConfig
-from basam.checkpoint import CheckpointError, load_state
-from basam.export.hf import hf_config, hf_name, model_config_from_hf
-from basam.tuning import add_adapters
+from basam.formats.checkpoint import CheckpointError, load_state
+from basam.formats.hf import hf_config, hf_name, model_config_from_hf
+from basam.training.tuning import add_adapters
 
 transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import basam
-from basam.attention import BlockAttentionMode, attend
+from basam.modeling.attention import BlockAttentionMode, attend
 from basam.config import MODEL_CONFIGS, AttentionConfig
-from basam.kernels import fused_kernel
+from basam.runtime.kernels import fused_kernel
 from basam.modeling.image_encoder import decomposed_rel_pos
 
 
@@ -83,7 +83,7 @@ def test_fused_kernel_equals_sdpa_with_a_large_bias(fused):
 def test_bf16_encoder_through_the_kernel_is_as_close_to_fp32(fused):
     # bf16 weights: the kernel keeps the softmax and the rel-pos and bias terms in float32 (and, without
     # AVX512-BF16, the products too), so it may not stray further from fp32 than the default bf16 path.
-    from basam.precision import set_precision
+    from basam.runtime.precision import set_precision
 
     torch.manual_seed(0)
     model = basam.Sam(CONFIG, AttentionConfig.from_preset("basam")).eval()

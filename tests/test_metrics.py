@@ -9,7 +9,7 @@ import numpy as np
 import py_sod_metrics as sod
 import pytest
 
-from basam.metrics import SegMetrics, iou_dice, write_per_image_csv, write_summary_json
+from basam.evaluation.metrics import SegMetrics, iou_dice, write_per_image_csv, write_summary_json
 
 
 def _cases(n=6, seed=0):

@@ -96,7 +96,7 @@ def test_loads_the_released_names_and_shapes_strictly(vit_t, tmp_path, capfd):
     for k, v in state.items():
         if "head" not in k.split(".")[1]:
             assert torch.equal(own[k], v), k  # BatchNorm running stats included
-    assert basam.checkpoint.guess_model_type(state) == "vit_t"
+    assert basam.formats.checkpoint.guess_model_type(state) == "vit_t"
 
     wrong = dict(state)
     wrong["image_encoder.layers.2.blocks.0.attn.attention_biases"] = torch.zeros(5, 49)

@@ -165,7 +165,7 @@ def test_safetensors_round_trip_keeps_config_and_attention(tmp_path):
 def test_official_checkpoint_loads_under_learnable_basam():
     off, _ = pair(TINY)
     model = basam.Sam(TINY, AttentionConfig.from_preset("basam", bm_learnable=True))
-    basam.checkpoint.load_state(model, off.state_dict())
+    basam.formats.checkpoint.load_state(model, off.state_dict())
     assert any(n.endswith("mode.slopes") for n, _ in model.named_parameters())
 
 

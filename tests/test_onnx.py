@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import basam
-from basam.export.onnx import export_onnx, fit_inside
-from basam.transforms import masks_to_original
+from basam.formats.onnx import export_onnx, fit_inside
+from basam.inference.transforms import masks_to_original
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -107,7 +107,7 @@ def test_decoder_is_the_official_export(tmp_path):
     cfg = basam.MODEL_CONFIGS["tiny"]
     official = randomize(official_sam(cfg), seed=2)
     ours = basam.Sam(cfg).eval()
-    basam.checkpoint.load_state(ours, official.state_dict())
+    basam.formats.checkpoint.load_state(ours, official.state_dict())
     export_onnx(ours, tmp_path / "ours", (256, 256))
     feeds = {
         "image_embeddings": np.random.default_rng(0).normal(size=(1, 32, 16, 16)).astype(np.float32),

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 import basam
-import basam.precision
-from basam.checkpoint import ASSETS
+import basam.runtime.precision
+from basam.formats.checkpoint import ASSETS
 from basam.cli import main
 from basam.data.datasets import read_image
 from basam.data.specs import SynthDataset
-from basam.metrics import iou_dice
-from basam.precision import auto_precision
+from basam.evaluation.metrics import iou_dice
+from basam.runtime.precision import auto_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
 
@@ -87,7 +87,7 @@ def test_bf16_masks_on_a_real_photo_match_fp32(photo_masks):
     assert len(ious) == 48 and np.mean(ious) >= 0.99 and min(ious) >= 0.93, ious
 
 
-@pytest.mark.skipif(not basam.precision.int8_vnni(), reason="int8 with 8-bit activations needs AVX512-VNNI")
+@pytest.mark.skipif(not basam.runtime.precision.int8_vnni(), reason="int8 with 8-bit activations needs AVX512-VNNI")
 def test_int8_masks_on_a_real_photo_match_fp32_with_vnni(photo_masks):
     """With VNNI, int8's activations keep all 8 bits (FullRangeLinear) and its masks keep the bound
     on the photo (mean 0.991, min 0.952); with PyTorch's 7-bit activations, mean 0.981, min 0.805."""
@@ -111,8 +111,8 @@ def test_precision_changes_the_encoder_only():
     int8 = basam.load_model("default", dtype="int8")
     quantized = torch.ao.nn.quantized.dynamic.Linear
     assert any(isinstance(m, quantized) for m in int8.image_encoder.modules())
-    full_range = any(type(m) is basam.precision.FullRangeLinear for m in int8.image_encoder.modules())
-    assert full_range == basam.precision.int8_vnni()  # 8-bit activations only where VNNI sums in int32
+    full_range = any(type(m) is basam.runtime.precision.FullRangeLinear for m in int8.image_encoder.modules())
+    assert full_range == basam.runtime.precision.int8_vnni()  # 8-bit activations only where VNNI sums in int32
     assert not any(type(m) is torch.nn.Linear for m in int8.image_encoder.modules())
     assert any(type(m) is torch.nn.Linear for m in int8.mask_decoder.modules())
     fp32 = basam.load_model("default")
@@ -150,14 +150,14 @@ def test_without_native_bf16_auto_is_int8_with_vnni_else_fp32_and_bf16_warns_onc
     """This machine has avx512_bf16 and avx512_vnni; other CPUs are stood in for by the feature
     probes. Without VNNI int8's 7-bit activations are outside the masks' bound on the real photo,
     so `auto` keeps fp32 there."""
-    monkeypatch.setattr(basam.precision, "native_bf16", lambda: False)
-    monkeypatch.setattr(basam.precision, "int8_vnni", lambda: True)
+    monkeypatch.setattr(basam.runtime.precision, "native_bf16", lambda: False)
+    monkeypatch.setattr(basam.runtime.precision, "int8_vnni", lambda: True)
     model = basam.load_model("tiny", dtype="auto")
     assert model.precision == "int8"
-    assert any(type(m) is basam.precision.FullRangeLinear for m in model.image_encoder.modules())
-    monkeypatch.setattr(basam.precision, "int8_vnni", lambda: False)
+    assert any(type(m) is basam.runtime.precision.FullRangeLinear for m in model.image_encoder.modules())
+    monkeypatch.setattr(basam.runtime.precision, "int8_vnni", lambda: False)
     model = basam.load_model("tiny", dtype="auto")
-    assert model.precision == "fp32" and not any(type(m) is basam.precision.FullRangeLinear for m in model.modules())
+    assert model.precision == "fp32" and not any(type(m) is basam.runtime.precision.FullRangeLinear for m in model.modules())
     capfd.readouterr()
     assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
     err = capfd.readouterr().err
@@ -173,10 +173,10 @@ def test_a_capped_instruction_set_is_not_native_bf16(cap):
     import subprocess
     import sys
 
-    code = ("import torch, basam.precision as p; "
+    code = ("import torch, basam.runtime.precision as p; "
             "print(p.native_bf16(), p.auto_precision(torch.device('cpu')), p.describe_cpu())")
     run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True,
                          timeout=120, check=True)
     native, auto, described = run.stdout.split(" ", 2)
-    assert (native, auto) == ("False", "int8" if basam.precision.int8_vnni() else "fp32")
+    assert (native, auto) == ("False", "int8" if basam.runtime.precision.int8_vnni() else "fp32")
     assert "capped: " + " ".join(f"{k}={v}" for k, v in cap.items()) in described

@@ -11,7 +11,7 @@ from PIL import Image
 
 import basam
 from basam.config import MODEL_CONFIGS
-from basam.transforms import resize_image
+from basam.inference.transforms import resize_image
 from official import official_predictor_and_generator, official_sam, randomize
 
 TINY = MODEL_CONFIGS["tiny"]

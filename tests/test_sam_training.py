@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 import basam
-from basam.checkpoint import CheckpointError
+from basam.formats.checkpoint import CheckpointError
 from basam.cli import main as cli_main
-from basam.data import training_data as td
-from basam.loss import error_points, segmentation_loss
-from basam.train import TrainConfig, train
+from basam.training import data as td
+from basam.training.loss import error_points, segmentation_loss
+from basam.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,8 +13,8 @@ import basam
 from basam.cli import main
 from basam.config import MODEL_CONFIGS
 from basam.data.specs import open_eval_data
-from basam.evaluate import EvalSettings
-from basam.sweep import Column, run_sweep, sweep_rows
+from basam.evaluation.evaluate import EvalSettings
+from basam.evaluation.sweep import Column, run_sweep, sweep_rows
 from official import randomize
 
 REFERENCE = Path(__file__).parent / "data" / "window_scale_tiny.json"

@@ -226,6 +226,7 @@ def test_write_benchmark_random_sizes(tmp_path):
 
 def test_cli_synth(tmp_path, capsys):
     from basam.cli import main
+    from basam.cli import synth as synth_command
 
     assert main(["synth", "--out", str(tmp_path), "--n", "1", "--size", "96x120", "--families", "lesion,camouflaged",
                  "--split", "val"]) == 0
@@ -233,6 +234,6 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--families", "cats"]) == 2
     assert "cats" in capsys.readouterr().err
     p = argparse.ArgumentParser()
-    synth.add_arguments(p)
+    synth_command.add_arguments(p)
     with pytest.raises(ValueError, match="--size"):
-        synth.run(p.parse_args(["--out", str(tmp_path), "--size", "big"]))
+        synth_command.run(p.parse_args(["--out", str(tmp_path), "--size", "big"]))

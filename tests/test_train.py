@@ -17,10 +17,10 @@ import torch
 from safetensors.torch import load_file
 
 import basam
-from basam import tuning
+from basam.training import tuning
 from basam.cli import main as cli_main
-from basam.data import training_data as td
-from basam.train import TrainConfig, train
+from basam.training import data as td
+from basam.training.train import TrainConfig, train
 
 BIN = Path(sys.executable).parent
 

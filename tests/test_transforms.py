@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from basam.transforms import (
+from basam.inference.transforms import (
     PIXEL_MEAN,
     PIXEL_STD,
     boxes_to_model,
@@ -186,7 +186,7 @@ def test_bad_images_raise(bad, msg):
 
 
 def test_native_refuses_images_beyond_4096_px():
-    from basam.transforms import model_input_size
+    from basam.inference.transforms import model_input_size
 
     assert model_input_size((3000, 4090), "native") == ((3008, 4096), (3008, 4096))
     with pytest.raises(ValueError, match="larger than 4096"):

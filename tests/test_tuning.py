@@ -1,10 +1,10 @@
-"""Freezing, adapters and LoRA (basam.tuning) on the tiny model."""
+"""Freezing, adapters and LoRA (basam.training.tuning) on the tiny model."""
 
 import pytest
 import torch
 
 import basam
-from basam import tuning
+from basam.training import tuning
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 import basam
-from basam.attention import BlockAttentionMode, grid_diameter, scaled_window
+from basam.modeling.attention import BlockAttentionMode, grid_diameter, scaled_window
 from basam.config import MODEL_CONFIGS, AttentionConfig
-from basam.transforms import model_input_size
+from basam.inference.transforms import model_input_size
 from official import randomize
 
 TINY = MODEL_CONFIGS["tiny"]  # 256 px, 4-token windows, global blocks 1 and 3

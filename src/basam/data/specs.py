@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import open_dataset
-from .synth import FAMILIES, make_scene, render, scene_seed
+from basam.data.datasets import open_dataset
+from basam.data.synth import FAMILIES, make_scene, render, scene_seed
 
 
 def synth_families(text: str) -> tuple[str, ...]:

@@ -14,7 +14,6 @@ resolution) and "lesion" (ISIC-like: soft-edged blob on procedural skin, hairs o
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import json
 import math
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .textures import (DETAILS, PHOTOS, Capsule, SceneObject, Star, Texture, extent, make_frame, object_layer,
+from basam.data.textures import (DETAILS, PHOTOS, Capsule, SceneObject, Star, Texture, extent, make_frame, object_layer,
                        render_texture)
 
 FAMILIES = ("salient", "camouflaged", "thin", "lesion")
@@ -375,25 +374,3 @@ def write_benchmark(out_dir, n_per_family: int, size=None, families=FAMILIES, se
     old = json.loads(manifest.read_text()) if manifest.is_file() else {}
     manifest.write_text(json.dumps({**old, **index}, indent=1))
     return out
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `basam synth`."""
-    parser.add_argument("--out", required=True, help="output folder (images/, masks/, synth.json)")
-    parser.add_argument("--n", type=int, default=10, help="scenes per family")
-    parser.add_argument("--size", default="random", help="S (square), HxW, or random (96..2048 px, varied aspect)")
-    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of " + ",".join(FAMILIES))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--split", default="test", help="train | val | test: disjoint scene sets")
-
-
-def run(args: argparse.Namespace) -> int:
-    text = str(args.size).lower().strip()
-    try:
-        size = None if text == "random" else tuple(int(v) for v in text.split("x")) if "x" in text else int(text)
-    except ValueError:
-        raise ValueError(f"--size {args.size!r}: expected S, HxW or random") from None
-    out = write_benchmark(args.out, args.n, size, args.families, args.seed, args.split)
-    fams = [f for f in str(args.families).split(",") if f.strip()]
-    print(f"wrote {args.n * len(fams)} image/mask pairs ({args.split}, {', '.join(fams)}) to {out}")
-    return 0

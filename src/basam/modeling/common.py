@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..precision import onednn_bf16
+from basam.runtime.precision import onednn_bf16
 
 # oneDNN's linear with the bias (and a GELU) fused into the matrix product: on the ViT-B encoder's
 # shapes 5–16% faster than nn.Linear's MKL call in fp32 (34% with the MLP's GELU), 2–8% in bf16

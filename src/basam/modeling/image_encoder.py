@@ -3,7 +3,7 @@
 Parameter names and shapes are those of the official release, so its checkpoints load strictly.
 What differs is that nothing is tied to 1024 px: the 64×64 pos_embed is resized (bicubic) to the
 actual token grid, the global blocks' rel-pos tables are resized (linear) as SAM itself does for
-mismatched sizes, and attention goes through `basam.attention.attend`, where BA-SAM lives.
+mismatched sizes, and attention goes through `basam.modeling.attention.attend`, where BA-SAM lives.
 With windows="scaled" the windowed blocks' windows grow with the input (`scaled_window`) and
 their rel-pos tables are resized the same way; the window is chosen per call, never stored.
 """
@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import BlockAttentionMode, attend, scaled_window
-from ..config import AttentionConfig, ModelConfig
-from .common import LayerNorm2d, MLPBlock, linear
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
+from basam.config import AttentionConfig, ModelConfig
+from basam.modeling.common import LayerNorm2d, MLPBlock, linear
 
 
 class ImageEncoderViT(nn.Module):
     """(B, 3, H, W) normalised image, H and W multiples of the patch size → (B, C_out, H/16, W/16).
-    Takes and returns float32 whatever dtype its weights were given (basam.precision)."""
+    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision)."""
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
@@ -73,7 +73,7 @@ class ImageEncoderViT(nn.Module):
     @property
     def boundary_layers(self) -> tuple[nn.Module, nn.Module]:
         """The layer that reads the image and the neck that writes the embedding: bf16 encoders
-        keep them fp32 (basam.precision)."""
+        keep them fp32 (basam.runtime.precision)."""
         return self.patch_embed, self.neck
 
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LayerNorm2d
+from basam.modeling.common import LayerNorm2d
 
 
 class MLP(nn.Module):

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .common import LayerNorm2d
+from basam.modeling.common import LayerNorm2d
 
 
 class PositionEmbeddingRandom(nn.Module):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import AttentionConfig, ModelConfig
-from ..transforms import PIXEL_MEAN, PIXEL_STD
-from .image_encoder import ImageEncoderViT
-from .mask_decoder import MaskDecoder
-from .prompt_encoder import PromptEncoder
-from .tiny_vit import TinyViT
-from .transformer import TwoWayTransformer
+from basam.config import AttentionConfig, ModelConfig
+from basam.inference.transforms import PIXEL_MEAN, PIXEL_STD
+from basam.modeling.image_encoder import ImageEncoderViT
+from basam.modeling.mask_decoder import MaskDecoder
+from basam.modeling.prompt_encoder import PromptEncoder
+from basam.modeling.tiny_vit import TinyViT
+from basam.modeling.transformer import TwoWayTransformer
 
 
 class Sam(nn.Module):
@@ -22,7 +22,7 @@ class Sam(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.attn_cfg = attn_cfg or AttentionConfig()
-        self.precision = "fp32"  # of the image encoder; basam.precision.set_precision changes it
+        self.precision = "fp32"  # of the image encoder; basam.runtime.precision.set_precision changes it
         dim = cfg.prompt_embed_dim
         self.image_encoder = (TinyViT if cfg.encoder == "tiny_vit" else ImageEncoderViT)(cfg, self.attn_cfg)
         self.prompt_encoder = PromptEncoder(dim, cfg.mask_in_chans, cfg.patch_size)

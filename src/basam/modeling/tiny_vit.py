@@ -4,7 +4,7 @@ Parameter names and shapes are those of MobileSAM's release (`mobile_sam.pt`), s
 the release's classifier head (`norm_head`, `head`) is not built (checkpoint.py ignores it). The
 released code is tied to 1024 px (per-block input resolutions, a `view(B, 64, 64, C)` before the
 neck); here every stage takes its grid from its input, windows are zero-padded as the release pads
-them, and attention goes through `basam.attention.attend`, where BA-SAM lives. With
+them, and attention goes through `basam.modeling.attention.attend`, where BA-SAM lives. With
 windows="scaled" each stage's window grows with the input (`scaled_window`, from the stage's grid
 at 1024 px) and its per-offset bias table is resized bilinearly, as SAM's rel-pos tables are.
 
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import BlockAttentionMode, attend, scaled_window
-from ..config import AttentionConfig, ModelConfig
-from .common import LayerNorm2d
-from .image_encoder import window_partition, window_unpartition
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
+from basam.config import AttentionConfig, ModelConfig
+from basam.modeling.common import LayerNorm2d
+from basam.modeling.image_encoder import window_partition, window_unpartition
 
 # TinyViT-5M as MobileSAM configures it.
 EMBED_DIMS = (64, 128, 160, 320)
@@ -41,7 +41,7 @@ LOCAL_CONV_SIZE = 3
 
 class TinyViT(nn.Module):
     """(B, 3, H, W) normalised image, H and W multiples of 16 → (B, C_out, H/16, W/16).
-    Takes and returns float32 whatever dtype its weights were given (basam.precision)."""
+    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision)."""
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
@@ -76,7 +76,7 @@ class TinyViT(nn.Module):
     @property
     def boundary_layers(self) -> tuple[nn.Module, nn.Module]:
         """The layer that reads the image and the neck that writes the embedding: bf16 encoders
-        keep them fp32 (basam.precision)."""
+        keep them fp32 (basam.runtime.precision)."""
         return self.patch_embed.seq[0], self.neck
 
     def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:

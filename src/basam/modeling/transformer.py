@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import MLPBlock
+from basam.modeling.common import MLPBlock
 
 
 class Attention(nn.Module):

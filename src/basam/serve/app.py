@@ -24,7 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .engine import Engine, RequestError
+from basam.serve.engine import Engine, RequestError
 
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 1 << 20

@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as coco_mask
 
-from ..amg import AutomaticMaskGenerator
-from ..config import AttentionConfig
-from ..modeling.sam import Sam
-from ..predictor import Predictor
-from ..transforms import AUTO_MAX_SIDE, parse_resolution, to_rgb_uint8
-from .samples import SAMPLES, render_sample
+from basam.inference.amg import AutomaticMaskGenerator
+from basam.config import AttentionConfig
+from basam.modeling.sam import Sam
+from basam.inference.predictor import Predictor
+from basam.inference.transforms import AUTO_MAX_SIDE, parse_resolution, to_rgb_uint8
+from basam.serve.samples import SAMPLES, render_sample
 
 # Presets the page may switch between; `official` changes which weights are loaded, so it is only
 # offered when the model was loaded with it.

@@ -8,8 +8,8 @@ import io
 
 from PIL import Image
 
-from ..checkpoint import ASSETS
-from ..data.synth import make_scene, render, scene_seed
+from basam.formats.checkpoint import ASSETS
+from basam.data.synth import make_scene, render, scene_seed
 
 # name → (family, height, width) for synthetic scenes; None for the shipped photo
 SAMPLES = {

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed
-from .cli import add_model_arguments, add_resolution_arguments, load_model_from_args
-from .predictor import check_batch_size
-from .transforms import to_rgb_uint8
+from basam.runtime import distributed
+from basam.cli.common import add_model_arguments, add_resolution_arguments, load_model_from_args, read_image
+from basam.inference.predictor import check_batch_size
+from basam.inference.transforms import to_rgb_uint8
 
 # Generator options exposed as flags; unset flags keep the generator's own defaults.
 _OPTIONS = {
@@ -49,8 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .amg import AutomaticMaskGenerator
-    from .cli import _read_image
+    from basam.inference.amg import AutomaticMaskGenerator
 
     check_batch_size(args.batch_size)
     images = _list_images(Path(args.input))
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         batch = []
         for path in mine[first : first + args.batch_size]:
             try:
-                image = _read_image(str(path))
+                image = read_image(str(path))
             except ValueError as e:
                 print(f"basam amg: skipped {path}: {e}", file=sys.stderr)
                 skipped.append(str(path))

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy.special import expit
 
-from .modeling.sam import Sam
-from .transforms import (
+from basam.modeling.sam import Sam
+from basam.inference.transforms import (
     AUTO_MAX_SIDE,
     Resolution,
     ResolutionTransform,

@@ -7,19 +7,15 @@ rewritten after each resolution, so a crash at the last size keeps the others on
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from . import distributed
-from .config import AttentionConfig
-from .data.specs import is_synth, open_eval_data
-from .evaluate import HEADLINE, EvalResult, EvalSettings, add_common_arguments, report_problems, settings_from_args, evaluate_prompts, merge_ranks
-from .metrics import SegMetrics
-from .predictor import Predictor, check_batch_size
-from .report import write_sweep
-from .transforms import AUTO_MAX_SIDE, parse_resolution
+from basam.config import AttentionConfig
+from basam.evaluation.evaluate import EvalSettings, evaluate_prompts, merge_ranks
+from basam.inference.predictor import Predictor
+from basam.evaluation.report import write_sweep
+from basam.inference.transforms import AUTO_MAX_SIDE
 
 METRICS = ("count", "MAE", "Smeasure", "wFmeasure", "meanEm", "maxEm", "adpEm", "meanFm", "maxFm", "adpFm", "mIoU",
            "mDice", "HCE")
@@ -99,8 +95,8 @@ def sweep_rows(presets: list[str], windows: list[str], overrides: dict, saved: A
     return rows
 
 
-def _saved_attention(checkpoint: str | None) -> AttentionConfig:
-    from .checkpoint import read_checkpoint
+def saved_attention(checkpoint: str | None) -> AttentionConfig:
+    from basam.formats.checkpoint import read_checkpoint
 
     saved = read_checkpoint(checkpoint)[1].get("attention") if checkpoint else None
     if saved is None:
@@ -109,65 +105,5 @@ def _saved_attention(checkpoint: str | None) -> AttentionConfig:
     return AttentionConfig.from_dict(saved)
 
 
-def _split(text: str) -> list[str]:
+def split_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-# --- command line --------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_arguments(p)
-    p.add_argument("--resolution", default="512,1024,1536,2048",
-                   help="comma-separated policies: N, native or auto (native/auto with synth: give --render-size)")
-    p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px)")
-    p.add_argument("--metric", default="mIoU", help=f"metric of the table and plot ({', '.join(HEADLINE)}, …)")
-
-
-def run(args) -> int:
-    from . import load_model, use_fused_attention
-    from .cli import attention_overrides
-
-    # Every argument is checked before the first image is encoded.
-    presets = _split(args.attn or "sam,nsf,bm,basam")
-    windows = _split(args.windows or "fixed")
-    prompts = _split(args.prompt)
-    for kind in prompts or [args.prompt]:  # '' fails as an unknown kind
-        EvalSettings(prompt=kind)
-    if args.metric not in METRICS:
-        raise ValueError(f"unknown metric {args.metric!r}; choose from {', '.join(METRICS)}")
-    overrides = {k: v for k, v in attention_overrides(args).items() if k != "windows"}
-    rows = sweep_rows(presets, windows, overrides, _saved_attention(args.checkpoint) if "checkpoint" in presets else None)
-    resolutions = [parse_resolution(r) for r in _split(args.resolution)]
-    if not resolutions:
-        raise ValueError("--resolution: give at least one policy")
-    parse_resolution(args.max_side)
-    check_batch_size(args.batch_size)
-    synth = is_synth(args.data)
-    columns = [Column(str(r), r, (args.render_size or r) if synth else None) for r in resolutions]
-    first = open_eval_data(args.data, args.split, columns[0].render_size, args.n)  # a bad spec fails here
-    for column in columns[1:]:
-        if synth and not isinstance(column.render_size, int):
-            raise ValueError(f"synthetic data is rendered at a size N (square): give N or --render-size, not {column.label}")
-    settings = replace(settings_from_args(args, first, prompts[0]), group_by_prefix=args.group_by_prefix or synth)  # per family
-    rank, world = distributed.setup(args.device)
-    if args.fused_attention:
-        use_fused_attention()
-    model = load_model(args.model, checkpoint=args.checkpoint, attn=rows[0].attention, device=args.device,
-                       dtype=args.dtype)
-
-    def open_data(column: Column):
-        return open_eval_data(args.data, args.split, column.render_size, args.n) if synth else first
-
-    name = first.name.split("@")[0] + " rendered at each resolution" if synth and not args.render_size else first.name
-    out = Path(args.out)
-    records, problems = run_sweep(model, rows, columns, prompts, open_data, settings, out, args.metric,
-                                  f"{name} ({model.cfg.name}, prompt {args.prompt})", rank, world, args.max_side,
-                                  batch_size=args.batch_size)
-    distributed.teardown()
-    if rank != 0:
-        return 0
-    print((out / "sweep.md").read_text())
-    report_problems(first, EvalResult(SegMetrics(), {}, [], problems))
-    print(f"wrote {out}/sweep.md, sweep.csv, sweep.json and sweep.png")
-    return 0

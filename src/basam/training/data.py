@@ -1,6 +1,6 @@
 """Training data: sources (any reader, or the synthetic benchmark on the fly), a weighted mixture
 sampler, augmentations, prompt sampling, batch collation, and the validation set and metrics
-(`validate`). The loss is in `basam.loss`.
+(`validate`). The loss is in `basam.training.loss`.
 
 Everything is a pure function of (seed, step, position in the global batch): the data position
 of a run is just its step, a resumed run sees exactly the batches it would have seen, and a rank
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..transforms import boxes_to_model, coords_to_model, model_input_size, normalize_and_pad, resize_image
-from .datasets import SampleError, open_dataset
-from .prompts import KINDS, sample_prompt
-from .synth import FAMILIES, make_scene, render, scene_seed
+from basam.inference.transforms import boxes_to_model, coords_to_model, model_input_size, normalize_and_pad, resize_image
+from basam.data.datasets import SampleError, open_dataset
+from basam.data.prompts import KINDS, sample_prompt
+from basam.data.synth import FAMILIES, make_scene, render, scene_seed
 
 SYNTH_SEED = 0  # the benchmark's scene-set seed: train/val/test scenes are disjoint under it
 _ASPECTS = (1.0, 1.0, 4 / 3, 3 / 2, 16 / 9)
@@ -62,7 +62,7 @@ class SynthSource:
     `split`, rendered with its long side at the requested resolution."""
 
     def __init__(self, families: str, split: str):
-        from .specs import synth_families
+        from basam.data.specs import synth_families
 
         names = synth_families(families)
         self.families, self.split = names, split
@@ -295,12 +295,12 @@ def collate(examples: list[Example]) -> dict:
 
 class ValidationSet:
     """Held-out samples kept in memory, with the resolution and prompt settings they are scored at:
-    a dataset for `basam.evaluate`, so validation is `basam eval`'s loop."""
+    a dataset for `basam.evaluation.evaluate`, so validation is `basam eval`'s loop."""
 
     layout = "validation"
 
     def __init__(self, samples: list, resolution: int, kind: str, seed: int):
-        from ..evaluate import EvalSettings
+        from basam.evaluation.evaluate import EvalSettings
 
         self.name, self.samples, self.problems = "validation", samples, []
         self.resolution, self.settings = resolution, EvalSettings(prompt=kind, seed=seed)
@@ -342,8 +342,8 @@ def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolu
 @torch.no_grad()
 def validate(model, val_set: ValidationSet, device, use_bf16: bool = False) -> dict:
     """SegMetrics over the held-out samples through the Predictor, as `basam eval` scores them."""
-    from ..evaluate import evaluate
-    from ..predictor import Predictor
+    from basam.evaluation.evaluate import evaluate
+    from basam.inference.predictor import Predictor
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         result = evaluate(Predictor(model, val_set.resolution), val_set, val_set.settings, progress=False)

@@ -15,7 +15,6 @@ in a SamModel: they travel in a "basam" section of config.json, which transforme
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -25,8 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import _BASAM_KEY, CheckpointError
-from ..config import MODEL_CONFIGS, ModelConfig
+from basam.formats.errors import CheckpointError
+from basam.modeling.attention import BASAM_PARAMETER
+from basam.config import MODEL_CONFIGS, ModelConfig
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
 HF_DEFAULT_DECODER_NORM_EPS = 1e-6  # SamMaskDecoderConfig's default
@@ -265,7 +265,7 @@ def _guess_config(hf_state: dict[str, torch.Tensor]) -> ModelConfig:
 def _basam_names(cfg: ModelConfig) -> dict[str, str]:
     """HF name → basam name for every parameter a `sam` model of this size has (built on the meta
     device: names only, no memory)."""
-    from ..modeling.sam import Sam
+    from basam.modeling.sam import Sam
 
     with torch.device("meta"):
         names = Sam(cfg).state_dict().keys()
@@ -286,12 +286,12 @@ def save_hf(model, folder: str | os.PathLike) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file; the Hugging Face format is a folder")
     state = model.state_dict()
-    foreign = [k for k in state if _BASAM_KEY not in k and (".adapter." in k or ".lora_" in k)]
+    foreign = [k for k in state if BASAM_PARAMETER not in k and (".adapter." in k or ".lora_" in k)]
     if foreign:
         raise ValueError(f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a SamModel "
                          f"has no place for; merge LoRA, or keep adapter models in basam's format")
-    tensors = {hf_name(k): v.detach().cpu().contiguous() for k, v in state.items() if _BASAM_KEY not in k}
-    parameters = {k: v.detach().cpu().tolist() for k, v in state.items() if _BASAM_KEY in k}
+    tensors = {hf_name(k): v.detach().cpu().contiguous() for k, v in state.items() if BASAM_PARAMETER not in k}
+    parameters = {k: v.detach().cpu().tolist() for k, v in state.items() if BASAM_PARAMETER in k}
     config = {**hf_config(model.cfg), "basam": {
         "note": "BA-SAM settings for basam; transformers ignores this section and runs plain SAM attention",
         "model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict(), "parameters": parameters,
@@ -301,23 +301,3 @@ def save_hf(model, folder: str | os.PathLike) -> Path:
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
-
-
-# --- basam export-hf ---------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
-
-    add_model_arguments(p)
-    p.add_argument("--out", required=True, help="folder for config.json + model.safetensors")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..cli import load_model_from_args
-
-    model = load_model_from_args(args)
-    out = save_hf(model, args.out)
-    print(f"wrote {out}/config.json and model.safetensors: {model.cfg.name}, attention {model.attn_cfg.describe()} "
-          f"(transformers.SamModel.from_pretrained({str(out)!r}) opens it; BA-SAM settings are in config.json's basam section)")
-    return 0

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .amg_utils import (
+from basam.inference.amg_utils import (
     box_nms,
     coco_rle,
     crop_boxes,
@@ -41,9 +41,9 @@ from .amg_utils import (
     stability_score,
     tile_boxes,
 )
-from .modeling.sam import Sam
-from .predictor import ImageEmbedding, Predictor, check_batch_size
-from .transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
+from basam.modeling.sam import Sam
+from basam.inference.predictor import ImageEmbedding, Predictor, check_batch_size
+from basam.inference.transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 _TENSOR_FIELDS = ("boxes", "iou_preds", "points", "stability_score", "crop_boxes")

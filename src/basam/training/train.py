@@ -10,7 +10,6 @@ export `basam.load_model` reads), checkpoints/step_*.pt (last k) + best.pt, log.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -19,7 +18,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,106 +25,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import tuning
-from .data import training_data as td
-from .loss import TrainStep
-from .transforms import parse_resolution
-
-VAL_COLUMNS = ("mIoU", "mDice", "MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm")  # logged
-VAL_METRICS = (*VAL_COLUMNS, "maxEm", "adpEm", "adpFm")  # SegMetrics.results(); any may pick the best
-LOWER_IS_BETTER = ("MAE",)
-# settings a resumed run may change without a note (they do not change the weights, or just extend the run)
-_FREE = ("resume", "out", "progress", "workers", "device", "steps", "val_every", "checkpoint_every", "keep_last")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on. Lists may be given as comma-separated strings."""
-
-    # model
-    model: str = "default"
-    checkpoint: str | None = None
-    attn: str | None = None
-    attn_overrides: dict = field(default_factory=dict)  # bm_distance=…, nsf_blocks=…
-    device: str = "cpu"
-    # what is trained
-    tune: str = "decoder"  # full | decoder | adapter | lora
-    learnable_slopes: bool = False
-    adapter_dim: int = 0  # 0 → encoder width / 4
-    lora_rank: int = 4
-    lora_alpha: float = 4.0
-    train_prompt_encoder: bool = False
-    # SAM's training recipe
-    multimask: bool = False
-    refine_iters: int = 0
-    any_object: float = 0.0
-    # data
-    data: list = field(default_factory=list)  # "LAYOUT:PATH[@w]" | "synth:FAMILIES[@w]"
-    resolution: list = field(default_factory=lambda: [1024])  # one drawn per step
-    prompt: list = field(default_factory=lambda: ["box"])  # one drawn per sample
-    box_jitter: float = 0.1
-    n_points: int = 3
-    flip: bool = True
-    min_scale: float = 0.6  # scale-crop; 1 = off
-    workers: int = 0
-    # optimisation
-    steps: int = 1000
-    batch_size: int = 8  # global, over all ranks and accumulation micro-batches
-    accum: int = 1
-    lr: float = 1e-4
-    min_lr_ratio: float = 0.1
-    warmup: int = 50
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0  # 0 = off
-    pos_weight: float | None = None
-    bf16: str = "auto"  # auto (CUDA with bf16) | on | off
-    seed: int = 0
-    # validation, checkpoints, logs
-    val_every: int = 0
-    val_data: list | None = None  # default: --data, split val_split
-    val_split: str = "val"
-    val_size: int = 32
-    val_resolution: int | None = None  # default: the largest training resolution
-    val_prompt: str = "box"
-    best_metric: str = "mIoU"
-    checkpoint_every: int = 0  # 0: only at the end
-    keep_last: int = 2
-    out: str = "basam-train"
-    resume: bool = False
-    progress: bool = True
-
-    def __post_init__(self):
-        def split(v):  # "a,b" or ["a,b", "c"] → ["a", "b", "c"]
-            return [t.strip() for item in ([v] if isinstance(v, (str, int)) else v) for t in str(item).split(",") if t.strip()]
-
-        self.data, self.prompt = split(self.data), split(self.prompt)
-        self.resolution = [_resolution(r) for r in split(self.resolution)]
-        self.val_data = split(self.val_data) if self.val_data else None
-        if self.tune not in tuning.TUNE_MODES:
-            raise ValueError(f"unknown tune mode {self.tune!r}; choose from {', '.join(tuning.TUNE_MODES)}")
-        if self.bf16 not in ("auto", "on", "off"):
-            raise ValueError(f"--bf16 {self.bf16!r}: expected auto, on or off")
-        for name in ("steps", "batch_size", "accum"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
-        if not self.data:
-            raise ValueError("--data is required: LAYOUT:PATH[,LAYOUT:PATH…] or synth:FAMILIES")
-        if not 0 <= self.any_object <= 1:
-            raise ValueError(f"--any-object must be a probability in [0, 1], got {self.any_object}")
-        if int(self.refine_iters) < 0:
-            raise ValueError(f"--refine-iters must be ≥ 0, got {self.refine_iters}")
-        if not 0 < self.min_scale <= 1:
-            raise ValueError(f"--min-scale must be in (0, 1], got {self.min_scale}")
-        if self.best_metric not in VAL_METRICS:
-            raise ValueError(f"--best-metric {self.best_metric!r}: expected one of {', '.join(VAL_METRICS)}")
-
-
-def _resolution(r) -> int:
-    value = parse_resolution(r)
-    if value == "native":
-        raise ValueError("--resolution: training needs fixed sizes (N: long side → N, padded to N×N), not native")
-    return value
-
+from basam.formats.checkpoint import load_model, save_model
+from basam.training import data as td
+from basam.training import tuning
+from basam.training.checkpoints import build_model, load_trainable
+from basam.training.config import RESUME_MAY_CHANGE, LOWER_IS_BETTER, VAL_COLUMNS, TrainConfig
+from basam.training.loss import TrainStep
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over `warmup` steps, then cosine from 1 down to min_lr_ratio at `steps`."""
@@ -163,55 +67,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The model a run starts from, on the CPU, its parameters trainable or frozen as --tune says."""
-    from . import load_model
-
-    torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
-    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
-                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
-    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha,
-                     cfg.train_prompt_encoder)
-    if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
-        model.image_encoder.pos_embed.requires_grad_(False)
-    return model
-
-
-def checkpoint_weights(ckpt: dict, source: str) -> dict[str, torch.Tensor]:
-    """The whole state dict of a training checkpoint (step_*.pt, best.pt), which stores only what
-    its run trained: the base model rebuilt as the run built it, the trained weights on top, LoRA
-    merged, as `model.safetensors` would hold them had the run ended there."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = ckpt.get("base") or {}
-    cfg = TrainConfig(**{k: base.get(k, v) for k, v in ckpt["config"].items() if k in names})
-    if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
-        raise ValueError(f"{source} holds only the weights its run trained (--tune {cfg.tune}); the rest comes "
-                         f"from its base checkpoint {cfg.checkpoint}, which is missing")
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(cfg)
-    _load_trainable(model, ckpt, tuning.frozen_fingerprint(model), source)
-    return tuning.export_copy(model).state_dict()
-
-
-def _load_trainable(model: nn.Module, ckpt: dict, fingerprint: float, source: str) -> None:
-    """Put a checkpoint's trained weights into `model`, after checking that they go on the same
-    frozen base (fingerprint) and the same set of trainable parameters."""
-    if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
-        raise ValueError(f"{source}: the frozen base weights differ from the ones its run trained on "
-                         "(another --checkpoint or --model?)")
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    if set(ckpt["trainable"]) != set(named):
-        raise ValueError(f"{source} was written by another --tune / --model setting than this run's")
-    with torch.no_grad():
-        for n, p in named.items():
-            p.copy_(ckpt["trainable"][n])
-
-
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; → summary dict (also written to DIR/summary.json by rank 0)."""
     import torch.distributed as dist
-
-    from . import save_model
 
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
     if cfg.batch_size % world or (cfg.batch_size // world) % cfg.accum:
@@ -235,7 +93,7 @@ def train(cfg: TrainConfig) -> dict:
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    model = build_model(cfg)
+    model = build_model(cfg, load_model)
     counts, fingerprint = tuning.count_parameters(model), tuning.frozen_fingerprint(model)
     # what a checkpoint's trainable weights go on top of, for `load_model(checkpoint=best.pt)`
     base = {"checkpoint": cfg.checkpoint and str(Path(cfg.checkpoint).resolve())}
@@ -248,13 +106,13 @@ def train(cfg: TrainConfig) -> dict:
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
         ckpt = torch.load(existing[-1], map_location="cpu", weights_only=True)
-        _load_trainable(model, ckpt, fingerprint, str(existing[-1]))
+        load_trainable(model, ckpt, fingerprint, str(existing[-1]))
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start, best = ckpt["data"]["step"], ckpt["best"]
         set_rng_state(ckpt["rng"])
         now = dataclasses.asdict(cfg)
-        changed = sorted(k for k, v in ckpt["config"].items() if now.get(k) != v and k not in _FREE)
+        changed = sorted(k for k, v in ckpt["config"].items() if now.get(k) != v and k not in RESUME_MAY_CHANGE)
         if master and changed:
             print(f"note: resuming with changed settings: {', '.join(changed)}", file=sys.stderr)
     if master:
@@ -378,83 +236,3 @@ class _Log:
     def close(self) -> None:
         for f in filter(None, (self.file, self.tb)):
             f.close()
-
-
-HELP = {
-    "config": "YAML file of TrainConfig fields (names as the flags, - or _); flags given here win",
-    "data": "LAYOUT:PATH[@w][,…] or synth:FAMILIES (all | salient,thin,…); repeatable; @w = mixture weight",
-    "tune": "full | decoder | adapter | lora", "learnable_slopes": "train BA-SAM's bias slopes (*.attn.mode.slopes)",
-    "resolution": "R[,R…]: long side → R px, padded to R×R; one drawn per step",
-    "prompt": "prompt kinds drawn per sample: box, center, point (one random inside), points, box+center, none",
-    "batch_size": "global batch, split over ranks and --accum micro-batches",
-    "resume": "continue from the last checkpoint in --out", "bf16": "auto | on | off",
-    "train_prompt_encoder": "train the prompt encoder too (point/box embeddings, the mask_input path); "
-                            "for a model trained from scratch",
-    "multimask": "one-point prompts train SAM's three multimask outputs: the mask loss on the best of "
-                 "the three only, the IoU head on all three",
-    "refine_iters": "interactive refinement: after the first prediction, N clicks drawn from the error "
-                    "region (missed → foreground, wrongly covered → background) with the previous "
-                    "logits as mask_input; loss over all N+1 predictions",
-    "any_object": "probability of prompting a random object of a synthetic scene instead of its target"
-                  " (a prompt-free example always asks for the target)",
-}
-_MODEL_FLAGS = ("model", "checkpoint", "attn", "device")  # added by cli.add_model_arguments
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (--batch-size ↔ batch_size), plus the shared model flags."""
-    from .cli import add_model_arguments
-
-    add_model_arguments(p, dtype=False)  # training has its own --bf16 (autocast)
-    p.add_argument("--config", help=HELP["config"])
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _MODEL_FLAGS or f.name == "attn_overrides":
-            continue
-        flag, kind = "--" + f.name.replace("_", "-"), str(f.type)
-        if kind == "bool":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP.get(f.name))
-        else:
-            typ = int if kind.startswith("int") else float if kind.startswith("float") else str
-            p.add_argument(flag, type=typ, action="append" if f.name == "data" else None, help=HELP.get(f.name),
-                           metavar=f.name.upper())
-    for action in p._actions:  # only flags actually given override the YAML file and the defaults
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-
-
-def resolve_config(given: dict) -> TrainConfig:
-    """defaults < DIR/config.yaml of the run being resumed < --config YAML < flags."""
-    from .cli import attention_overrides
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    from_file = _read_yaml(given["config"], names) if "config" in given else {}
-    values = {}
-    out = given.get("out", from_file.get("out", TrainConfig.out))
-    resume = bool(given.get("resume", from_file.get("resume", False)))
-    if resume and (Path(out) / "config.yaml").is_file():
-        values.update(_read_yaml(Path(out) / "config.yaml", names))
-    values.update(from_file)
-    values.update({k: v for k, v in given.items() if k in names})
-    values["attn_overrides"] = {**values.get("attn_overrides", {}), **attention_overrides(argparse.Namespace(**given))}
-    values["resume"] = resume
-    return TrainConfig(**values)
-
-
-def _read_yaml(path, names: set) -> dict:
-    import yaml
-
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"cannot read config {path}: {e}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"config {path}: expected a mapping of TrainConfig fields")
-    values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    if set(values) - names:
-        raise ValueError(f"config {path}: unknown fields {', '.join(sorted(set(values) - names))}")
-    return values
-
-
-def run(args: argparse.Namespace) -> int:
-    train(resolve_config(vars(args)))
-    return 0

@@ -1,5 +1,5 @@
 """The scoring loop, and `basam eval`: the field's metrics at the ground truth's own resolution.
-`basam sweep` (basam.sweep) runs this loop over presets × windows × resolutions × prompts.
+`basam sweep` (basam.evaluation.sweep) runs this loop over presets × windows × resolutions × prompts.
 
 Each image is encoded at the resolution policy, prompted from its ground truth (deterministic by
 seed and sample name), and the predicted probability map — brought back to the original image
@@ -9,20 +9,17 @@ world-th sample and rank 0 merges the per-image results exactly once.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import distributed
-from .data.datasets import Dataset, SampleError, binarize
-from .data.specs import open_eval_data
-from .data.prompts import KINDS, sample_prompt, prompt_rng
-from .metrics import SegMetrics, write_per_image_csv, write_summary_json
-from .predictor import Predictor, check_batch_size
+from basam.runtime import distributed
+from basam.data.datasets import Dataset, SampleError, binarize
+from basam.data.prompts import KINDS, sample_prompt, prompt_rng
+from basam.evaluation.metrics import SegMetrics
+from basam.inference.predictor import Predictor, check_batch_size
 
 HEADLINE = ("mIoU", "mDice", "MAE", "Smeasure", "maxFm", "meanEm", "wFmeasure")
 
@@ -153,7 +150,7 @@ def merge_ranks(part: EvalResult) -> EvalResult | None:
 
 
 def prompt_for(sample, gt, settings: EvalSettings):
-    from .data.prompts import Prompt
+    from basam.data.prompts import Prompt
 
     if settings.prompt == "box" and sample.box is not None:  # COCO: the annotation's own box
         return Prompt(box=np.asarray(sample.box, dtype=np.float64))
@@ -163,82 +160,3 @@ def prompt_for(sample, gt, settings: EvalSettings):
 
 def _group(name: str) -> str:
     return name.split("_", 1)[0]
-
-
-# --- command line --------------------------------------------------------------------------------
-
-
-def add_common_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_model_arguments
-
-    p.add_argument("--data", required=True, help="LAYOUT:PATH or PATH (duts, dis5k, cod10k, isic2016, coco, "
-                                                  "generic), or synth[:FAMILIES] rendered at each resolution")
-    p.add_argument("--n", type=int, default=10, help="scenes per family for --data synth")
-    p.add_argument("--render-size", type=int, default=None,
-                   help="--data synth: render scenes at this size, whatever the model's input resolution "
-                        "(default: at the resolution, so each resolution gets its own detail)")
-    p.add_argument("--split", default=None, help="dataset split (default: the test split)")
-    add_model_arguments(p)
-    p.add_argument("--prompt", default="box", help="box | center | points | box+center | none (sweep: several, comma-separated)")
-    p.add_argument("--box-jitter", type=float, default=0.0, help="box jitter, fraction of the box side")
-    p.add_argument("--n-pos", type=int, default=1, help="positive points for --prompt points")
-    p.add_argument("--n-neg", type=int, default=0, help="negative points for --prompt points")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
-    p.add_argument("--hce", choices=("auto", "on", "off"), default="auto", help="HCE (default: on for DIS5K)")
-    p.add_argument("--group-by-prefix", action="store_true", help="also report per name prefix (e.g. synthetic family)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="encode up to N images of the same model input size per encoder forward")
-    p.add_argument("--out", default="basam-eval")
-
-
-def settings_from_args(args, dataset: Dataset, prompt: str) -> EvalSettings:
-    hce = dataset.layout == "dis5k" if args.hce == "auto" else args.hce == "on"
-    return EvalSettings(prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
-                        args.group_by_prefix)
-
-
-def report_problems(dataset: Dataset, result: EvalResult) -> None:
-    problems = dataset.problems + result.problems
-    if problems:
-        print(f"{len(problems)} file(s) not scored:")
-        for name, reason in problems:
-            print(f"  {name}: {reason}")
-
-
-def eval_add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_resolution_arguments
-
-    add_common_arguments(p)
-    add_resolution_arguments(p)
-
-
-def eval_run(args) -> int:
-    from .cli import load_model_from_args
-
-    from .transforms import parse_resolution
-
-    check_batch_size(args.batch_size)
-    rank, world = distributed.setup(args.device)
-    model = load_model_from_args(args)
-    predictor = Predictor(model, args.resolution, args.max_side)
-    args.resolution = predictor.resolution
-    dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
-    settings = settings_from_args(args, dataset, args.prompt)
-    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world, batch_size=args.batch_size))
-    distributed.teardown()
-    if result is None:
-        return 0
-    out = Path(args.out)
-    summary = {"dataset": dataset.summary(), "model": model.cfg.name, "checkpoint": args.checkpoint,
-               "attention": model.attn_cfg.to_dict(), "resolution": args.resolution, "settings": asdict(settings),
-               "processes": world, "metrics": result.summary(),
-               "not_scored": [{"name": n, "reason": r} for n, r in result.problems]}
-    write_per_image_csv(result.rows, out / "per_image.csv")
-    write_summary_json(summary, out / "summary.json")
-    scores = result.metrics.results()
-    print(f"{dataset.name}: {scores['count']} images, attention {model.attn_cfg.describe()}, resolution {args.resolution}")
-    print("  " + "  ".join(f"{k} {scores[k]:.4f}" for k in (*HEADLINE, *(["HCE"] if settings.hce else []))))
-    report_problems(dataset, result)
-    print(f"wrote {out}/per_image.csv and {out}/summary.json")
-    return 0

@@ -29,8 +29,9 @@ import math
 import torch
 from torch import nn
 
+from basam.modeling.attention import BASAM_PARAMETER
+
 TUNE_MODES = ("full", "decoder", "adapter", "lora")
-_BASAM_PARAM = ".attn.mode."  # BA-SAM's learnable slopes / gains
 
 
 class Adapter(nn.Module):
@@ -127,7 +128,7 @@ def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapt
         add_lora(model, lora_rank, lora_alpha)
     for name, p in model.named_parameters():
         p.requires_grad_(is_trainable(name, mode, learnable_slopes, prompt_encoder))
-    if learnable_slopes and not any(_BASAM_PARAM in n for n, _ in model.named_parameters()):
+    if learnable_slopes and not any(BASAM_PARAMETER in n for n, _ in model.named_parameters()):
         raise ValueError("--learnable-slopes needs an attention setting with BA-SAM parameters "
                          "(--attn bm or basam, which have the bias slopes)")
     return count_parameters(model)
@@ -137,7 +138,7 @@ def is_trainable(name: str, mode: str, learnable_slopes: bool, prompt_encoder: b
     """The freezing rule, by parameter name."""
     if name.startswith("prompt_encoder."):
         return prompt_encoder
-    if _BASAM_PARAM in name:
+    if BASAM_PARAMETER in name:
         return learnable_slopes or mode == "full"
     if name.startswith("mask_decoder."):
         return True

@@ -18,7 +18,6 @@ torch 2.13 fails on the encoder's attention (a view it cannot decompose).
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import warnings
@@ -28,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import _CACHE_MAX_ENTRIES
-from ..modeling.sam import Sam
-from ..transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
+from basam.modeling.attention import DISTANCE_CACHE_ENTRIES
+from basam.modeling.sam import Sam
+from basam.inference.transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
 
 OPSET = 17
 # protobuf refuses files over 2 GiB; above this many bytes of tensors (vit_h) they go to a side file.
@@ -133,9 +132,9 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     model = model.cpu().eval()
     h, w = input_hw
     tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
-    if model.attn_cfg.bias and tokens * tokens > _CACHE_MAX_ENTRIES:
+    if model.attn_cfg.bias and tokens * tokens > DISTANCE_CACHE_ENTRIES:
         raise ValueError(f"the BA-SAM bias of a {h}x{w} input ({tokens} tokens) is built chunk by chunk, which the "
-                         f"ONNX export cannot hold; export at most {int(math.isqrt(_CACHE_MAX_ENTRIES))} tokens "
+                         f"ONNX export cannot hold; export at most {int(math.isqrt(DISTANCE_CACHE_ENTRIES))} tokens "
                          f"(e.g. 1024x1024 with 16 px patches)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,33 +170,3 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int,
                         location=data.name, size_threshold=1024)
     else:
         onnx.save_model(proto, str(path))
-
-
-# --- basam export-onnx -------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
-
-    add_model_arguments(p)
-    p.add_argument("--resolution", default="1024", help="model input N (N×N) or HxW, multiples of 16")
-    p.add_argument("--out", required=True, help="folder for encoder.onnx and decoder.onnx")
-    p.add_argument("--return-single-mask", action="store_true",
-                   help="the decoder returns the best mask only (as the official export's flag)")
-    p.add_argument("--external-data", action="store_true",
-                   help="weights in encoder.onnx.data (automatic above 1.5 GB, e.g. vit_h)")
-    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, ≥ {OPSET}")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..cli import load_model_from_args
-
-    input_hw = parse_size(args.resolution)
-    if args.opset < OPSET:
-        raise ValueError(f"--opset {args.opset}: needs {OPSET} or later (LayerNormalization)")
-    model = load_model_from_args(args)
-    paths = export_onnx(model, args.out, input_hw, args.return_single_mask, args.external_data or None, args.opset)
-    grid = model.prompt_encoder.grid_size(input_hw)
-    print(f"wrote {paths['encoder']} and {paths['decoder']}: {model.cfg.name}, attention {model.attn_cfg.describe()}, "
-          f"input {input_hw[0]}x{input_hw[1]} → {grid[0]}x{grid[1]} embeddings, opset {args.opset}")
-    return 0

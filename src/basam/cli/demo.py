@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import add_model_arguments, load_model_from_args, overlay
-from .config import AttentionConfig
-from .data.specs import SynthDataset
-from .data.synth import FAMILIES
-from .evaluate import EvalSettings, prompt_for
-from .metrics import iou_dice
-from .predictor import Predictor
-from .report import sweep_table
-from .sweep import Column, Row, run_sweep
+from basam.cli.common import add_model_arguments, load_model_from_args, overlay
+from basam.config import AttentionConfig
+from basam.data.specs import SynthDataset
+from basam.data.synth import FAMILIES
+from basam.evaluation.evaluate import EvalSettings, prompt_for
+from basam.evaluation.metrics import iou_dice
+from basam.inference.predictor import Predictor
+from basam.evaluation.report import sweep_table
+from basam.evaluation.sweep import Column, Row, run_sweep
 
 SCALES = (0.5, 1, 2, 4)
 

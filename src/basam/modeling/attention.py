@@ -20,7 +20,7 @@ Memory: scores are never materialised for all queries at once. Queries are proce
 that one chunk's (B, heads, chunk, N) mask stays under `AttentionConfig.chunk_mb`; the bias is
 built per chunk from a cached distance table (kept only while that table itself is small). With
 `basam.use_fused_attention()` CPU inference adds the same terms per tile of scores in C++
-(kernels/relpos_attention.cpp), and no mask is written at all.
+(runtime/kernels/relpos_attention.cpp), and no mask is written at all.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AttentionConfig
-from .kernels import fused_kernel
+from basam.config import AttentionConfig
+from basam.runtime.kernels import fused_kernel
 
 
 def nsf_scale(n_tokens: int, n_train: int, head_dim: int) -> float:
@@ -100,7 +100,11 @@ def _cached_excess_distance(grid_hw, distance, offset, device) -> torch.Tensor:
 
 # A distance table is cached whole only below this many entries (64 MiB of float32); bigger grids
 # build their rows chunk by chunk, which costs little next to the attention matmul.
-_CACHE_MAX_ENTRIES = 16 * 2**20
+DISTANCE_CACHE_ENTRIES = 16 * 2**20
+
+# Every parameter BA-SAM adds (learnable slopes, the official variant's gains) is named
+# `….attn.mode.…`: checkpoints, exports and tuning find them by this part of the name.
+BASAM_PARAMETER = ".attn.mode."
 
 
 def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows: slice, device,
@@ -110,7 +114,7 @@ def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows
     beyond the cache, written into `out` when given."""
     grid_hw = (int(grid_hw[0]), int(grid_hw[1]))  # under the ONNX tracer sizes are tensors, which miss the cache
     n = grid_hw[0] * grid_hw[1]
-    if n * n <= _CACHE_MAX_ENTRIES:
+    if n * n <= DISTANCE_CACHE_ENTRIES:
         return _cached_excess_distance(grid_hw, distance, float(offset), torch.device(device))[rows]
     return token_distance(grid_hw, distance, rows, device, out).sub_(offset).clamp_min_(0)
 
@@ -207,7 +211,7 @@ def attend(
     # 4096 px) is a fresh mmap whose first touch costs page faults and system time, chunk after chunk.
     has_mask = rel_pos is not None or pos_bias is not None or use_bias
     mask_buffer = q.new_empty(b * heads * chunk * n) if has_mask else None
-    dist_buffer = torch.empty(chunk, n, device=q.device) if use_bias and n * n > _CACHE_MAX_ENTRIES else None
+    dist_buffer = torch.empty(chunk, n, device=q.device) if use_bias and n * n > DISTANCE_CACHE_ENTRIES else None
     out = q.new_empty(b, n, heads, v.shape[-1]).transpose(1, 2)  # SDPA's own layout: the caller's transpose is free
     for rows in _chunks(n, chunk):
         size = rows.stop - rows.start
@@ -220,7 +224,7 @@ def attend(
 
 
 def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset) -> torch.Tensor:
-    """`attend` through the C++ kernel (basam.kernels), which adds the rel-pos term and the bias per
+    """`attend` through the C++ kernel (basam.runtime.kernels), which adds the rel-pos term and the bias per
     tile of scores: no mask is written. Chunks bound only the rel-pos terms, (B, heads, rows, H + W).
     bf16 inputs stay bf16 where the kernel has bf16 products (AVX512-BF16), else they are cast to
     float32 and the output back."""

@@ -15,19 +15,16 @@ from pathlib import Path
 
 import torch
 
-from .config import MODEL_CONFIGS, AttentionConfig, ModelConfig
-from .modeling.sam import Sam
-from .precision import PRECISIONS, set_precision
+from basam.config import MODEL_CONFIGS, AttentionConfig, ModelConfig
+from basam.formats.errors import CheckpointError
+from basam.modeling.attention import BASAM_PARAMETER
+from basam.modeling.sam import Sam
+from basam.runtime.precision import PRECISIONS, set_precision
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
-_BASAM_KEY = ".mode."  # every BA-SAM parameter lives in an encoder block's attention mode
 # MobileSAM's release keeps TinyViT's ImageNet classifier, which SAM never calls.
 _UNUSED_HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the model; the message says why in one line."""
 
 
 def load_model(
@@ -45,7 +42,7 @@ def load_model(
         safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
-    dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.precision);
+    dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.runtime.precision);
         `model.precision` says which one "auto" chose.
     """
     if dtype not in PRECISIONS:
@@ -61,7 +58,7 @@ def load_model(
     attn_cfg = _attention_config(attn, saved, attn_overrides)
     model = Sam(cfg, attn_cfg)
     if checkpoint is not None:
-        from .tuning import add_adapters_like
+        from basam.training.tuning import add_adapters_like
 
         add_adapters_like(model, state)  # exports of `basam train --tune adapter` carry adapters
         load_state(model, state, str(checkpoint))
@@ -74,7 +71,7 @@ def load_model(
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """→ (state dict, basam metadata or {}). Any unreadable file becomes a CheckpointError."""
-    from .export.hf import is_hf_checkpoint, read_hf_checkpoint
+    from basam.formats.hf import is_hf_checkpoint, read_hf_checkpoint
 
     path = Path(path)
     if is_hf_checkpoint(path):
@@ -99,10 +96,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     except Exception as e:  # truncated, corrupt, not a checkpoint at all
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     if isinstance(state, dict) and isinstance(state.get("trainable"), dict):  # basam train's step_*.pt, best.pt
-        from .train import checkpoint_weights
+        from basam.training.checkpoints import checkpoint_weights
 
         try:
-            saved, state = state.get("basam", {}), checkpoint_weights(state, str(path))
+            saved, state = state.get("basam", {}), checkpoint_weights(state, str(path), load_model)
         except (ValueError, KeyError) as e:
             raise CheckpointError(str(e) if isinstance(e, ValueError) else f"{path}: not a basam training checkpoint ({e})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -121,9 +118,9 @@ def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkp
             print(f"basam: {source}: ignoring TinyViT's classifier head ({len(head)} tensors: norm_head, head), "
                   "unused by SAM", file=sys.stderr)
             state = {k: v for k, v in state.items() if k not in head}
-    missing = [k for k in own if k not in state and _BASAM_KEY not in k]
-    unexpected = [k for k in state if k not in own and _BASAM_KEY not in k]
-    dropped = [k for k in state if k not in own and _BASAM_KEY in k]
+    missing = [k for k in own if k not in state and BASAM_PARAMETER not in k]
+    unexpected = [k for k in state if k not in own and BASAM_PARAMETER not in k]
+    dropped = [k for k in state if k not in own and BASAM_PARAMETER in k]
     wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         parts = [f"{source} does not fit model {model.cfg.name}"]
@@ -155,14 +152,14 @@ def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
 def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Path:
     """Write a safetensors file whose metadata holds the model and attention configs, so that
     `load_model` can rebuild it without being told the size. format="hf": a folder that
-    transformers.SamModel.from_pretrained opens (basam.export.hf)."""
+    transformers.SamModel.from_pretrained opens (basam.formats.hf)."""
     from safetensors.torch import save_file
 
     if model.precision != "fp32":
         raise ValueError(f"cannot save a model loaded with dtype {model.precision}: "
                          "save the fp32 model and choose the dtype when loading")
     if format == "hf":
-        from .export.hf import save_hf
+        from basam.formats.hf import save_hf
 
         return save_hf(model, path)
     if format != "basam":

@@ -1,0 +1,86 @@
+"""The flags shared by the commands and the helpers they share (reading an image, the overlay)."""
+
+from __future__ import annotations
+
+import argparse
+
+from basam import load_model, use_fused_attention
+from basam.inference.transforms import AUTO_MAX_SIDE
+
+def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
+    """The flags every command that loads a model shares (--dtype only for inference)."""
+    p.add_argument("--model", default=default_model,
+                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
+    p.add_argument("--checkpoint", default=None, help="official .pth, safetensors or basam export")
+    p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
+    p.add_argument("--nsf-blocks", choices=("global", "all"), help="override: blocks that use λ(N)")
+    p.add_argument("--bm-distance", choices=("euclidean", "manhattan", "raster"), help="override: BM-AM distance")
+    p.add_argument("--bm-slope-scale", type=float, help="override: BM-AM slope multiplier")
+    p.add_argument("--bm-offset", help="override: 0, a number, or 'train'")
+    p.add_argument("--bm-blocks", choices=("global", "all"), help="override: blocks with the bias")
+    p.add_argument("--windows", help="fixed | scaled: windowed blocks keep their trained window, or grow it "
+                                     "with the image (default: the checkpoint's, else fixed)")
+    p.add_argument("--chunk-mb", type=float, help="largest attention score chunk in MiB")
+    p.add_argument("--device", default="cpu")
+    if dtype:
+        p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
+                       help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
+        p.add_argument("--fused-attention", action="store_true",
+                       help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
+                            "compiler and ninja; README, \"Speed and precision on a CPU\")")
+
+
+def attention_overrides(args: argparse.Namespace) -> dict:
+    names = ("nsf_blocks", "bm_distance", "bm_slope_scale", "bm_offset", "bm_blocks", "windows", "chunk_mb")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_resolution_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolution", default=None,
+                   help="N (long side resized to N, padded; default: the model's pretraining side, 1024 for SAM) | "
+                     "native | auto (smaller images resized up to the pretraining side, larger ones native with "
+                     "scaled windows)")
+    p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px); larger "
+                                                                       "images are resized down to it")
+
+
+def load_model_from_args(args: argparse.Namespace, attn: str | None = None):
+    if getattr(args, "fused_attention", False):
+        use_fused_attention()
+    return load_model(args.model, checkpoint=args.checkpoint, attn=attn or args.attn, device=args.device,
+                      dtype=getattr(args, "dtype", "fp32"), **attention_overrides(args))
+
+
+def overlay(image, mask, color=(255, 64, 32), alpha=0.5):
+    """(H, W, 3) uint8 image with the (H, W) bool mask tinted and outlined."""
+    import numpy as np
+    from scipy import ndimage
+
+    out = image.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.array(color, np.float32)
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=max(1, min(mask.shape) // 256))
+    out[edge] = color
+    return out.astype(np.uint8)
+
+
+def parse_floats(text: str, flag: str, counts: tuple[int, ...]) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in counts:
+        raise ValueError(f"{flag} {text!r}: expected {' or '.join(str(c) for c in counts)} comma-separated numbers")
+    return values
+
+
+def read_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except FileNotFoundError:
+        raise ValueError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None

@@ -1,0 +1,1 @@
+"""Scoring a model on a dataset: the evaluation loop, the sweep over settings, the metrics and the reports."""

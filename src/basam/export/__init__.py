@@ -1,1 +1,0 @@
-"""Other formats: Hugging Face SamModel checkpoints (hf) and ONNX Runtime graphs (onnx)."""
