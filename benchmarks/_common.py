@@ -70,7 +70,7 @@ def randomise_(enc: nn.Module, seed: int = 0) -> None:
 
 def ours_from(official: nn.Module, attn: str = "sam", dtype: str = "fp32") -> nn.Module:
     """basam's vit_b encoder with the official encoder's weights, in precision `dtype`."""
-    from basam.precision import set_precision
+    from basam.runtime.precision import set_precision
 
     model = basam.load_model("vit_b", attn=attn)
     model.image_encoder.load_state_dict(official.state_dict(), strict=True)
@@ -141,7 +141,7 @@ def fused_kernel_builds() -> bool:
     try:
         with fused_attention():
             return True
-    except basam.kernels.KernelBuildError as e:
+    except basam.runtime.kernels.KernelBuildError as e:
         print(f"fused attention kernel skipped: {e}")
         return False
 

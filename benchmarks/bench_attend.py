@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 import _common as C
-from basam.attention import attend
+from basam.modeling.attention import attend
 from basam.config import AttentionConfig
 from basam.modeling.image_encoder import decomposed_rel_pos
 
@@ -84,7 +84,7 @@ def main() -> None:
     p.add_argument("--blocks", type=int, help="--encoder: only its first N blocks")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     grid, d = (args.size // 16, args.size // 16), 64
     baseline = baseline_package(args.baseline_rev)

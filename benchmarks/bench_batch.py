@@ -52,7 +52,7 @@ def main() -> None:
     p.add_argument("--skip-vit-b", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     print(f"torch {torch.__version__}, cpu {describe_cpu()}")
     default = C.basam.load_model("default")

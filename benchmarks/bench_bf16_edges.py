@@ -1,5 +1,5 @@
 """What keeping the encoder's edges in fp32 costs dtype="bf16": the encoder whose first layer (it
-reads the image) and neck (it writes the embedding) run in fp32 (basam.precision,
+reads the image) and neck (it writes the embedding) run in fp32 (basam.runtime.precision,
 `encoder.boundary_layers`) against the same encoder all in bf16, as before the seventh session
 (the image is then rounded to bf16 first), in one process.
 
@@ -16,7 +16,7 @@ import argparse
 import torch
 
 import _common as C
-from basam.precision import describe_cpu
+from basam.runtime.precision import describe_cpu
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 import _common as C
-from basam.metrics import iou_dice
+from basam.evaluation.metrics import iou_dice
 
 
 def bf16():
@@ -64,7 +64,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 def speed(args) -> None:
     print(f"\n## 1. Encoder speed at 1024 px (torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.repeats} alternating rounds)\n", flush=True)
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     print(f"cpu: {describe_cpu()}\n")
     off = C.official_encoder()
@@ -137,7 +137,7 @@ def speed(args) -> None:
 def scaling(args) -> None:
     """time(2048)/time(1024): vit_b and vit_t in fp32, vit_b fp32 and bf16 through the fused kernel,
     alternating sizes within each round."""
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     print(f"\n## 1b. time(2048)/time(1024) ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
           flush=True)
@@ -241,7 +241,7 @@ def trained_masks(args) -> None:
     import numpy as np
 
     from basam.data.specs import SynthDataset
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     print(f"\n## 2a. Masks of the trained default model: each dtype vs fp32 (cpu: {describe_cpu()})\n", flush=True)
     for size, n in ((256, args.mask_scenes), (1024, max(1, args.mask_scenes // 4))):
@@ -262,7 +262,7 @@ def checkpoint_masks(args) -> None:
     import numpy as np
 
     from basam.data.datasets import read_image
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     scenes = [read_image(path) for path in args.image]
     print(f"\n## 2c. Masks of {args.model} from {args.checkpoint} on {len(scenes)} image(s): each dtype vs fp32 "

@@ -20,11 +20,11 @@ import time
 import torch
 
 import _common as C
-from basam.attention import BlockAttentionMode, _KERNEL_DISTANCES
+from basam.modeling.attention import BlockAttentionMode, _KERNEL_DISTANCES
 from basam.config import AttentionConfig
-from basam.kernels import fused_kernel
+from basam.runtime.kernels import fused_kernel
 from basam.modeling.image_encoder import decomposed_rel_pos
-from basam.precision import describe_cpu
+from basam.runtime.precision import describe_cpu
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         C.basam.use_fused_attention()
-    except C.basam.kernels.KernelBuildError as e:
+    except C.basam.runtime.kernels.KernelBuildError as e:
         sys.exit(f"bench_kernel: {e}")
     kernel = fused_kernel()
     side, heads, d = args.size // 16, 12, 64

@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from basam.precision import describe_cpu
+    from basam.runtime.precision import describe_cpu
 
     print(f"cpu: {describe_cpu()}, torch {torch.__version__}\n")
     print("| tokens × in → out | dtype | nn.Linear (+ GELU) s | oneDNN fused s | speed-up (min–max) | max abs diff |")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import basam
-from basam.export.onnx import export_onnx, parse_size
+from basam.formats.onnx import export_onnx, parse_size
 
 
 def main(argv=None) -> None:

@@ -26,10 +26,10 @@ from torch import nn
 
 import _common as C
 import basam.modeling.image_encoder as image_encoder
-from basam.checkpoint import ASSETS
+from basam.formats.checkpoint import ASSETS
 from basam.data.datasets import read_image
-from basam.metrics import iou_dice
-from basam.precision import FullRangeLinear, describe_cpu, int8_vnni
+from basam.evaluation.metrics import iou_dice
+from basam.runtime.precision import FullRangeLinear, describe_cpu, int8_vnni
 
 LINEAR_KINDS = ("attn.qkv", "attn.proj", "mlp.lin1", "mlp.lin2")
 

@@ -5,7 +5,7 @@
 
 For each global block: the mean attention entropy (nats; ln N would be uniform attention) and the
 mean attention distance, in tokens and as a fraction of the grid's side (how much of the image a
-query reads). Every attention call of the real model is observed: `basam.attention` calls
+query reads). Every attention call of the real model is observed: `basam.modeling.attention` calls
 `F.scaled_dot_product_attention`, which this tool replaces by an explicit softmax that records the
 probabilities before multiplying by v. The encoder runs on held-out synthetic scenes (all
 families), so the numbers are those of the model as evaluated.
@@ -18,7 +18,7 @@ import types
 import torch
 
 import basam
-from basam import attention
+from basam.modeling import attention
 from basam.data.synth import FAMILIES
 from basam.data.specs import SynthDataset
 
