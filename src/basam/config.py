@@ -98,6 +98,11 @@ ATTENTION_PRESETS: dict[str, dict] = {
 }
 
 
+def _option(default, help_text: str):
+    """A field the commands expose as an override flag (--bm-slope-scale for bm_slope_scale)."""
+    return dataclasses.field(default=default, metadata={"flag": help_text})
+
+
 @dataclass
 class AttentionConfig:
     """How every attention call of the image encoder scales and biases its scores.
@@ -121,18 +126,18 @@ class AttentionConfig:
 
     preset: str = "sam"
     nsf: bool = False
-    nsf_blocks: str = "global"
+    nsf_blocks: str = _option("global", "blocks that use λ(N)")
     bias: bool = False
-    bm_distance: str = "euclidean"
-    bm_slope_scale: float = 1.0
-    bm_offset: str = "0"
-    bm_blocks: str = "global"
+    bm_distance: str = _option("euclidean", "BM-AM distance")
+    bm_slope_scale: float = _option(1.0, "BM-AM slope multiplier")
+    bm_offset: str = _option("0", "BM-AM offset: 0, a number, or 'train'")
+    bm_blocks: str = _option("global", "blocks with the bias")
     bm_learnable: bool = False
     official: bool = False
-    windows: str = "fixed"
-    chunk_mb: float = 256.0
+    windows: str = _option("fixed", "fixed | scaled: windowed blocks keep their trained window, or grow it with the image")
+    chunk_mb: float = _option(256.0, "largest attention score chunk in MiB")
 
-    _CHOICES = {
+    CHOICES = {
         "nsf_blocks": ("global", "all"),
         "bm_distance": ("euclidean", "manhattan", "raster"),
         "bm_blocks": ("global", "all"),
@@ -140,7 +145,7 @@ class AttentionConfig:
     }
 
     def __post_init__(self):
-        for name, allowed in self._CHOICES.items():
+        for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"attention option {name}={getattr(self, name)!r}: expected one of {allowed}")
         self.bm_offset = str(self.bm_offset)
@@ -155,6 +160,11 @@ class AttentionConfig:
                 raise ValueError(f"attention option {name}={getattr(self, name)}: expected a finite number")
         if self.chunk_mb <= 0:
             raise ValueError("attention option chunk_mb must be > 0")
+
+    @classmethod
+    def override_fields(cls) -> list[dataclasses.Field]:
+        """The fields a command may override on top of a preset, each with its help text."""
+        return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "AttentionConfig":

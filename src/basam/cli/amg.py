@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from basam.runtime import distributed
-from basam.cli.common import add_model_arguments, add_resolution_arguments, load_model_from_args, read_image
+from basam.cli.common import add_model_arguments, add_progress_argument, add_resolution_arguments, load_model_from_args, read_image
 from basam.inference.predictor import check_batch_size
 from basam.inference.transforms import to_rgb_uint8
 
@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1,
                    help="encode up to N images (or crops) of the same model input size per encoder forward")
     p.add_argument("--masks", action="store_true", help="also write one PNG per mask and metadata.csv")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:

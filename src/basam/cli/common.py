@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from basam import load_model, use_fused_attention
+from basam.config import AttentionConfig
 from basam.inference.transforms import AUTO_MAX_SIDE
+
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
     """The flags every command that loads a model shares (--dtype only for inference)."""
@@ -13,14 +15,11 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
                    help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
     p.add_argument("--checkpoint", default=None, help="official .pth, safetensors or basam export")
     p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
-    p.add_argument("--nsf-blocks", choices=("global", "all"), help="override: blocks that use λ(N)")
-    p.add_argument("--bm-distance", choices=("euclidean", "manhattan", "raster"), help="override: BM-AM distance")
-    p.add_argument("--bm-slope-scale", type=float, help="override: BM-AM slope multiplier")
-    p.add_argument("--bm-offset", help="override: 0, a number, or 'train'")
-    p.add_argument("--bm-blocks", choices=("global", "all"), help="override: blocks with the bias")
-    p.add_argument("--windows", help="fixed | scaled: windowed blocks keep their trained window, or grow it "
-                                     "with the image (default: the checkpoint's, else fixed)")
-    p.add_argument("--chunk-mb", type=float, help="largest attention score chunk in MiB")
+    for f in AttentionConfig.override_fields():
+        # --windows takes a comma-separated list in `basam sweep`; AttentionConfig checks every value
+        choices = AttentionConfig.CHOICES.get(f.name) if f.name != "windows" else None
+        p.add_argument("--" + f.name.replace("_", "-"), type=float if f.type == "float" else None, choices=choices,
+                       help=f"override: {f.metadata['flag']}")
     p.add_argument("--device", default="cpu")
     if dtype:
         p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
@@ -31,8 +30,13 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:
-    names = ("nsf_blocks", "bm_distance", "bm_slope_scale", "bm_offset", "bm_blocks", "windows", "chunk_mb")
+    """The attention fields given on the command line, as AttentionConfig keyword arguments."""
+    names = [f.name for f in AttentionConfig.override_fields()]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def add_progress_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_resolution_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from basam.cli.common import add_model_arguments, add_resolution_arguments, load_model_from_args
+from basam.cli.common import add_model_arguments, add_progress_argument, add_resolution_arguments, load_model_from_args
 from basam.data.datasets import Dataset
 from basam.data.specs import open_eval_data
 from basam.evaluation.evaluate import HEADLINE, EvalResult, EvalSettings, evaluate, merge_ranks
@@ -34,6 +34,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-by-prefix", action="store_true", help="also report per name prefix (e.g. synthetic family)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="encode up to N images of the same model input size per encoder forward")
+    add_progress_argument(p)
     p.add_argument("--out", default="basam-eval")
 
 
@@ -64,7 +65,8 @@ def run(args) -> int:
     args.resolution = predictor.resolution
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
     settings = settings_from_args(args, dataset, args.prompt)
-    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world, batch_size=args.batch_size))
+    result = merge_ranks(evaluate(predictor, dataset, settings, rank, world, progress=not args.no_progress,
+                                  batch_size=args.batch_size))
     distributed.teardown()
     if result is None:
         return 0

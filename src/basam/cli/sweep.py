@@ -61,7 +61,7 @@ def run(args) -> int:
     out = Path(args.out)
     records, problems = run_sweep(model, rows, columns, prompts, open_data, settings, out, args.metric,
                                   f"{name} ({model.cfg.name}, prompt {args.prompt})", rank, world, args.max_side,
-                                  batch_size=args.batch_size)
+                                  progress=not args.no_progress, batch_size=args.batch_size)
     distributed.teardown()
     if rank != 0:
         return 0
