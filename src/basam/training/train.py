@@ -168,6 +168,7 @@ def train(cfg: TrainConfig) -> dict:
             better = old is None or (value < old if cfg.best_metric in LOWER_IS_BETTER else value > old)
             best = {"metric": cfg.best_metric, "value": value, "step": done} if better else best
         if master:
+            log.write(row)  # before the checkpoint: a kill between the two must not lose the step's row
             due = done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
             state = None if not (due or better) else {
                 "trainable": tuning.trainable_state(model), "optimizer": optimizer.state_dict(),
@@ -180,7 +181,6 @@ def train(cfg: TrainConfig) -> dict:
                     old.unlink()
             if better:
                 atomic_save(state, ckpt_dir / "best.pt")
-            log.write(row)
             bar.update(1)
             bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
     bar.close()
