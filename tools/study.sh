@@ -3,14 +3,14 @@
 #
 #   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows
 #                  [OUT] [RUNS]
-#   (OUT defaults to docs/study, RUNS to runs/study)
+#   (OUT defaults to results/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core; finetune1024 ~80 minutes on
 # two, which it runs side by side itself); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
 section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows}
-out=${2:-docs/study}
+out=${2:-results/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
 # finetune_run RESOLUTION STEPS BATCH VAL_EVERY VAL_SIZE OUT --tune M --lr LR --attn A [...]: one run,
