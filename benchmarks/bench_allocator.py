@@ -1,4 +1,4 @@
-"""Benchmark (issue 15): what glibc malloc's page faults cost an encoder forward, ours and the
+"""Benchmark: what glibc malloc's page faults cost an encoder forward, ours and the
 official SAM code's, and what the opt-in `basam.keep_freed_memory()` saves in time and costs in
 peak memory.
 

@@ -1,4 +1,4 @@
-"""Peak memory and time of "segment everything" on one large image, for the README.
+"""Peak memory and time of "segment everything" on one large image (docs/amg.md).
 
     python benchmarks/bench_amg.py --make 4096x3072 big.png      # a synthetic scene, once
     /usr/bin/time -v python benchmarks/bench_amg.py big.png --resolution native

@@ -1,4 +1,4 @@
-"""Benchmark (issue "BA-SAM attention"): the cost of BA-SAM's attention over plain SAM attention.
+"""Benchmark: the cost of BA-SAM's attention over plain SAM attention.
 
     .venv/bin/python benchmarks/bench_basam.py [--repeats 3] [--sizes 1024,2048]
         [--mem-sizes 2048,4096] [--attn basam] [--warmup-max 1024] [--skip-speed] [--skip-mem] [--threads 2]

@@ -1,9 +1,9 @@
 """What keeping the encoder's edges in fp32 costs dtype="bf16": the encoder whose first layer (it
 reads the image) and neck (it writes the embedding) run in fp32 (basam.runtime.precision,
-`encoder.boundary_layers`) against the same encoder all in bf16, as before the seventh session
-(the image is then rounded to bf16 first), in one process.
+`encoder.boundary_layers`) against the same encoder all in bf16 (the image then rounded to bf16
+first), in one process.
 
-    python benchmarks/bench_bf16_image.py [--repeats 5] [--threads 2] [--size 1024]
+    python benchmarks/bench_bf16_edges.py [--repeats 5] [--threads 2] [--size 1024]
 
 vit_b (random weights) and vit_t, both with basam.use_fused_attention() where it builds; candidates
 alternate; each line is the median of the per-round time ratios, fp32 edges / all bf16.

@@ -1,4 +1,4 @@
-"""Benchmark (issue "foundation"): basam's vit_b image encoder against the official SAM code.
+"""Benchmark: basam's vit_b image encoder against the official SAM code.
 
     .venv/bin/python benchmarks/bench_encoder.py [--repeats 5] [--sizes 1024,2048,4096]
         [--official-sizes 1024,2048] [--compile] [--skip-speed] [--skip-mask] [--skip-mem]
@@ -30,7 +30,7 @@ noisy, so speed is reported as ratios measured in one process: the candidates ru
    the child's address space is capped (--official-cap-gb) so a forward that does not fit raises
    an allocation error instead of waking the OOM killer.
 
-Targets (issue 15): fp32 ≥ 2.0× official, bf16 ≥ 3.5× official with mask IoU ≥ 0.99 vs fp32 where
+Targets: fp32 ≥ 2.0× official, bf16 ≥ 3.5× official with mask IoU ≥ 0.99 vs fp32 where
 the CPU has native bf16, time(2048)/time(1024) ≤ 6 for vit_b; vit_b at 2048 px under 3 GB peak RSS.
 """
 

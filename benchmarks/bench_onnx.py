@@ -1,4 +1,4 @@
-"""Benchmark (issue "Interoperability"): the image encoder in ONNX Runtime vs in torch, on this CPU.
+"""Benchmark: the image encoder in ONNX Runtime vs in torch, on this CPU.
 
     .venv/bin/python benchmarks/bench_onnx.py [--model vit_b] [--resolution 1024] [--attn sam]
         [--repeats 3] [--threads 1] [--chunk-mb 256,100000]

@@ -1,4 +1,4 @@
-"""Benchmark (issue 11, item 6b): the cost of scaled windows against fixed ones.
+"""Benchmark: the cost of scaled windows against fixed ones.
 
     python benchmarks/bench_windows.py [--threads 2] [--cases vit_b@2048,default@1024,default@2048]
 

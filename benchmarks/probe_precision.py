@@ -1,5 +1,5 @@
-"""Where reduced precision moves the default model's masks on the real photo: the README's figures on
-how bf16's and int8's errors were found ("Speed and precision on a CPU").
+"""Where reduced precision moves the default model's masks on the real photo: the figures of
+docs/speed.md ("Masks against fp32") on where bf16's and int8's errors come from.
 
     python benchmarks/probe_precision.py [--threads 2]
 
@@ -7,8 +7,8 @@ The shipped photo (sample.jpg), a 4×4 grid of clicks, SAM's three masks each (4
 bench_encoder.py's section 2c); each line is one variant's mask IoU against fp32, mean and min:
 - fp32 with one rounding to bf16 at a time (the image, the inputs of every linear layer, q/k/v,
   the attention output), and fp32 on the image with ±1 grey level of random noise, for scale;
-- bf16 as shipped, with its neck cast to bf16 too, and with both edges bf16 (the sixth session's
-  bf16), each also through the fused kernel where it builds;
+- bf16 as shipped, with its neck cast to bf16 too, and with both edges bf16 (an all-bf16
+  encoder), each also through the fused kernel where it builds;
 - int8 with PyTorch's 7-bit activations: as is, with per-channel weights, with each layer kind
   left in fp32; with 8-bit activations (FullRangeLinear, needs AVX512-VNNI); and per-token 8-bit
   activation scales with per-channel weights, simulated in fp32.
@@ -125,7 +125,7 @@ def main() -> None:
         "fp32, attention output rounded to bf16": ("fp32", None, lambda: attend_rounding(False)),
         "bf16 (image and neck fp32)": ("bf16", None, None),
         "bf16, neck bf16 too (image fp32)": ("bf16", bf16_edges("neck"), None),
-        "bf16, all bf16 (sixth session)": ("bf16", bf16_edges("patch_embed", "neck"), None),
+        "bf16, all bf16 (edges too)": ("bf16", bf16_edges("patch_embed", "neck"), None),
         "int8, 7-bit activations": ("fp32", int8({nn.Linear}), None),
         "int8, 7-bit, per-channel weights": ("fp32", int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}),
                                              None),

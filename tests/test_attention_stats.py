@@ -1,4 +1,4 @@
-"""tools/attention_stats.py, whose numbers the README's "Why" table reports."""
+"""tools/attention_stats.py, whose numbers the "Why" table of docs/study.md reports."""
 
 import math
 import sys

@@ -1,5 +1,5 @@
 """ONNX export: ONNX Runtime against torch for the encoder and the prompt decoder, the official
-decoder export's contract, external data, the CLI and the README's onnxruntime-only example."""
+decoder export's contract, external data, the CLI and the onnxruntime-only example of docs/formats.md."""
 
 import inspect
 import re
@@ -17,7 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-README = Path(__file__).parents[1] / "README.md"
+FORMATS_PAGE = Path(__file__).parents[1] / "docs" / "formats.md"
 OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 
 
@@ -155,19 +155,19 @@ def test_cli_export_onnx_and_hf(tmp_path, capsys):
     assert back.cfg.name == "tiny" and back.attn_cfg.preset == "bm"
 
 
-def test_readme_onnxruntime_example_runs(tmp_path, monkeypatch):
-    """The README's example, run as written on an export of the default model at 256 px, gives
+def test_docs_onnxruntime_example_runs(tmp_path, monkeypatch):
+    """The example of docs/formats.md, run as written on an export of the default model at 256 px, gives
     the Predictor's mask."""
     from PIL import Image
 
-    section = README.read_text().split("## Hugging Face and ONNX", 1)[1].split("\n## ", 1)[0]
+    section = FORMATS_PAGE.read_text().split("## ONNX", 1)[1].split("\n## ", 1)[0]
     code = next(block for block in re.findall(r"```python\n(.*?)```", section, re.S) if "onnxruntime" in block)
     model = basam.load_model("default")
     monkeypatch.chdir(tmp_path)
     export_onnx(model, tmp_path / "sam-onnx", (256, 256), return_single_mask=True)
     Image.open(Path(basam.__file__).parent / "assets" / "sample.jpg").save(tmp_path / "photo.jpg")
     namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/formats.md", "exec"), namespace)
     predictor = basam.Predictor(model, resolution=256)
     predictor.set_image(np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB")))
     masks, scores, _ = predictor.predict(point_coords=np.array([namespace["point"]]), point_labels=np.array([1]))

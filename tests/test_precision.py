@@ -21,7 +21,7 @@ SAMPLE = ASSETS / "sample.jpg"
 
 @pytest.fixture(scope="module")
 def scenes():
-    """Four held-out scenes per family (the README table's 16), with the box of its target."""
+    """Four held-out scenes per family (the 16 of docs/speed.md's masks table), with the box of its target."""
     out = []
     for sample in SynthDataset(("salient", "camouflaged", "thin", "lesion"), 4, SIZE):
         image, gt = sample.load()
@@ -53,7 +53,7 @@ def _iou(a, b):
 
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
 def test_reduced_precision_masks_match_fp32(dtype, scenes, fp32_masks):
-    """The stated bound (README "Speed and precision on a CPU"): mean mask IoU ≥ 0.99 against fp32,
+    """The stated bound (docs/speed.md): mean mask IoU ≥ 0.99 against fp32,
     no mask below 0.93 (thin structures at 256 px move most: 0.935 bf16, 0.976 int8 measured on
     these 64 masks)."""
     model = basam.load_model("default", dtype=dtype)

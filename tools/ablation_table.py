@@ -1,6 +1,6 @@
 """One markdown table from the ablation's sweeps (`tools/study.sh ablation`).
 
-    python tools/ablation_table.py docs/study/ablation [--metric mIoU]
+    python tools/ablation_table.py results/study/ablation [--metric mIoU]
 
 Rows: every (sweep folder, preset) — the folder names the setting (`paper`, one option changed
 from it, or `chosen`): `sam` first, then the paper's settings, the single changes, the choice.

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# The miniature BA-SAM study of the README ("Results (miniature)"), on the embedded default model.
+# The miniature BA-SAM study (docs/study.md), on the embedded default model.
 #
 #   tools/study.sh ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows
 #                  [OUT] [RUNS]
-#   (OUT defaults to docs/study, RUNS to runs/study)
+#   (OUT defaults to results/study, RUNS to runs/study)
 #
 # Sections are independent (each a few to ~30 CPU-minutes on one core; finetune1024 ~80 minutes on
 # two, which it runs side by side itself); run two at once on two
 # cores with OMP_NUM_THREADS=1. Tables land in OUT (sweep.md / *.md), training runs in RUNS.
 set -euo pipefail
 section=${1:?ablation|zeroshot|zeroshot2048|fixedgt|finetune|finetune1024|finetune-camo|generalized|attention|windows|finetune-windows}
-out=${2:-docs/study}
+out=${2:-results/study}
 runs=${3:-runs/study}
 sweep() { basam sweep --data synth:all --model default --group-by-prefix "$@"; }
 # finetune_run RESOLUTION STEPS BATCH VAL_EVERY VAL_SIZE OUT --tune M --lr LR --attn A [...]: one run,
@@ -79,7 +79,7 @@ finetune)  # fine-tuning at 512 px (unseen: 4× the training tokens), plain vs B
   for attn in sam basam; do finetune_grid "$attn" 512 120 4 30 32 finetune; done
   finetune_curves 512 32 finetune
   ;;
-finetune1024)  # the same at 1024 px (16× the tokens); ~10 s per step of 2 images on one core (README), so
+finetune1024)  # the same at 1024 px (16× the tokens); ~10 s per step of 2 images on one core (docs/study.md), so
   # fewer, smaller steps and validation scenes; sam and basam run side by side, one core each
   OMP_NUM_THREADS=1 finetune_grid sam 1024 80 2 20 24 finetune1024 & plain=$!
   OMP_NUM_THREADS=1 finetune_grid basam 1024 80 2 20 24 finetune1024 & slopes=$!
@@ -128,7 +128,7 @@ attention)  # entropy and reach of the global blocks' attention, per resolution 
     | tee "$out/attention/stats.md"
   ;;
 windows)  # plain attention with the windows kept at 8 tokens, or grown with the image (the "Why" test),
-  # on the shipped weights (window-scale, -2048, -presets without "shipped": the previous file, window_scale.py)
+  # on the shipped weights
   sweep --n 8 --attn sam --windows fixed,scaled --resolution 96,128,256,512,1024 --prompt box,center,none \
     --out "$out/window-scale-shipped"
   # 2048 px: ~25 s per image and row on one core here, so 3 scenes per family (the 12 scenes of zeroshot2048)
@@ -141,7 +141,7 @@ windows)  # plain attention with the windows kept at 8 tokens, or grown with the
 finetune-windows)  # does a short fine-tune at 1024 px add to scaled windows? full mode, plain and BA-SAM with
   # learnable slopes, fixed and scaled windows, the same seed, data and steps; no validation during the runs.
   # The untuned rows come from the windows section's presets sweep: run that first.
-  steps=30 batch=2  # ~45 CPU-minutes for the four runs on one loaded core (README)
+  steps=30 batch=2  # ~45 CPU-minutes for the four runs on one loaded core (docs/study.md)
   for attn in sam basam; do
     extra=(); [[ $attn == basam ]] && extra=(--learnable-slopes)
     for windows in fixed scaled; do

@@ -82,11 +82,11 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 
 
 # Presets of AttentionConfig, by name. `basam` is the paper's method, with the options chosen on
-# the validation split of the miniature study (README, "Results (miniature)"): λ(N) in every
+# the validation split of the miniature study (docs/study.md, section b): λ(N) in every
 # block; ALiBi slopes / 4, acting only beyond the trained distances. At the training size `nsf`,
 # `bm` and `basam` are exactly `sam`. The paper's own settings are the field defaults
 # (--nsf-blocks global --bm-slope-scale 1 --bm-offset 0). `official` mirrors the released BA-SAM
-# code (see README) and is kept for fidelity comparisons only.
+# code (docs/method.md) and is kept for fidelity comparisons only.
 _NSF = {"nsf": True, "nsf_blocks": "all"}
 _BM = {"bias": True, "bm_slope_scale": 0.25, "bm_offset": "train"}
 ATTENTION_PRESETS: dict[str, dict] = {

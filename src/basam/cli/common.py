@@ -26,7 +26,7 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
                        help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
         p.add_argument("--fused-attention", action="store_true",
                        help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
-                            "compiler and ninja; README, \"Speed and precision on a CPU\")")
+                            "compiler and ninja; see docs/speed.md)")
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:

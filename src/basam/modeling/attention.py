@@ -1,6 +1,6 @@
 """BA-SAM's two changes to SAM's attention, and the one attention function every encoder block calls.
 
-The paper in two formulas (Song et al., CVPR 2024; ../DESIGN.md §1):
+The paper in two formulas (Song et al., CVPR 2024; docs/method.md):
 
     λ(N)            = (ln N / ln N_train) / √d                      new scaling factor (NSF)
     bias_h(i, j)    = −m_h · max(0, dist(p_i, p_j) − offset)        bias-mode attention mask (BM-AM)

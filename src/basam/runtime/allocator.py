@@ -8,7 +8,7 @@ wall time (`benchmarks/bench_allocator.py` measures it, with the official SAM co
 Asking malloc to serve large blocks from its heap and to keep freed memory removes most of it.
 The price is memory: the heap fragments, so the peak grows (vit_b `basam` at 2048 px: 1.39 →
 2.03 GiB), and the process keeps its peak until it exits. So it is opt-in, for a process that
-encodes image after image at a size it can afford (README, "Speed and precision on a CPU"); no
+encodes image after image at a size it can afford (docs/speed.md, "The allocator"); no
 `basam` command applies it.
 """
 

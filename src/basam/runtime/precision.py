@@ -11,8 +11,8 @@
           `FullRangeLinear`); attention, norms and convolutions stay fp32.
     auto  the fastest of these that this CPU runs natively within the masks' bound against fp32
           (mean IoU ≥ 0.99, none below 0.93): bf16 where the CPU has it, else int8 where it has
-          AVX512-VNNI, else fp32 (the rule and its measurements: `auto_precision` and README
-          "Speed and precision on a CPU").
+          AVX512-VNNI, else fp32 (the rule and its measurements: `auto_precision` and
+          docs/speed.md).
 
 Only the image encoder changes: the prompt encoder and mask decoder stay fp32 (a few percent of a
 prompt's time), and the encoder takes and returns float32, so callers never see the internal dtype.
@@ -93,7 +93,7 @@ def describe_cpu() -> str:
 
 
 def auto_precision(device: torch.device) -> str:
-    """The rule behind dtype="auto", from the measurements in README "Speed and precision on a CPU":
+    """The rule behind dtype="auto", from the measurements in docs/speed.md:
     native bf16 → bf16 (3.8–3.9× the official fp32 with the fused kernel, 2.5× without it; the
     default model's masks within the bound on synthetic scenes and on a real photo); else
     AVX512-VNNI → int8 with 8-bit activations (2.4–2.6×; within the bound, mean IoU 0.991 on the
@@ -122,7 +122,7 @@ def set_precision(model: nn.Module, dtype: str) -> str:
         encoder.to(torch.bfloat16)
         # bf16 inside, fp32 at the edges: on a real photo (sample.jpg) the default model's masks had
         # mean IoU 0.969 against fp32 with the image rounded to bf16, 0.991 with the first layer
-        # fp32, 0.9945 with the neck fp32 too (README "Speed and precision on a CPU").
+        # fp32, 0.9945 with the neck fp32 too (docs/speed.md, "Masks against fp32").
         for layer in encoder.boundary_layers:
             layer.float()
     elif dtype == "int8":
