@@ -22,7 +22,9 @@ class ModelConfig:
     """Architecture of one SAM size. `img_size` is the pretraining input side (the pos_embed grid
     is img_size/patch_size tokens per side); the model itself runs at any H×W. `encoder` "vit" is
     SAM's ViT (the encoder_* fields); "tiny_vit" is MobileSAM's TinyViT-5M, whose stages are fixed
-    in modeling/tiny_vit.py (the encoder_* fields then only describe its last stage)."""
+    in modeling/tiny_vit.py (the encoder_* fields then only describe its last stage). `hq`: HQ-SAM's
+    mask decoder (modeling/mask_decoder_hq.py), whose extra output token also reads the encoder's
+    early feature."""
 
     name: str
     encoder_embed_dim: int
@@ -43,6 +45,7 @@ class ModelConfig:
     # SamConfig sets 1e-6 and basam follows the file it loads.
     decoder_norm_eps: float = 1e-5
     encoder: str = "vit"
+    hq: bool = False
 
     @property
     def train_grid(self) -> tuple[int, int]:
@@ -58,6 +61,15 @@ class ModelConfig:
         if "encoder_global_attn_indexes" in d:
             d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
         return cls(**d)
+
+
+def hq_config(cfg: ModelConfig) -> ModelConfig:
+    """The HQ-SAM model of a SAM size: the same encoder, prompt encoder and decoder, plus the HQ
+    parts (named hq_<size>; MobileSAM's TinyViT becomes hq_vit_tiny, as segment_anything_hq calls it)."""
+    if cfg.hq:
+        return cfg
+    name = "hq_vit_tiny" if cfg.name == "vit_t" else f"hq_{cfg.name}"
+    return dataclasses.replace(cfg, name=name, hq=True)
 
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
@@ -79,6 +91,9 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         mask_in_chans=4, decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32,
     ),
 }
+# HQ-SAM's releases (sam_hq_vit_b.pth, ..., sam_hq_vit_tiny.pth): SAM's sizes with the HQ decoder.
+for _size in ("vit_b", "vit_l", "vit_h", "vit_t"):
+    MODEL_CONFIGS[hq_config(MODEL_CONFIGS[_size]).name] = hq_config(MODEL_CONFIGS[_size])
 
 
 # Presets of AttentionConfig, by name. `basam` is the paper's method, with the options chosen on

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from basam.config import MODEL_CONFIGS, AttentionConfig, ModelConfig
+from basam.config import MODEL_CONFIGS, AttentionConfig, ModelConfig, hq_config
 from basam.formats.errors import CheckpointError
 from basam.modeling.attention import BASAM_PARAMETER
 from basam.modeling.sam import Sam
@@ -25,6 +25,7 @@ ASSETS = Path(__file__).parent.parent / "assets"
 DEFAULT_WEIGHTS = ASSETS / "default.safetensors"
 # MobileSAM's release keeps TinyViT's ImageNet classifier, which SAM never calls.
 _UNUSED_HEAD = ("image_encoder.norm_head.", "image_encoder.head.")
+_HQ_KEY = "mask_decoder.hf_token.weight"  # HQ-SAM's releases: SAM's keys plus the HQ decoder's
 
 
 def load_model(
@@ -37,7 +38,9 @@ def load_model(
 ) -> Sam:
     """Build a model and load its weights.
 
-    model_type: "vit_b" | "vit_l" | "vit_h" | "vit_t" (MobileSAM) | "tiny" | "default" (the embedded model).
+    model_type: "vit_b" | "vit_l" | "vit_h" | "vit_t" (MobileSAM) | "tiny" | "default" (the embedded model);
+        HQ-SAM: "hq_vit_b" | "hq_vit_l" | "hq_vit_h" | "hq_vit_tiny", or a SAM size with an HQ-SAM
+        checkpoint (recognised by its keys: sam_hq_vit_b.pth loads with "vit_b", sam_hq_vit_tiny.pth with "vit_t").
     checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
         safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
@@ -55,6 +58,8 @@ def load_model(
     if checkpoint is not None:
         state, saved = read_checkpoint(checkpoint)
     cfg = _model_config(model_type, saved, checkpoint)
+    if is_hq_state(state) and not cfg.hq and "model" not in saved:  # an HQ-SAM release named by its SAM size
+        cfg = hq_config(cfg)
     attn_cfg = _attention_config(attn, saved, attn_overrides)
     model = Sam(cfg, attn_cfg)
     if checkpoint is not None:
@@ -135,8 +140,21 @@ def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkp
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
+def is_hq_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict holds HQ-SAM's decoder (its HQ output token)."""
+    return _HQ_KEY in state
+
+
 def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
-    """The SAM size whose encoder width, depth and pos_embed grid match the state dict."""
+    """The SAM size whose encoder width, depth and pos_embed grid match the state dict (hq_<size>
+    when it holds HQ-SAM's decoder)."""
+    size = _guess_size(state)
+    if size in MODEL_CONFIGS and is_hq_state(state):
+        return hq_config(MODEL_CONFIGS[size]).name
+    return size
+
+
+def _guess_size(state: dict[str, torch.Tensor]) -> str | None:
     if "image_encoder.patch_embed.seq.0.c.weight" in state:
         return "vit_t"
     pos = state.get("image_encoder.pos_embed")
@@ -144,7 +162,7 @@ def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
         return None
     depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
     for name, cfg in MODEL_CONFIGS.items():
-        if (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (pos.shape[3], depth, tuple(pos.shape[1:3])):
+        if not cfg.hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (pos.shape[3], depth, tuple(pos.shape[1:3])):
             return name
     return f"an unknown size (width {pos.shape[3]}, {depth} blocks, {pos.shape[1]}×{pos.shape[2]} grid)"
 
@@ -177,7 +195,8 @@ def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Pa
 def _model_config(model_type: str, saved: dict, checkpoint) -> ModelConfig:
     if "model" in saved:
         cfg = ModelConfig.from_dict(saved["model"])
-        if model_type not in ("default", cfg.name) and model_type in MODEL_CONFIGS:
+        named = MODEL_CONFIGS.get(model_type)
+        if named is not None and cfg.name not in (named.name, hq_config(named).name):  # vit_b opens an hq_vit_b export
             raise CheckpointError(f"{checkpoint} holds a {cfg.name} model, not {model_type}")
         return cfg
     if model_type not in MODEL_CONFIGS:

@@ -44,6 +44,7 @@ class ImageEmbedding:
     resized_hw: tuple[int, int]
     padded_hw: tuple[int, int]
     note: str | None = None
+    early_features: torch.Tensor | None = None  # HQ-SAM: the encoder's early feature (1, C_vit, Hg, Wg)
 
 
 class Predictor:
@@ -77,6 +78,7 @@ class Predictor:
         self.is_image_set = False
         self.note: str | None = None
         self.features: torch.Tensor | None = None
+        self.early_features: torch.Tensor | None = None
         self.orig_hw = self.resized_hw = self.padded_hw = None
 
     @property
@@ -125,7 +127,7 @@ class Predictor:
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Make an image encoded by `encode_images` the current one, as if `set_image` had run."""
-        self.features = embedding.features
+        self.features, self.early_features = embedding.features, embedding.early_features
         self.orig_hw, self.resized_hw, self.padded_hw = embedding.orig_hw, embedding.resized_hw, embedding.padded_hw
         self.note = embedding.note
         self.is_image_set = True
@@ -149,9 +151,10 @@ class Predictor:
             for start in range(0, len(members), batch_size):
                 part = members[start : start + batch_size]
                 x = torch.cat([normalize_and_pad(inputs[i][0].to(self.device), padded_hw) for i in part])
-                features = self.model.image_encoder(x, windows=self.windows)  # b, C, Hg, Wg
-                for i, f in zip(part, features):
-                    out[i] = ImageEmbedding(f[None], *sizes[i])
+                features, early = self.model.encode(x, windows=self.windows)  # b, C, Hg, Wg
+                for j, i in enumerate(part):
+                    early_j = None if early is None else early[j : j + 1]
+                    out[i] = ImageEmbedding(features[j : j + 1], *sizes[i], early_features=early_j)
         return out
 
     def get_image_embedding(self) -> torch.Tensor:
@@ -168,13 +171,16 @@ class Predictor:
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """point_coords (N, 2) xy and point_labels (N,) (1 foreground, 0 background) in original
         pixels (points outside the image are allowed, as in SAM); box (4,) xyxy; mask_input
         (1, h, w) low-res logits from a previous call, at this or any other resolution (SAM's
         256×256 included). No prompt at all is the prompt-free call. Returns masks (M, H, W) bool
         (float32 logits with return_logits), scores (M,) float32, low-res logits (M, h, w) float32;
-        M = 3 with multimask_output else 1.
+        M = 3 with multimask_output else 1. HQ-SAM models return one mask (M = 1) either way, as
+        the release does: SAM's single mask (or, with multimask_output, the multimask one with the
+        highest score) plus the HQ mask, or with hq_token_only the HQ mask alone.
         """
         self._check_image_set()
         coords = labels = boxes = masks = None
@@ -190,7 +196,8 @@ class Predictor:
         if mask_input is not None:
             mask_input = np.asarray(mask_input, dtype=np.float32)
             masks = torch.as_tensor(mask_input, device=self.device).reshape(1, 1, *mask_input.shape[-2:])
-        out, scores, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
+        out, scores, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits,
+                                                  hq_token_only)
         # under bf16 autocast (the trainer's validation) the floats come back bf16; numpy has none
         floats = (t if t.dtype == torch.bool else t.float() for t in (out[0], scores[0], low_res[0]))
         return tuple(t.cpu().numpy() for t in floats)
@@ -204,12 +211,13 @@ class Predictor:
         mask_input: torch.Tensor | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        hq_token_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """B prompt sets against the current image, already in the model-input frame
         (`self.transform.apply_coords_torch` / `apply_boxes_torch`): point_coords (B, N, 2) xy,
         point_labels (B, N), boxes (B, 4) xyxy, mask_input (B, 1, h, w) low-res logits (any h×w).
         Returns masks (B, M, H, W) bool (float32 logits with return_logits) at the original size,
-        scores (B, M) and low-res logits (B, M, h', w')."""
+        scores (B, M) and low-res logits (B, M, h', w'); hq_token_only and M as in `predict`."""
         self._check_image_set()
         points = None
         if point_coords is not None:
@@ -220,7 +228,10 @@ class Predictor:
                 raise ValueError(f"box {boxes[0].tolist()} is not x0,y0,x1,y1 with x0≤x1 and y0≤y1")
         if mask_input is not None:
             mask_input = self._mask_to_grid(mask_input.to(self.device, torch.float32))
-        low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input, multimask_output)
+        if hq_token_only and not self.model.is_hq:
+            raise ValueError(f"hq_token_only needs an HQ-SAM model; {self.model.cfg.name} has no HQ token")
+        low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input, multimask_output,
+                                            self.early_features, hq_token_only)
         masks = self.postprocess_masks(low_res)
         return (masks if return_logits else masks > self.mask_threshold), scores, low_res
 

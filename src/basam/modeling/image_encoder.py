@@ -23,7 +23,9 @@ from basam.modeling.common import LayerNorm2d, MLPBlock, linear
 
 class ImageEncoderViT(nn.Module):
     """(B, 3, H, W) normalised image, H and W multiples of the patch size → (B, C_out, H/16, W/16).
-    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision)."""
+    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision).
+    For HQ-SAM (cfg.hq) it returns (embedding, early feature): the early feature is the output of
+    the first global-attention block, (B, C, H/16, W/16) float32, which HQ-SAM's decoder reads."""
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
@@ -52,6 +54,8 @@ class ImageEncoderViT(nn.Module):
         self.use_pos_embed = not attn_cfg.official
         self.windows = attn_cfg.windows
         self.window_size = cfg.window_size
+        self.early_index = min(cfg.encoder_global_attn_indexes) if cfg.hq else None
+        self.early_dim = dim
 
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch the BA-SAM settings in place; the SAM weights are untouched."""
@@ -76,7 +80,7 @@ class ImageEncoderViT(nn.Module):
         keep them fp32 (basam.runtime.precision)."""
         return self.patch_embed, self.neck
 
-    def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, windows: str | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """windows: "fixed" | "scaled" for this call only, None → the model's setting."""
         h, w = x.shape[-2:]
         if h % self.patch_size or w % self.patch_size:
@@ -86,9 +90,13 @@ class ImageEncoderViT(nn.Module):
         x = self.patch_embed(x.to(self.patch_embed.proj.weight.dtype)).to(self.pos_embed.dtype)  # B, Hg, Wg, C
         if self.use_pos_embed:
             x = x + resize_pos_embed(self.pos_embed, x.shape[1:3])
-        for block in self.blocks:
+        early = None
+        for i, block in enumerate(self.blocks):
             x = block(x, window)
-        return self.neck(x.permute(0, 3, 1, 2).to(self.neck[0].weight.dtype)).float()
+            if i == self.early_index:
+                early = x.permute(0, 3, 1, 2).float()
+        embedding = self.neck(x.permute(0, 3, 1, 2).to(self.neck[0].weight.dtype)).float()
+        return embedding if self.early_index is None else (embedding, early)
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

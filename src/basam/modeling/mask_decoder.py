@@ -116,9 +116,9 @@ class MaskDecoder(nn.Module):
         """The two-way transformer and the IoU head, without the mask upscaling (a caller that
         drops masks on their predicted IoU can upscale only the rest). Shapes as forward, with
         dense (1 or B, C, Hg, Wg). Returns iou_pred (B, T), mask tokens (B, T, C) and the image
-        tokens (B, Hg·Wg, C) for upscale_masks."""
+        tokens (B, Hg·Wg, C) for upscale_masks (T: every output token after the IoU token)."""
         bs = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = self.output_tokens()
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(bs, -1, -1), sparse_prompt_embeddings], dim=1)
 
         # The official code always repeats the image once per prompt set, which is right for the
@@ -131,7 +131,11 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense_prompt_embeddings
         hs, keys = self.transformer(src, image_pe, tokens)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])
-        return iou_pred, hs[:, 1 : 1 + self.num_mask_tokens, :], keys
+        return iou_pred, hs[:, 1 : output_tokens.shape[0], :], keys
+
+    def output_tokens(self) -> torch.Tensor:
+        """The learned output tokens (1 + T, C) put before the prompt tokens: IoU token, mask tokens."""
+        return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
 
     def upscale_masks(
         self, mask_tokens_out: torch.Tensor, keys: torch.Tensor, grid_hw: tuple[int, int], tokens: slice = slice(None)

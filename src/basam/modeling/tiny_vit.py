@@ -41,13 +41,16 @@ LOCAL_CONV_SIZE = 3
 
 class TinyViT(nn.Module):
     """(B, 3, H, W) normalised image, H and W multiples of 16 → (B, C_out, H/16, W/16).
-    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision)."""
+    Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision).
+    For HQ-SAM (cfg.hq) it returns (embedding, early feature): layers.1's output, (B, 160, H/16, W/16)."""
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
         _refuse_official(attn_cfg)
         self.patch_size = cfg.patch_size
         self.windows = attn_cfg.windows
+        self.returns_early = cfg.hq
+        self.early_dim = EMBED_DIMS[2]
         self.patch_embed = PatchEmbed(EMBED_DIMS[0])
         self.layers = nn.ModuleList([ConvStage(EMBED_DIMS[0], DEPTHS[0], EMBED_DIMS[1])])
         grid = cfg.img_size // 8  # stage 1's grid at the pretraining size (its N_train); later ones follow
@@ -88,9 +91,13 @@ class TinyViT(nn.Module):
         if windows not in ("fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
         x = self.layers[0](self.patch_embed(x))
-        for layer in self.layers[1:]:
+        early = None
+        for i, layer in enumerate(self.layers[1:], 1):
             x = layer(x, scaled_windows=windows == "scaled")
-        return self.neck(x.to(self.neck[0].weight.dtype)).float()
+            if i == 1 and self.returns_early:
+                early = x.float()
+        embedding = self.neck(x.to(self.neck[0].weight.dtype)).float()
+        return (embedding, early) if self.returns_early else embedding
 
 
 def _refuse_official(attn_cfg: AttentionConfig) -> None:
