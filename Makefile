@@ -14,6 +14,8 @@ $(BIN)/basam: pyproject.toml
 # the test extra: the official segment-anything, transformers, onnxruntime, the page's server and Playwright
 $(VENV)/.test-deps: $(BIN)/basam
 	$(BIN)/pip install -q -e '.[test]'
+	# the official HQ-SAM code, without the torchvision it declares (tests/official_hq.py stands in for it)
+	$(BIN)/pip install -q --no-deps segment-anything-hq==0.3
 	touch $(VENV)/.test-deps
 
 .PHONY: demo test
