@@ -65,6 +65,8 @@ class AutomaticMaskGenerator:
         output only, for models trained on it alone (the embedded default model).
     batch_size: crops (and, in `generate_batch`, images) encoded per encoder forward when their
         model inputs have the same size; the masks are those of one-by-one encoding.
+    hq_token_only: HQ-SAM models only, as Predictor.predict's. HQ-SAM gives one mask per point
+        (segment_anything_hq's generator: SAM's best multimask output plus the HQ mask).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class AutomaticMaskGenerator:
         progress: bool = False,
         multimask_output: bool = True,
         batch_size: int = 1,
+        hq_token_only: bool = False,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -109,6 +112,9 @@ class AutomaticMaskGenerator:
             raise ValueError(f"point_grids has {len(point_grids)} grids for {crop_n_layers + 1} crop layers")
         if resolution is None and tile_size:
             resolution = "auto"
+        if hq_token_only and not model.is_hq:
+            raise ValueError(f"hq_token_only needs an HQ-SAM model; {model.cfg.name} has no HQ token")
+        self.hq_token_only = hq_token_only
         self.predictor = Predictor(model, resolution, max_side)
         self.point_grids = point_grids
         self.points_per_batch = points_per_batch
@@ -219,20 +225,25 @@ class AutomaticMaskGenerator:
         c, gh, gw = pred.features.shape[1:]
         image_pe = pred.model.prompt_encoder.get_dense_pe((gh, gw))
         step = max(1, int(self.chunk_bytes // (64 * c * gh * gw)))  # ~16 float copies of the embedding per point
+        hq = None
+        if pred.model.is_hq:  # the HQ features are the image's, shared by its points; HQ masks take ~2× the memory
+            hq, step = pred.model.mask_decoder.hq_features(pred.features, pred.early_features), max(1, step // 2)
         out = {"rles": [], "boxes": [], "iou_preds": [], "points": [], "stability_score": []}
         for s in range(0, len(points), step):
-            rows, low_res, iou_preds = self._decode_points(points[s : s + step], image_pe)
+            rows, low_res, iou_preds = self._decode_points(points[s : s + step], image_pe, hq)
             point_of = torch.as_tensor(np.repeat(points[s : s + step][rows.numpy()], low_res.shape[1], axis=0))
             self._filter_and_encode(low_res.flatten(0, 1), iou_preds.flatten(0, 1), point_of, crop_box, image_hw, out)
         for k in _TENSOR_FIELDS[:-1]:
             out[k] = torch.cat(out[k]) if out[k] else _empty(k)
         return out
 
-    def _decode_points(self, points: np.ndarray, image_pe: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _decode_points(self, points: np.ndarray, image_pe: torch.Tensor,
+                       hq_features: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Single foreground points (b, 2) in crop pixels -> which of them have a mask above the
         predicted-IoU threshold (b,) bool, and for those points only, low-res logits (b', M, h, w)
         and IoU predictions (b', M); M = 3 with multimask_output, else 1. The others' masks would be
-        dropped unseen, so they are not upscaled (most of a point's cost after the transformer)."""
+        dropped unseen, so they are not upscaled (most of a point's cost after the transformer).
+        HQ-SAM (hq_features given, (1, C/8, 4Hg, 4Wg)): M = 1, the release's combined mask."""
         pred = self.predictor
         coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
         coords = coords.to(pred.device)[:, None, :]
@@ -240,6 +251,8 @@ class AutomaticMaskGenerator:
         sparse, dense = pred.model.prompt_encoder((coords, labels), None, None, pred.padded_hw)
         decoder = pred.model.mask_decoder
         iou_preds, mask_tokens, keys = decoder.run_transformer(pred.features, image_pe, sparse, dense[:1])
+        if hq_features is not None:
+            return self._decode_hq(iou_preds, mask_tokens, keys, hq_features)
         tokens = slice(1, None) if self.multimask_output else slice(0, 1)
         iou_preds = iou_preds[:, tokens]
         rows = torch.ones(len(points), dtype=torch.bool, device=iou_preds.device)
@@ -247,6 +260,17 @@ class AutomaticMaskGenerator:
             rows = (iou_preds > self.pred_iou_thresh).any(1)
         low_res = decoder.upscale_masks(mask_tokens[rows], keys[rows], pred.features.shape[-2:], tokens)
         return rows.cpu(), low_res.float().cpu(), iou_preds[rows].float().cpu()
+
+    def _decode_hq(self, iou_preds: torch.Tensor, mask_tokens: torch.Tensor, keys: torch.Tensor,
+                   hq_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """_decode_points for HQ-SAM: SAM's mask token the release pairs with the HQ one, chosen
+        and thresholded on its predicted IoU before any mask is upscaled."""
+        decoder = self.predictor.model.mask_decoder
+        token, score = decoder.select_sam_mask(iou_preds, self.multimask_output)
+        rows = score[:, 0] > self.pred_iou_thresh if self.pred_iou_thresh > 0 else torch.ones_like(score[:, 0]).bool()
+        low_res = decoder.hq_masks(mask_tokens[rows], keys[rows], self.predictor.features.shape[-2:], hq_features,
+                                   None if self.hq_token_only else token[rows])
+        return rows.cpu(), low_res.float().cpu(), score[rows].float().cpu()
 
     def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,
                            crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:
