@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import basam
-from basam.amg import AutomaticMaskGenerator
+from basam.inference.amg import AutomaticMaskGenerator
 from basam.config import MODEL_CONFIGS, hq_config
 from basam.data.synth import make_scene, render
 from official_hq import official_hq, official_hq_sam

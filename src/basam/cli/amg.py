@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from basam.runtime import distributed
-from basam.cli.common import add_model_arguments, add_progress_argument, add_resolution_arguments, load_model_from_args, read_image
+from basam.cli.common import (add_hq_arguments, add_model_arguments, add_progress_argument, add_resolution_arguments,
+                              check_hq_option, load_model_from_args, read_image)
 from basam.inference.predictor import check_batch_size
 from basam.inference.transforms import to_rgb_uint8
 
@@ -43,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=1,
                    help="encode up to N images (or crops) of the same model input size per encoder forward")
     p.add_argument("--masks", action="store_true", help="also write one PNG per mask and metadata.csv")
+    add_hq_arguments(p)
     add_progress_argument(p)
 
 
@@ -56,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     rank, world = distributed.setup(args.device)
     options = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
     show = not args.no_progress and rank == 0
-    generator = AutomaticMaskGenerator(load_model_from_args(args), resolution=args.resolution, max_side=args.max_side,
+    model = load_model_from_args(args)
+    check_hq_option(args, model)
+    generator = AutomaticMaskGenerator(model, resolution=args.resolution, max_side=args.max_side,
                                        output_mode="coco_rle", progress=show, batch_size=args.batch_size,
-                                       **options)
+                                       hq_token_only=args.hq_token_only, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done, skipped = [], []

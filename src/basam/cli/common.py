@@ -12,8 +12,10 @@ from basam.inference.transforms import AUTO_MAX_SIDE
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
     """The flags every command that loads a model shares (--dtype only for inference)."""
     p.add_argument("--model", default=default_model,
-                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | tiny | default (embedded)")
-    p.add_argument("--checkpoint", default=None, help="official .pth, safetensors or basam export")
+                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | hq_vit_b | hq_vit_l | hq_vit_h | hq_vit_tiny "
+                        "(HQ-SAM) | tiny | default (embedded); an HQ-SAM checkpoint is recognised under its SAM size")
+    p.add_argument("--checkpoint", default=None,
+                   help="official .pth (SAM, MobileSAM, HQ-SAM), safetensors or basam export")
     p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
     for f in AttentionConfig.override_fields():
         # --windows takes a comma-separated list in `basam sweep`; AttentionConfig checks every value
@@ -27,6 +29,18 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
         p.add_argument("--fused-attention", action="store_true",
                        help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
                             "compiler and ninja; see docs/speed.md)")
+
+
+def add_hq_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hq-token-only", action="store_true",
+                   help="HQ-SAM models: the HQ token's mask alone (default: SAM's mask + the HQ mask, as the release)")
+
+
+def check_hq_option(args: argparse.Namespace, *models) -> None:
+    """--hq-token-only needs at least one HQ-SAM model among those a command loaded."""
+    if getattr(args, "hq_token_only", False) and not any(m.is_hq for m in models):
+        names = ", ".join(m.cfg.name for m in models)
+        raise ValueError(f"--hq-token-only needs an HQ-SAM model (hq_vit_b, …, or an HQ-SAM checkpoint); got {names}")
 
 
 def attention_overrides(args: argparse.Namespace) -> dict:

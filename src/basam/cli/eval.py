@@ -6,7 +6,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from basam.cli.common import add_model_arguments, add_progress_argument, add_resolution_arguments, load_model_from_args
+from basam.cli.common import (add_hq_arguments, add_model_arguments, add_progress_argument, add_resolution_arguments,
+                              check_hq_option, load_model_from_args)
 from basam.data.datasets import Dataset
 from basam.data.specs import open_eval_data
 from basam.evaluation.evaluate import HEADLINE, EvalResult, EvalSettings, evaluate, merge_ranks
@@ -24,6 +25,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: at the resolution, so each resolution gets its own detail)")
     p.add_argument("--split", default=None, help="dataset split (default: the test split)")
     add_model_arguments(p)
+    add_hq_arguments(p)
     p.add_argument("--prompt", default="box", help="box | center | points | box+center | none (sweep: several, comma-separated)")
     p.add_argument("--box-jitter", type=float, default=0.0, help="box jitter, fraction of the box side")
     p.add_argument("--n-pos", type=int, default=1, help="positive points for --prompt points")
@@ -41,7 +43,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args, dataset: Dataset, prompt: str) -> EvalSettings:
     hce = dataset.layout == "dis5k" if args.hce == "auto" else args.hce == "on"
     return EvalSettings(prompt, args.box_jitter, args.n_pos, args.n_neg, args.seed, args.limit, hce,
-                        args.group_by_prefix)
+                        args.group_by_prefix, args.hq_token_only)
 
 
 def report_problems(dataset: Dataset, result: EvalResult) -> None:
@@ -61,6 +63,7 @@ def run(args) -> int:
     check_batch_size(args.batch_size)
     rank, world = distributed.setup(args.device)
     model = load_model_from_args(args)
+    check_hq_option(args, model)
     predictor = Predictor(model, args.resolution, args.max_side)
     args.resolution = predictor.resolution
     dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)

@@ -36,6 +36,7 @@ class EvalSettings:
     limit: int | None = None
     hce: bool = False
     group_by_prefix: bool = False  # per-group metrics, the group being the name up to its first "_"
+    hq_token_only: bool = False  # HQ-SAM models: the HQ token's mask alone
 
     def __post_init__(self):
         if self.prompt not in KINDS:  # here, not per sample, where it would read as a bad file
@@ -97,7 +98,8 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
                     result.problems.append((sample.name, str(e)))
                     continue
                 start = time.perf_counter()
-                prob = predictor.predict_proba(**prompt.as_kwargs())
+                hq = {"hq_token_only": True} if settings.hq_token_only else {}
+                prob = predictor.predict_proba(**prompt.as_kwargs(), **hq)
                 row = {"index": i, "name": sample.name, **result.metrics.update(prob, gt, key=i),
                        "seconds": round(encode_seconds + time.perf_counter() - start, 4)}
                 if settings.group_by_prefix:

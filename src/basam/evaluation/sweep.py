@@ -1,5 +1,6 @@
 """`basam sweep`: the one evaluation loop over attention presets × windows × resolutions × prompt
-kinds. `basam demo` and the study script run it too.
+kinds, for one model or several side by side (`--compare`: e.g. an HQ-SAM checkpoint beside the
+SAM one). `basam demo` and the study script run it too.
 
 Everything is validated before the first image is encoded; the table, CSV, JSON and plot are
 rewritten after each resolution, so a crash at the last size keeps the others on disk.
@@ -24,12 +25,14 @@ METRICS = ("count", "MAE", "Smeasure", "wFmeasure", "meanEm", "maxEm", "adpEm", 
 @dataclass(frozen=True)
 class Row:
     """One line of the table: an attention setting, the windows, and optionally a resolution
-    policy of its own (e.g. "auto" on each column's images) instead of the column's."""
+    policy of its own (e.g. "auto" on each column's images) instead of the column's; `model`: the
+    key of its model when run_sweep is given several."""
 
     label: str
     attention: AttentionConfig
     windows: str = "fixed"
     policy: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,24 +49,28 @@ def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str],
               settings: EvalSettings, out: Path | None, metric: str = "mIoU", title: str = "", rank: int = 0,
               world: int = 1, max_side: int = AUTO_MAX_SIDE, log: Callable[[str], None] = print,
               progress: bool = True, batch_size: int = 1):
-    """Score every row × column × prompt kind → (records, problems). Each image is encoded once
-    per row and column and decoded once per prompt kind; up to `batch_size` images of the same input
-    size per encoder forward. Rank 0 rewrites `out` after each column."""
+    """Score every row × column × prompt kind → (records, problems). `model`: one model, or
+    {name: model} with each row's `model` naming its own. Each image is encoded once per row and
+    column and decoded once per prompt kind; up to `batch_size` images of the same input size per
+    encoder forward. settings.hq_token_only applies to HQ-SAM models only. Rank 0 rewrites `out`
+    after each column."""
     records, problems = [], {}
     for column in columns:
         dataset = open_data(column)
         for row in rows:
-            if model.attn_cfg != row.attention:
-                model.set_attention(row.attention)
-            predictor = Predictor(model, row.policy or column.resolution, max_side, row.windows)
-            parts = evaluate_prompts(predictor, dataset, replace(settings, prompt=prompts[0]), prompts, rank, world,
-                                     progress, batch_size)
+            row_model = model[row.model] if isinstance(model, dict) else model
+            if row_model.attn_cfg != row.attention:
+                row_model.set_attention(row.attention)
+            predictor = Predictor(row_model, row.policy or column.resolution, max_side, row.windows)
+            row_settings = replace(settings, prompt=prompts[0], hq_token_only=settings.hq_token_only and row_model.is_hq)
+            parts = evaluate_prompts(predictor, dataset, row_settings, prompts, rank, world, progress, batch_size)
             for kind in prompts:
                 result = merge_ranks(parts[kind])
                 if result is None:
                     continue
                 problems.update(dict.fromkeys(result.problems))
                 records.append({"preset": row.label, "prompt": kind, "resolution": column.label,
+                                "model": row_model.cfg.name, "hq_token_only": row_settings.hq_token_only,
                                 "attention": row.attention.preset, "windows": row.windows,
                                 "policy": str(predictor.resolution), **result.summary()})
                 log(f"{row.label:>18} {kind:>6} @ {column.label:>6}: {metric} {records[-1][metric]:.4f}")
@@ -93,6 +100,24 @@ def sweep_rows(presets: list[str], windows: list[str], overrides: dict, saved: A
             AttentionConfig(windows=w)  # validates the name
             rows.append(Row(preset if len(windows) == 1 else f"{preset}, windows {w}", attention, w))
     return rows
+
+
+def with_models(rows: list[Row], names: list[str]) -> list[Row]:
+    """The rows once per model, labelled "<model>, <row>" when there are several models."""
+    if len(names) == 1:
+        return [replace(row, model=names[0]) for row in rows]
+    return [replace(row, label=f"{name}, {row.label}", model=name) for name in names for row in rows]
+
+
+def model_names(models: list, checkpoints: list[str | None]) -> list[str]:
+    """Table names of the models: their size (hq_vit_b …), or their checkpoint's file name where sizes repeat."""
+    sizes = [m.cfg.name for m in models]
+    if len(set(sizes)) == len(sizes):
+        return sizes
+    names = [Path(c).stem if c else s for s, c in zip(sizes, checkpoints)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--compare: the models' names repeat ({', '.join(names)}); give distinct checkpoints")
+    return names
 
 
 def saved_attention(checkpoint: str | None) -> AttentionConfig:

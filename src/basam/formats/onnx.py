@@ -8,6 +8,11 @@ decoder.onnx   the official SAM decoder export's contract (segment_anything.util
                has_mask_input (1,), orig_im_size (2,) = (h, w) → masks (1, M, h, w) logits at the original
                size, iou_predictions (1, M), low_res_masks (1, M, 4Hg, 4Wg); N is dynamic.
 
+HQ-SAM models: encoder.onnx also returns early_features (1, C_vit, H/16, W/16), which decoder.onnx
+takes after image_embeddings; as segment_anything_hq's export, the decoder returns one mask (M = 1),
+SAM's single-mask output (or, exported with multimask, its best multimask output) plus the HQ mask,
+or with hq_token_only the HQ mask alone: both choices are fixed at export.
+
 The model input of an H×W export is the image scaled to fit inside H×W with its aspect ratio kept
 (side lengths rounded half up), padded at the bottom and right: for a square N this is SAM's
 resize-longest-side-to-N, and point coordinates are scaled by the same factor.
@@ -111,12 +116,35 @@ class DecoderGraph(nn.Module):
         return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
 
 
+class HQDecoderGraph(DecoderGraph):
+    """DecoderGraph of an HQ-SAM model: takes the early features after the image embeddings and
+    returns the release's one mask (hq_token_only and multimask fixed at export)."""
+
+    def __init__(self, model: Sam, input_hw: tuple[int, int], hq_token_only: bool, multimask: bool):
+        super().__init__(model, input_hw, return_single_mask=True)
+        self.hq_token_only, self.multimask = hq_token_only, multimask
+
+    def forward(self, image_embeddings, early_features, point_coords, point_labels, mask_input, has_mask_input,
+                orig_im_size):
+        prompt, decoder = self.model.prompt_encoder, self.model.mask_decoder
+        sparse = self.embed_points(point_coords, point_labels)
+        no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input * prompt.mask_downscaling(mask_input) + (1 - has_mask_input) * no_mask
+        iou_pred, mask_tokens, keys = decoder.run_transformer(image_embeddings, self.image_pe, sparse, dense)
+        hq = decoder.hq_features(image_embeddings, early_features)
+        token, scores = decoder.select_sam_mask(iou_pred, self.multimask)
+        masks = decoder.hq_masks(mask_tokens, keys, image_embeddings.shape[-2:], hq, None if self.hq_token_only else token)
+        return self.to_original(masks, orig_im_size), scores, masks
+
+
 def decoder_example_inputs(model: Sam, input_hw: tuple[int, int], num_points: int = 2) -> dict[str, torch.Tensor]:
     """Inputs of the official contract with the shapes of this grid (used to trace the export)."""
     hg, wg = model.prompt_encoder.grid_size(input_hw)
     c = model.cfg.prompt_embed_dim
+    early = {"early_features": torch.randn(1, model.image_encoder.early_dim, hg, wg)} if model.is_hq else {}
     return {
         "image_embeddings": torch.randn(1, c, hg, wg),
+        **early,
         "point_coords": torch.randint(0, min(input_hw), (1, num_points, 2)).float(),
         "point_labels": torch.randint(-1, 4, (1, num_points)).float(),
         "mask_input": torch.randn(1, 1, 4 * hg, 4 * wg),
@@ -126,9 +154,13 @@ def decoder_example_inputs(model: Sam, input_hw: tuple[int, int], num_points: in
 
 
 def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_single_mask: bool = False,
-                external_data: bool | None = None, opset: int = OPSET) -> dict[str, Path]:
+                external_data: bool | None = None, opset: int = OPSET, hq_token_only: bool = False,
+                multimask: bool = False) -> dict[str, Path]:
     """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
-    external_data None → only when the tensors would come near protobuf's 2 GiB limit."""
+    external_data None → only when the tensors would come near protobuf's 2 GiB limit.
+    hq_token_only, multimask: HQ-SAM models only (module docstring)."""
+    if (hq_token_only or multimask) and not model.is_hq:
+        raise ValueError(f"hq_token_only and multimask are HQ-SAM export options; {model.cfg.name} is not HQ-SAM")
     model = model.cpu().eval()
     h, w = input_hw
     tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
@@ -143,8 +175,12 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
         with torch.no_grad():
             model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
-    _export(model.image_encoder, (image,), paths["encoder"], ["image"], ["image_embeddings"], {}, opset, external_data)
-    decoder = DecoderGraph(model, input_hw, return_single_mask)
+    encoder_outputs = ["image_embeddings", "early_features"] if model.is_hq else ["image_embeddings"]
+    _export(model.image_encoder, (image,), paths["encoder"], ["image"], encoder_outputs, {}, opset, external_data)
+    if model.is_hq:
+        decoder = HQDecoderGraph(model, input_hw, hq_token_only, multimask)
+    else:
+        decoder = DecoderGraph(model, input_hw, return_single_mask)
     inputs = decoder_example_inputs(model, input_hw)
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     _export(decoder, tuple(inputs.values()), paths["decoder"], list(inputs),

@@ -120,6 +120,7 @@ class Engine:
             "windows": self.loaded_attn.windows, "window_choices": self.window_choices(),
             "samples": list(SAMPLES), "max_upload_mb": self.settings.max_upload_mb,
             "max_megapixels": self.settings.max_megapixels, "everything": True,
+            "hq": self.model.is_hq,  # the page offers hq_token_only only then
         }
 
     # --- images --------------------------------------------------------------------------------
@@ -214,18 +215,24 @@ class Engine:
         self.encodings.put((image_id, *setting), predictor)
         return predictor, (time.perf_counter() - start) * 1e3
 
+    def _hq_token_only(self, request: dict) -> bool:
+        value = _flag(request, "hq_token_only")
+        if value and not self.model.is_hq:
+            raise RequestError(400, f"hq_token_only needs an HQ-SAM model; this server runs {self.model.cfg.name}")
+        return value
+
     def predict(self, request: dict) -> dict:
         """request: {image_id, points [[x, y], …], labels [1|0, …], box [x0, y0, x1, y1] | null,
-        multimask (bool, default false: one mask, as the embedded model was trained), resolution,
-        attention, windows}. Coordinates in original pixels."""
+        multimask (bool, default false: one mask, as the embedded model was trained), hq_token_only
+        (bool, HQ-SAM models only), resolution, attention, windows}. Coordinates in original pixels."""
         request = _require_dict(request)
         setting = self._setting(request)
         predictor, encode_ms = self._encoded(request.get("image_id"), setting)
         h, w = predictor.orig_hw
         prompt = parse_prompt(request, w, h)
-        multimask = _flag(request, "multimask")
+        multimask, hq_token_only = _flag(request, "multimask"), self._hq_token_only(request)
         start = time.perf_counter()
-        masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask)
+        masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask, hq_token_only=hq_token_only)
         decode_ms = (time.perf_counter() - start) * 1e3
         return {
             **_summary(request, setting, predictor.padded_hw, predictor.windows), "resized_size": list(predictor.resized_hw),
@@ -238,8 +245,8 @@ class Engine:
 
     def everything(self, request: dict) -> dict:
         """request: {image_id, points_per_side (default 16), pred_iou_thresh (0.88),
-        stability_score_thresh (0.95), multimask (false, as for prompts), resolution, attention,
-        windows}: basam.AutomaticMaskGenerator over the whole image, the official defaults
+        stability_score_thresh (0.95), multimask (false, as for prompts), hq_token_only, resolution,
+        attention, windows}: basam.AutomaticMaskGenerator over the whole image, the official defaults
         otherwise. Returns its records (segmentation as COCO RLE), largest first, and a label
         image: mask k (1-based, in that order) stored as r + 256 g, smaller masks over larger."""
         request = _require_dict(request)
@@ -248,12 +255,12 @@ class Engine:
         options = {"points_per_side": _number(request, "points_per_side", 16, 1, 64, int),
                    "pred_iou_thresh": _number(request, "pred_iou_thresh", 0.88, 0.0, 1.0, float),
                    "stability_score_thresh": _number(request, "stability_score_thresh", 0.95, 0.0, 1.0, float)}
-        multimask = _flag(request, "multimask")
+        multimask, hq_token_only = _flag(request, "multimask"), self._hq_token_only(request)
         self._switch_attention(*setting[1:])
         start = time.perf_counter()
         try:
             generator = AutomaticMaskGenerator(self.model, output_mode="coco_rle", resolution=setting[0],
-                                               multimask_output=multimask, **options)
+                                               multimask_output=multimask, hq_token_only=hq_token_only, **options)
             records = generator.generate(rgb)
         except ValueError as e:
             raise RequestError(400, str(e)) from None
@@ -268,7 +275,7 @@ class Engine:
         padded_hw = generator.predictor.transform.sizes(rgb.shape[:2])[1]
         return {
             **_summary(request, setting, padded_hw, generator.predictor.windows), "encode_ms": None, "generate_ms": round(generate_ms, 1),
-            "options": {**options, "multimask": multimask}, "records": records,
+            "options": {**options, "multimask": multimask, "hq_token_only": hq_token_only}, "records": records,
             "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 

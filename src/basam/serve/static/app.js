@@ -61,6 +61,7 @@ async function init() {
     fillSelect($("windows"), info.window_choices, info.windows);
     for (const name of info.samples) $("sample").add(new Option(name, name));
     $("everything-tools").hidden = !info.everything;
+    $("hq-tools").hidden = !info.hq;
     setState("idle");
   } catch (err) { showError(err); }
 }
@@ -181,6 +182,11 @@ function settings() {
           windows: $("windows").value};
 }
 
+// hq_token_only is sent only where the page offers it (an HQ-SAM model); other servers refuse it
+function hqOption() {
+  return $("hq-tools").hidden ? {} : {hq_token_only: $("hq-token-only").checked};
+}
+
 function timesText(r, work, ms) {
   const [h, w] = r.input_size;
   const encode = r.encode_ms === null ? "" : ` · encode ${r.cached ? "cached" : `${r.encode_ms} ms`}`;
@@ -201,7 +207,7 @@ async function predictPrompts() {
   try {
     const result = await postJSON("/api/predict", {
       ...settings(), points: state.points.map((p) => [p.x, p.y]), labels: state.points.map((p) => p.label),
-      box: state.box, multimask: $("multimask").checked,
+      box: state.box, multimask: $("multimask").checked, ...hqOption(),
     });
     if (ticket !== latest) return;
     state.result = result;
@@ -267,7 +273,7 @@ async function segmentEverything() {
   setState("busy", "segmenting everything…");
   try {
     const result = await postJSON("/api/everything", {
-      ...settings(), points_per_side: Number($("points-per-side").value), multimask: $("multimask").checked,
+      ...settings(), points_per_side: Number($("points-per-side").value), multimask: $("multimask").checked, ...hqOption(),
       pred_iou_thresh: Number($("iou-thresh").value), stability_score_thresh: Number($("stability-thresh").value),
     });
     if (ticket !== latest) return;
@@ -322,6 +328,7 @@ $("resolution").addEventListener("change", rerun);
 $("attention").addEventListener("change", rerun);
 $("windows").addEventListener("change", rerun);
 $("multimask").addEventListener("change", rerun);
+$("hq-token-only").addEventListener("change", rerun);
 $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", resetPrompts);
 $("everything").addEventListener("click", segmentEverything);
