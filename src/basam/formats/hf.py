@@ -1,4 +1,5 @@
-"""Hugging Face `transformers.SamModel` checkpoints, in and out, without importing transformers.
+"""Hugging Face `transformers.SamModel` and `SamHQModel` (HQ-SAM) checkpoints, in and out, without
+importing transformers.
 
 A `save_pretrained` folder holds config.json (a SamConfig) and model.safetensors (or shards listed
 in model.safetensors.index.json, or pytorch_model.bin). Its parameter names differ from the
@@ -26,7 +27,7 @@ import torch
 
 from basam.formats.errors import CheckpointError
 from basam.modeling.attention import BASAM_PARAMETER
-from basam.config import MODEL_CONFIGS, ModelConfig
+from basam.config import MODEL_CONFIGS, ModelConfig, hq_config
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
 HF_DEFAULT_DECODER_NORM_EPS = 1e-6  # SamMaskDecoderConfig's default
@@ -53,10 +54,22 @@ _RULES = [(re.compile(a), b) for a, b in (
     (r"^mask_decoder\.output_upscaling\.0\.", "mask_decoder.upscale_conv1."),
     (r"^mask_decoder\.output_upscaling\.1\.", "mask_decoder.upscale_layer_norm."),
     (r"^mask_decoder\.output_upscaling\.3\.", "mask_decoder.upscale_conv2."),
+    # HQ-SAM's decoder (SamHQModel)
+    (r"^mask_decoder\.hf_token\.", "mask_decoder.hq_token."),
+    (r"^mask_decoder\.compress_vit_feat\.0\.", "mask_decoder.compress_vit_conv1."),
+    (r"^mask_decoder\.compress_vit_feat\.1\.", "mask_decoder.compress_vit_norm."),
+    (r"^mask_decoder\.compress_vit_feat\.3\.", "mask_decoder.compress_vit_conv2."),
+    (r"^mask_decoder\.embedding_encoder\.0\.", "mask_decoder.encoder_conv1."),
+    (r"^mask_decoder\.embedding_encoder\.1\.", "mask_decoder.encoder_norm."),
+    (r"^mask_decoder\.embedding_encoder\.3\.", "mask_decoder.encoder_conv2."),
+    (r"^mask_decoder\.embedding_maskfeature\.0\.", "mask_decoder.mask_conv1."),
+    (r"^mask_decoder\.embedding_maskfeature\.1\.", "mask_decoder.mask_norm."),
+    (r"^mask_decoder\.embedding_maskfeature\.3\.", "mask_decoder.mask_conv2."),
 )]
 # HF ties the prompt encoder's copy of the Fourier matrix to this one; files may hold either name.
 _PE_ALIAS = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
-_HEAD_LAYER = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head))\.layers\.(\d+)\.(.*)$")
+_HEAD_LAYER = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head|hf_mlp))\.layers\.(\d+)\.(.*)$")
+_HQ_MODEL_TYPE = "sam_hq"
 
 
 def hf_name(name: str) -> str:
@@ -66,7 +79,7 @@ def hf_name(name: str) -> str:
     if head:
         prefix, i, rest = head.group(1), int(head.group(2)), head.group(3)
         layer = "proj_in" if i == 0 else "proj_out" if i == 2 else f"layers.{i - 1}"
-        return f"{prefix}.{layer}.{rest}"
+        return f"{prefix.replace('.hf_mlp', '.hq_mask_mlp')}.{layer}.{rest}"
     for pattern, replacement in _RULES:
         if pattern.search(name):
             return pattern.sub(replacement, name, count=1)
@@ -97,8 +110,9 @@ _HF_DEFAULTS = {
 
 
 def model_config_from_hf(config: dict, name: str | None = None) -> ModelConfig:
-    """A SamConfig dict → ModelConfig; one clear error for what basam's architecture cannot run.
-    `name` None: the name of the basam size with this architecture, else "hf"."""
+    """A SamConfig (or SamHQConfig) dict → ModelConfig; one clear error for what basam's
+    architecture cannot run. `name` None: the name of the basam size with this architecture, else "hf"."""
+    hq = config.get("model_type") == _HQ_MODEL_TYPE
     vision, prompt, decoder = ({**_HF_DEFAULTS[k], **(config.get(k) or {})} for k in _HF_DEFAULTS)
     width, dim, image, patch = vision["hidden_size"], vision["output_channels"], vision["image_size"], vision["patch_size"]
     fixed = {  # what basam's modules hard-wire: the value each must have
@@ -120,6 +134,8 @@ def model_config_from_hf(config: dict, name: str | None = None) -> ModelConfig:
         "mask_decoder_config.attention_downsample_rate": (decoder["attention_downsample_rate"], 2),
         "mask_decoder_config.iou_head_depth": (decoder["iou_head_depth"], 3),
     }
+    if hq:  # the HQ decoder reads the encoder's early feature, as wide as the encoder
+        fixed["mask_decoder_config.vit_dim"] = (decoder.get("vit_dim", 768), width)
     for key, (value, expected) in fixed.items():
         if value != expected:
             raise ValueError(f"SamConfig {key}={value!r} is not supported (basam's SAM needs {expected!r})")
@@ -140,38 +156,46 @@ def model_config_from_hf(config: dict, name: str | None = None) -> ModelConfig:
         iou_head_hidden_dim=decoder["iou_head_hidden_dim"],
         num_multimask_outputs=decoder["num_multimask_outputs"],
         decoder_norm_eps=float(decoder["layer_norm_eps"]),
+        hq=hq,
     )
     if name is None:  # a known architecture keeps its name (vit_b …), whatever its eps
-        for known in MODEL_CONFIGS.values():
+        for known in (hq_config(c) if hq else c for c in MODEL_CONFIGS.values() if not c.hq):
             if dataclasses.replace(known, decoder_norm_eps=cfg.decoder_norm_eps) == dataclasses.replace(cfg, name=known.name):
                 return dataclasses.replace(cfg, name=known.name)
     return cfg
 
 
 def hf_config(cfg: ModelConfig) -> dict:
-    """ModelConfig → the SamConfig dict transformers reads (every size written out)."""
-    return {
-        "model_type": "sam",
-        "architectures": ["SamModel"],
+    """ModelConfig → the SamConfig (SamHQConfig for HQ-SAM) dict transformers reads (every size
+    written out)."""
+    if cfg.encoder != "vit":
+        raise ValueError(f"{cfg.name} has the {cfg.encoder} encoder, which a Hugging Face SamModel/SamHQModel cannot hold")
+    kind = _HQ_MODEL_TYPE if cfg.hq else "sam"
+    config = {
+        "model_type": kind,
+        "architectures": ["SamHQModel" if cfg.hq else "SamModel"],
         "vision_config": {
-            "model_type": "sam_vision_model", "hidden_size": cfg.encoder_embed_dim,
+            "model_type": f"{kind}_vision_model", "hidden_size": cfg.encoder_embed_dim,
             "num_hidden_layers": cfg.encoder_depth, "num_attention_heads": cfg.encoder_num_heads,
             "global_attn_indexes": list(cfg.encoder_global_attn_indexes), "window_size": cfg.window_size,
             "image_size": cfg.img_size, "patch_size": cfg.patch_size, "output_channels": cfg.prompt_embed_dim,
             "num_pos_feats": cfg.prompt_embed_dim // 2, "mlp_dim": 4 * cfg.encoder_embed_dim, "layer_norm_eps": 1e-6,
         },
         "prompt_encoder_config": {
-            "model_type": "sam_prompt_encoder", "hidden_size": cfg.prompt_embed_dim, "image_size": cfg.img_size,
+            "model_type": f"{kind}_prompt_encoder", "hidden_size": cfg.prompt_embed_dim, "image_size": cfg.img_size,
             "patch_size": cfg.patch_size, "image_embedding_size": cfg.img_size // cfg.patch_size,
             "mask_input_channels": cfg.mask_in_chans, "layer_norm_eps": 1e-6,
         },
         "mask_decoder_config": {
-            "model_type": "sam_mask_decoder", "hidden_size": cfg.prompt_embed_dim, "mlp_dim": cfg.decoder_mlp_dim,
+            "model_type": f"{kind}_mask_decoder", "hidden_size": cfg.prompt_embed_dim, "mlp_dim": cfg.decoder_mlp_dim,
             "num_hidden_layers": cfg.decoder_depth, "num_attention_heads": cfg.decoder_num_heads,
             "iou_head_hidden_dim": cfg.iou_head_hidden_dim, "num_multimask_outputs": cfg.num_multimask_outputs,
             "layer_norm_eps": cfg.decoder_norm_eps,
         },
     }
+    if cfg.hq:
+        config["mask_decoder_config"]["vit_dim"] = cfg.encoder_embed_dim
+    return config
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -200,8 +224,9 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         config = json.loads(config_file.read_text()) if config_file.is_file() else None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {config_file}: {e}") from None
-    if config is not None and config.get("model_type") != "sam":
-        raise CheckpointError(f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam')")
+    if config is not None and config.get("model_type") not in ("sam", _HQ_MODEL_TYPE):
+        raise CheckpointError(f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam') "
+                              f"or SamHQModel ('sam_hq')")
     hf_state = _read_weights(path)
     basam = (config or {}).get("basam", {})
     try:
@@ -255,8 +280,9 @@ def _guess_config(hf_state: dict[str, torch.Tensor]) -> ModelConfig:
     default decoder eps (the file cannot say otherwise)."""
     pos = hf_state.get("vision_encoder.pos_embed")
     depth = len({k.split(".")[2] for k in hf_state if k.startswith("vision_encoder.layers.")})
+    hq = "mask_decoder.hq_token.weight" in hf_state
     for cfg in MODEL_CONFIGS.values():
-        if pos is not None and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (
+        if pos is not None and cfg.hq == hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (
                 pos.shape[3], depth, tuple(pos.shape[1:3])):
             return dataclasses.replace(cfg, decoder_norm_eps=HF_DEFAULT_DECODER_NORM_EPS)
     raise ValueError("no config.json beside it, and its shapes match no known SAM size; put its config.json next to it")
@@ -279,7 +305,7 @@ def _basam_names(cfg: ModelConfig) -> dict[str, str]:
 
 def save_hf(model, folder: str | os.PathLike) -> Path:
     """Write `folder`/config.json and model.safetensors that transformers.SamModel.from_pretrained
-    opens; BA-SAM's settings and parameters go in config.json's "basam" section."""
+    (SamHQModel for HQ-SAM) opens; BA-SAM's settings and parameters go in config.json's "basam" section."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
