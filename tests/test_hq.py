@@ -50,7 +50,8 @@ def test_the_released_vit_b_state_dict_loads_strictly(tmp_path):
 
     # a plain SAM file on the HQ model: one line naming what is missing and what the file is
     plain = {k: v for k, v in released.items() if not k.startswith(HQ_PREFIXES)}
-    with pytest.raises(CheckpointError, match=r"hq_vit_b; 25 missing: mask_decoder\.hf_token\.weight.*looks like vit_b$"):
+    missing = r"hq_vit_b; 25 missing: mask_decoder\.hf_token\.weight.*looks like vit_b$"
+    with pytest.raises(CheckpointError, match=missing):
         load_state(model, plain, "sam_vit_b.pth")
     with pytest.raises(CheckpointError, match=r"1 unexpected: mask_decoder\.hf_extra\.weight.*looks like hq_vit_b$"):
         load_state(model, {**released, "mask_decoder.hf_extra.weight": torch.zeros(1)}, "x.pth")
@@ -217,3 +218,22 @@ def check_any_resolution(models, img, resolution, grid, against_plain=True):
                     [pred.early_features.permute(0, 2, 3, 1)])
             np.testing.assert_allclose(scores, iou_pred[0].numpy(), atol=1e-5)
             np.testing.assert_allclose(low_res, lr[0].numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_a_training_step_reaches_the_hq_parts(models):
+    """The trainer's step on an HQ-SAM model: its decoder gets the early feature, and the loss's
+    gradient reaches the HQ parts (HQ-SAM's own training trains only those)."""
+    from basam.training.loss import TrainStep
+
+    model = basam.Sam(TINY_HQ).train()
+    model.load_state_dict(models[1].state_dict())
+    images = torch.randn(2, 3, 256, 256)
+    targets = torch.zeros(2, 256, 256)
+    targets[:, 60:180, 40:200] = 1
+    valid = torch.ones(2, 256, 256, dtype=torch.bool)
+    groups = {"box": (torch.arange(2), None, None, torch.tensor([[40.0, 60.0, 200.0, 180.0]] * 2))}
+    loss, parts = TrainStep(model, None, refine_iters=1)(images, targets, valid, groups, torch.rand(2, 1))
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+    loss.sum().backward()
+    for name in ("hf_token.weight", "compress_vit_feat.0.weight", "embedding_maskfeature.3.weight"):
+        assert model.mask_decoder.get_parameter(name).grad.abs().sum() > 0, name

@@ -16,5 +16,6 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     out = save_hf(model, args.out)
     print(f"wrote {out}/config.json and model.safetensors: {model.cfg.name}, attention {model.attn_cfg.describe()} "
-          f"(transformers.{"SamHQModel" if model.is_hq else "SamModel"}.from_pretrained({str(out)!r}) opens it; BA-SAM settings are in config.json's basam section)")
+          f"(transformers.{'SamHQModel' if model.is_hq else 'SamModel'}.from_pretrained({str(out)!r}) opens it; "
+          "BA-SAM settings are in config.json's basam section)")
     return 0

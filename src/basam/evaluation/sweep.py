@@ -62,7 +62,8 @@ def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str],
             if row_model.attn_cfg != row.attention:
                 row_model.set_attention(row.attention)
             predictor = Predictor(row_model, row.policy or column.resolution, max_side, row.windows)
-            row_settings = replace(settings, prompt=prompts[0], hq_token_only=settings.hq_token_only and row_model.is_hq)
+            hq_token_only = settings.hq_token_only and row_model.is_hq
+            row_settings = replace(settings, prompt=prompts[0], hq_token_only=hq_token_only)
             parts = evaluate_prompts(predictor, dataset, row_settings, prompts, rank, world, progress, batch_size)
             for kind in prompts:
                 result = merge_ranks(parts[kind])

@@ -162,7 +162,8 @@ def _guess_size(state: dict[str, torch.Tensor]) -> str | None:
         return None
     depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
     for name, cfg in MODEL_CONFIGS.items():
-        if not cfg.hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (pos.shape[3], depth, tuple(pos.shape[1:3])):
+        if not cfg.hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (
+                pos.shape[3], depth, tuple(pos.shape[1:3])):
             return name
     return f"an unknown size (width {pos.shape[3]}, {depth} blocks, {pos.shape[1]}×{pos.shape[2]} grid)"
 

@@ -68,7 +68,8 @@ _RULES = [(re.compile(a), b) for a, b in (
 )]
 # HF ties the prompt encoder's copy of the Fourier matrix to this one; files may hold either name.
 _PE_ALIAS = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
-_HEAD_LAYER = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head|hf_mlp))\.layers\.(\d+)\.(.*)$")
+_HEAD_LAYER = re.compile(
+    r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head|hf_mlp))\.layers\.(\d+)\.(.*)$")
 _HQ_MODEL_TYPE = "sam_hq"
 
 
@@ -169,7 +170,8 @@ def hf_config(cfg: ModelConfig) -> dict:
     """ModelConfig → the SamConfig (SamHQConfig for HQ-SAM) dict transformers reads (every size
     written out)."""
     if cfg.encoder != "vit":
-        raise ValueError(f"{cfg.name} has the {cfg.encoder} encoder, which a Hugging Face SamModel/SamHQModel cannot hold")
+        raise ValueError(f"{cfg.name} has the {cfg.encoder} encoder, which a Hugging Face SamModel/SamHQModel "
+                         "cannot hold")
     kind = _HQ_MODEL_TYPE if cfg.hq else "sam"
     config = {
         "model_type": kind,

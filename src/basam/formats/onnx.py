@@ -133,7 +133,8 @@ class HQDecoderGraph(DecoderGraph):
         iou_pred, mask_tokens, keys = decoder.run_transformer(image_embeddings, self.image_pe, sparse, dense)
         hq = decoder.hq_features(image_embeddings, early_features)
         token, scores = decoder.select_sam_mask(iou_pred, self.multimask)
-        masks = decoder.hq_masks(mask_tokens, keys, image_embeddings.shape[-2:], hq, None if self.hq_token_only else token)
+        sam_token = None if self.hq_token_only else token
+        masks = decoder.hq_masks(mask_tokens, keys, image_embeddings.shape[-2:], hq, sam_token)
         return self.to_original(masks, orig_im_size), scores, masks
 
 

@@ -77,7 +77,7 @@ class MaskDecoderHQ(MaskDecoder):
     def hq_features(self, image_embeddings: torch.Tensor, early_features: torch.Tensor) -> torch.Tensor:
         """image_embeddings (B, C, Hg, Wg) and early_features (B, C_vit, Hg, Wg) → (B, C/8, 4Hg, 4Wg);
         one per image, shared by all its prompts."""
-        if early_features.shape[-2:] != image_embeddings.shape[-2:] or early_features.shape[0] != image_embeddings.shape[0]:
+        if early_features.shape[0] != image_embeddings.shape[0] or early_features.shape[-2:] != image_embeddings.shape[-2:]:
             raise ValueError(f"early feature {tuple(early_features.shape)} does not match the image embedding "
                              f"{tuple(image_embeddings.shape)}")
         dtype = self.compress_vit_feat[0].weight.dtype

@@ -77,13 +77,14 @@ class TrainStep(nn.Module):
     def forward(self, images, targets, valid, groups, refine_u=None) -> tuple[torch.Tensor, torch.Tensor]:
         """images (b, 3, R, R), refine_u (b, refine_iters) in [0, 1) → (loss (b,), parts (b, 3)) in
         the batch's sample order."""
-        emb, hw = self.model.image_encoder(images), tuple(images.shape[-2:])
+        (emb, early), hw = self.model.encode(images), tuple(images.shape[-2:])
         loss, parts = torch.zeros(len(images), device=images.device), torch.zeros(len(images), 3, device=images.device)
         for idx, points, labels, boxes in groups.values():
             t, v = targets[idx], valid[idx]
+            hq = {} if early is None else {"early_features": early[idx]}  # HQ-SAM's decoder reads the early feature
             multi = self.multimask and boxes is None and points is not None and points.shape[1] == 1
             low, iou = self.model.decode(emb[idx], hw, None if points is None else (points, labels), boxes,
-                                         multimask_output=multi)
+                                         multimask_output=multi, **hq)
             l, p = segmentation_loss(low, iou, t, v, self.pos_weight)
             clicks = self.refine_iters if points is not None or boxes is not None else 0
             for i in range(clicks):
@@ -91,7 +92,8 @@ class TrainStep(nn.Module):
                 previous = low.gather(1, iou.argmax(1)[:, None, None, None].expand(-1, 1, *low.shape[-2:])).detach()
                 xy, lab = error_points(previous, t, v, refine_u[idx, i])
                 points, labels = (xy, lab) if points is None else (torch.cat([points, xy], 1), torch.cat([labels, lab], 1))
-                low, iou = self.model.decode(emb[idx], hw, (points, labels), boxes, previous, multimask_output=False)
+                low, iou = self.model.decode(emb[idx], hw, (points, labels), boxes, previous, multimask_output=False,
+                                             **hq)
                 li, pi = segmentation_loss(low, iou, t, v, self.pos_weight)
                 l, p = l + li, p + pi
             loss, parts = loss.index_put((idx,), l / (clicks + 1)), parts.index_put((idx,), p / (clicks + 1))

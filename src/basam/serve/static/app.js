@@ -273,7 +273,8 @@ async function segmentEverything() {
   setState("busy", "segmenting everything…");
   try {
     const result = await postJSON("/api/everything", {
-      ...settings(), points_per_side: Number($("points-per-side").value), multimask: $("multimask").checked, ...hqOption(),
+      ...settings(), points_per_side: Number($("points-per-side").value), multimask: $("multimask").checked,
+      ...hqOption(),
       pred_iou_thresh: Number($("iou-thresh").value), stability_score_thresh: Number($("stability-thresh").value),
     });
     if (ticket !== latest) return;
