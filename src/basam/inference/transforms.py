@@ -19,7 +19,7 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 
 MIN_SIDE, MAX_SIDE, MULTIPLE = 64, 4096, 16
 # `auto`'s cap on the long side; beyond it the image is resized down to it. At 2048 px the default
-# model's encoder with scaled windows peaks at 0.89 GB RSS (benchmarks/bench_windows.py); vit_b's
+# model's encoder with scaled windows peaks at 0.89 GB RSS (`python -m benchmarks windows`); vit_b's
 # at 1.38 GB with fixed windows and 1.44 GB with scaled ones (docs/resolution.md).
 AUTO_MAX_SIDE = 2048
 

@@ -13,7 +13,7 @@ from basam.runtime.precision import onednn_bf16
 
 # oneDNN's linear with the bias (and a GELU) fused into the matrix product: on the ViT-B encoder's
 # shapes 5–16% faster than nn.Linear's MKL call in fp32 (34% with the MLP's GELU), 2–8% in bf16
-# (benchmarks/bench_linear.py). It has no autograd, so it serves inference only.
+# (`python -m benchmarks encoder`, section linear). It has no autograd, so it serves inference only.
 _ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 

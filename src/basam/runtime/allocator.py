@@ -4,7 +4,7 @@ glibc's malloc hands every large block (above 128 kB to 32 MB, its adaptive thre
 fresh memory mapping and gives it back to the kernel when freed. An encoder forward allocates and
 frees tensors of tens to hundreds of MB, block after block, so each one arrives unmapped and its
 first touch faults in every 4 kB page: system time, and on a busy machine a large share of the
-wall time (`benchmarks/bench_allocator.py` measures it, with the official SAM code beside ours).
+wall time (`python -m benchmarks memory` measures it, with the official SAM code beside ours).
 Asking malloc to serve large blocks from its heap and to keep freed memory removes most of it.
 The price is memory: the heap fragments, so the peak grows (vit_b `basam` at 2048 px: 1.39 →
 2.03 GiB), and the process keeps its peak until it exits. So it is opt-in, for a process that
