@@ -78,7 +78,10 @@ def table(section: dict) -> str:
 
 
 def render(records: list[dict]) -> str:
+    """The page; a full run of a suite supersedes a smoke run of it among the records."""
     order = {name: i for i, name in enumerate(SUITES)}
+    full = {r["suite"] for r in records if not r.get("quick")}
+    records = [r for r in records if not (r.get("quick") and r["suite"] in full)]
     records = sorted(records, key=lambda r: (order.get(r["suite"], len(order)), r.get("quick", False)))
     parts = [PREAMBLE.format(suites="\n".join(f"| `{k}` | {v} |" for k, v in SUITES.items()))]
     for record in records:
