@@ -8,8 +8,10 @@ large sizes), amg (the mask generator against the official one), serve (the page
 windows (cost of scaled windows), onnx (ONNX Runtime against torch). --quick runs each at tiny
 sizes in seconds: smoke figures that check the machinery, not measurements to quote.
 
-The folder also holds the single-purpose scripts the suites call into (bench_encoder.py,
-bench_amg.py, _common.py, ...); they still run on their own with `python benchmarks/NAME.py`.
+The folder also holds the scripts the suites call into, which still run on their own:
+bench_encoder.py (every encoder section at full size; each precision's masks on your checkpoint and
+images), bench_amg.py (segment everything on your image), flops_encoder.py (FLOPs by size) and
+_common.py (shared helpers; one peak-RSS measurement from the command line).
 """
 
 import sys
