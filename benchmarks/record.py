@@ -43,16 +43,16 @@ def load_average() -> list[float]:
         return []
 
 
-def git_commit() -> tuple[str, bool]:
-    """(commit of the working tree, whether it has uncommitted changes to tracked files)."""
+def git_commit() -> tuple[str, str, bool]:
+    """(commit of the working tree, git's id of its src/ tree, whether tracked files have uncommitted
+    changes). The src/ tree id names the measured library even after the commit is rebased."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip() != ""
-        return commit, dirty
+        return git("rev-parse", "HEAD"), git("rev-parse", "HEAD:src"), git("status", "--porcelain", "--untracked-files=no") != ""
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
+        return "unknown", "unknown", False
 
 
 def stamp() -> dict:
@@ -60,9 +60,9 @@ def stamp() -> dict:
     import basam
     from basam.runtime.precision import describe_cpu
 
-    commit, dirty = git_commit()
+    commit, src_tree, dirty = git_commit()
     return {
-        "basam_version": basam.__version__, "commit": commit, "dirty": dirty,
+        "basam_version": basam.__version__, "commit": commit, "src_tree": src_tree, "dirty": dirty,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": describe_cpu(), "cpu_model": cpu_model(),
         "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

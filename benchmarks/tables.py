@@ -45,7 +45,8 @@ The suites call into these scripts, which also run alone:
 - `python benchmarks/bench_encoder.py --skip-speed --scaling-repeats 0 --skip-mask --skip-mem --checkpoint
   sam_vit_b_01ec64.pth --image photo.jpg [--image ...]`: each precision's masks against fp32 on your
   checkpoint and images (a 4×4 grid of clicks, three masks each), and how decisive the fp32 logits are.
-  Without those flags it prints every section of the `encoder` suite's speed and mask tables at full size.
+  Without those flags it runs its own full-size sections: vit_b's speed at 1024 px against the official
+  code, time(2048)/time(1024), each precision's masks, peak RSS.
 - `/usr/bin/time -v python benchmarks/bench_amg.py IMAGE [--resolution native] [--tile-size 1024]`: segment
   everything on your image, with a line per encoded crop and point batch (time, masks kept, peak RSS so far);
   `--make WxH IMAGE` writes a synthetic scene of that size first.
@@ -60,7 +61,8 @@ def describe(record: dict) -> str:
     st = record["stamp"]
     load = ", ".join(f"{v:g}" for v in st.get("load_average", []))
     dirty = " (with uncommitted changes)" if st.get("dirty") else ""
-    lines = [f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{dirty}, basam {st['basam_version']}, "
+    tree = f" (src/ tree `{st['src_tree'][:12]}`)" if st.get("src_tree") else ""
+    lines = [f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{tree}{dirty}, basam {st['basam_version']}, "
              f"torch {st['torch']}, Python {st['python']}, on {st['cpu_model']} ({st['cpu']}; {st['cores']} cores), "
              f"{st['date']}, load average {load or 'unknown'} at the start; the suite took {record['seconds']:.0f} s."]
     if record.get("quick"):

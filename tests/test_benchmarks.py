@@ -37,6 +37,7 @@ def test_quick_suite_writes_a_stamped_result(suite, tmp_path, capsys):
     assert stamp["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert stamp["threads"] == 1
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", stamp["commit"])
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", stamp["src_tree"])
     assert stamp["cpu_model"] and stamp["date"][:2] == "20"
     assert record["figures"] and all(math.isfinite(v) for v in record["figures"].values())
     assert record["sections"]

@@ -36,6 +36,7 @@ def linear_layers(result: Result, quick: bool, rounds: int) -> None:
                 return F.gelu(y) if gelu else y
 
             outs = {}
+            plain(), linear(layer_d, x, gelu=gelu)  # warm-up: the first oneDNN call creates its primitive
             times = C.alternate({"plain": plain, "fused": lambda: linear(layer_d, x, gelu=gelu)}, rounds,
                                 log=lambda *a, **k: None, outputs=outs)
             r = C.ratio(times, "plain", "fused")

@@ -26,7 +26,7 @@ def run(result: Result, quick: bool) -> None:
     name, size, budgets, rounds = ("tiny", 256, [256.0], 2) if quick else ("vit_b", 1024, [256.0, 100000.0], 3)
     threads = torch.get_num_threads()
     torch.manual_seed(0)
-    model = basam.load_model(name, attn="sam")
+    model = basam.load_model(name, attn="sam").eval()
     image = torch.randn(1, 3, size, size)
     candidates, export_s = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,6 +41,7 @@ def run(result: Result, quick: bool) -> None:
             candidates[f"onnxruntime chunk_mb={budget:g}"] = \
                 lambda s=session: torch.from_numpy(s.run(None, {"image": image.numpy()})[0])
         model.set_attention(basam.AttentionConfig.from_dict({**model.attn_cfg.to_dict(), "chunk_mb": 256.0}))
+        model.eval()  # export_onnx leaves the model in training mode, where torch takes its slower paths
         with torch.no_grad():
             candidates = {"torch": lambda: model.image_encoder(image), **candidates}
             for fn in candidates.values():  # warm-up
