@@ -86,3 +86,15 @@ def test_a_full_run_supersedes_the_smoke_run_of_its_suite():
     page = tables.render([record(True, "Smoke title"), record(False, "Full title")])
     assert "### Full title" in page and "Smoke title" not in page
     assert "### Smoke title" in tables.render([record(True, "Smoke title")])
+
+
+def test_markdown_tables_come_apart_when_printed_back_to_back():
+    from benchmarks.suites._capture import leading_number, markdown_tables
+
+    text = ("## 2a. title\n| size | IoU |\n|---|---|\n| 256 | 0.99 |\n| 256 | 0.98 |\n| size | IoU |\n|------|-----|\n"
+            "| 1024 | 0.97 |\nnot a table\n| a |\n| b |\n\n| x | y |\n|:-:|---|\n| 1.5e-3 | 2× (1–3) |\n")
+    assert markdown_tables(text) == [(["size", "IoU"], [["256", "0.99"], ["256", "0.98"]]),
+                                     (["size", "IoU"], [["1024", "0.97"]]), (["x", "y"], [["1.5e-3", "2× (1–3)"]])]
+    assert leading_number("2× (1–3)") == 2.0 and leading_number("1.5e-3") == 0.0015
+    with pytest.raises(ValueError):
+        leading_number("IoU min")

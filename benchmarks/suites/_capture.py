@@ -23,15 +23,21 @@ def captured(main, argv: list[str]) -> str:
 
 
 def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
-    """Every markdown table in text as (header cells, body rows of cells)."""
-    tables, block = [], []
+    """Every markdown table in text as (header cells, body rows of cells). A separator row starts a
+    new table with the row above it as header, so tables printed back to back come apart."""
+    blocks, block = [], []
     for line in text.splitlines() + [""]:
         if line.strip().startswith("|"):
             block.append([c.strip() for c in line.strip().strip("|").split("|")])
-            continue
-        if len(block) >= 2 and all(re.fullmatch(r":?-+:?", c) for c in block[1]):
-            tables.append((block[0], block[2:]))
-        block = []
+        elif block:
+            blocks.append(block)
+            block = []
+    tables = []
+    for block in blocks:
+        seps = [i for i, cells in enumerate(block) if i and all(re.fullmatch(r":?-+:?", c) for c in cells)]
+        for n, i in enumerate(seps):
+            end = seps[n + 1] - 1 if n + 1 < len(seps) else len(block)
+            tables.append((block[i - 1], block[i + 1:end]))
     return tables
 
 

@@ -79,8 +79,9 @@ def speed(result: Result, m: Models, rounds: int, fused: bool) -> None:
               f"{E.cosine(outs[name], ref):.5f}" if same_weights else "-")
         result.figure(s, f"{name.replace(' ', '_')}_vs_official", r[0])
     result.figure(s, "official_fp32_seconds", C.med(times["official fp32"]))
-    result.note(s, f"{rounds} alternating rounds after a warm-up; vit_t has its own random weights, so only its "
-                   f"time compares. Embedding scale: max |official| = {ref.abs().max().item():.3f}.")
+    vit_t = "; vit_t has its own random weights, so only its time compares" if not m.quick else ""
+    result.note(s, f"{rounds} alternating rounds after a warm-up{vit_t}. "
+                   f"Embedding scale: max |official| = {ref.abs().max().item():.3f}.")
 
 
 def overhead(result: Result, m: Models, rounds: int) -> None:
@@ -176,12 +177,12 @@ def bf16_edges(result: Result, quick: bool, rounds: int, fused: bool) -> None:
     result.note(s, f"{size} px, {rounds} alternating rounds, fused kernel {'on' if fused else 'off'}.")
 
 
-def masks_by_dtype(result: Result) -> None:
+def masks_by_dtype(result: Result, scenes: int = 4) -> None:
     """bench_encoder's mask sections (2a: the trained default model on held-out synthetic scenes;
     2b: a random-weight vit_b Sam with box prompts), their tables as printed."""
     import argparse
 
-    for name, fn, args in (("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=4)),
+    for name, fn, args in (("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=scenes)),
                            ("masks_random_vit_b", E.masks, argparse.Namespace())):
         text = captured(lambda: fn(args), [])
         title = next(line[3:].strip() for line in text.splitlines() if line.startswith("## "))
