@@ -47,10 +47,12 @@ def git_commit() -> tuple[str, str, bool]:
     """(commit of the working tree, git's id of its src/ tree, whether tracked files have uncommitted
     changes). The src/ tree id names the measured library even after the commit is rebased."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
 
     try:
-        return git("rev-parse", "HEAD"), git("rev-parse", "HEAD:src"), git("status", "--porcelain", "--untracked-files=no") != ""
+        dirty = git("status", "--porcelain", "--untracked-files=no") != ""
+        return git("rev-parse", "HEAD"), git("rev-parse", "HEAD:src"), dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", "unknown", False
 
@@ -65,7 +67,7 @@ def stamp() -> dict:
         "basam_version": basam.__version__, "commit": commit, "src_tree": src_tree, "dirty": dirty,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": describe_cpu(), "cpu_model": cpu_model(),
         "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average": load_average(),
     }
 

@@ -62,12 +62,14 @@ def describe(record: dict) -> str:
     load = ", ".join(f"{v:g}" for v in st.get("load_average", []))
     dirty = " (with uncommitted changes)" if st.get("dirty") else ""
     tree = f" (src/ tree `{st['src_tree'][:12]}`)" if st.get("src_tree") else ""
-    lines = [f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{tree}{dirty}, basam {st['basam_version']}, "
+    lines = [f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{tree}{dirty}, "
+             f"basam {st['basam_version']}, "
              f"torch {st['torch']}, Python {st['python']}, on {st['cpu_model']} ({st['cpu']}; {st['cores']} cores), "
              f"{st['date']}, load average {load or 'unknown'} at the start; the suite took {record['seconds']:.0f} s."]
     if record.get("quick"):
-        lines.append("**Smoke figures** (`--quick`: tiny models and sizes, one or two rounds): they show that the suite "
-                     "runs and what it reports, not how fast basam is. Run the suite without `--quick` for figures to quote.")
+        lines.append("**Smoke figures** (`--quick`: tiny models and sizes, one or two rounds): they show that the "
+                     "suite runs and what it reports, not how fast basam is. Run the suite without `--quick` for "
+                     "figures to quote.")
     return "\n\n".join(lines)
 
 
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.files:
         try:
             record = json.loads(path.read_text())
-            record["stamp"], record["sections"]  # noqa: B018  (a result file has both)
+            record["stamp"], record["sections"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             p.exit(2, f"benchmarks.tables: {path} is not a benchmark result: {type(e).__name__}: {e}\n")
         records.append(record)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 import _common as C
 import bench_encoder as E
 import flops_encoder
+import torch
+
 from benchmarks.record import Result, ratio_cell
 from benchmarks.suites import encoder_parts, precision
 from benchmarks.suites._capture import captured, leading_number, markdown_tables
@@ -30,8 +30,9 @@ class Models:
         self.quick = quick
         self.name, self.size = ("tiny", 256) if quick else ("vit_b", 1024)
         if quick:
-            from basam.config import MODEL_CONFIGS
             from official import official_sam  # tests/official.py
+
+            from basam.config import MODEL_CONFIGS
 
             self.official = official_sam(MODEL_CONFIGS["tiny"]).image_encoder.eval()
             C.randomise_(self.official)
@@ -132,7 +133,8 @@ def batching(result: Result, quick: bool, rounds: int) -> None:
     s = result.section("batch", "Images per second with batching (Predictor.encode_images, preprocessing included)",
                        ["model", "batch", "images/s (median)", "speed-up vs batch 1 (min–max)",
                         "max abs diff vs batch 1"])
-    cases = [("default", 256, 2, [1, 2])] if quick else [("default", 256, 16, [1, 2, 4, 8]), ("vit_b", 1024, 4, [1, 2, 4])]
+    cases = ([("default", 256, 2, [1, 2])] if quick
+             else [("default", 256, 16, [1, 2, 4, 8]), ("vit_b", 1024, 4, [1, 2, 4])])
     rng = np.random.default_rng(0)
     for name, size, n, batches in cases:
         model = C.basam.load_model(name)
@@ -141,7 +143,7 @@ def batching(result: Result, quick: bool, rounds: int) -> None:
         predictor = C.basam.Predictor(model)
         images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
         outs = {}
-        cands = {k: (lambda k=k: predictor.encode_images(images, batch_size=k)) for k in batches}
+        cands = {k: (lambda k=k, p=predictor, ims=images: p.encode_images(ims, batch_size=k)) for k in batches}
         times = C.alternate(cands, rounds, outputs=outs)
         for k in batches:
             diff = max((a.features - b.features).abs().max().item() for a, b in zip(outs[k], outs[1]))
@@ -166,7 +168,8 @@ def bf16_edges(result: Result, quick: bool, rounds: int, fused: bool) -> None:
             if edges == "bf16":
                 for layer in encoder.boundary_layers:
                     layer.to(torch.bfloat16)
-            cands[f"{name} {edges}"] = (lambda e=encoder: E._fused_call(e, x)) if fused else (lambda e=encoder: E._call(e, x))
+            call = E._fused_call if fused else E._call
+            cands[f"{name} {edges}"] = lambda e=encoder, call=call: call(e, x)
     for fn in cands.values():
         fn()
     times = C.alternate(cands, rounds)
@@ -184,7 +187,7 @@ def masks_by_dtype(result: Result, scenes: int = 4) -> None:
 
     for name, fn, args in (("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=scenes)),
                            ("masks_random_vit_b", E.masks, argparse.Namespace())):
-        text = captured(lambda: fn(args), [])
+        text = captured(lambda fn=fn, args=args: fn(args), [])
         title = next(line[3:].strip() for line in text.splitlines() if line.startswith("## "))
         for i, (columns, rows) in enumerate(markdown_tables(text)):
             s = result.section(f"{name}_{i}", title, columns)
@@ -196,7 +199,8 @@ def masks_by_dtype(result: Result, scenes: int = 4) -> None:
 
 
 def profile(result: Result, m: Models, rows: int = 8) -> None:
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     s = result.section("profile", f"Where a forward's time goes, {m.name} at {m.size} px, fp32 (torch.profiler)",
                        ["encoder", "operator", "calls", "self CPU s", "share"])

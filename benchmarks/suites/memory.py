@@ -16,9 +16,9 @@ import statistics
 import subprocess
 import sys
 
+import _common as C
 import torch
 
-import _common as C
 from benchmarks.record import ROOT, Result
 
 FULL = [("ours", 1024, "sam"), ("ours", 2048, "sam"), ("ours", 2048, "basam"), ("ours", 4096, "sam"),
@@ -88,7 +88,8 @@ def allocator(result: Result, quick: bool, threads: int) -> None:
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             runs[(impl, keep)].append(json.loads(out.split("RESULT ", 1)[1]))
     for impl, keep in pairs:
-        med = {k: statistics.median(r[k] for r in runs[(impl, keep)]) for k in ("seconds", "sys_s", "minflt", "peak_gb")}
+        med = {k: statistics.median(r[k] for r in runs[(impl, keep)])
+               for k in ("seconds", "sys_s", "minflt", "peak_gb")}
         s.row(impl, "keep_freed_memory()" if keep else "glibc default", f"{med['seconds']:.2f}", f"{med['sys_s']:.2f}",
               f"{med['minflt']:,.0f}", f"{med['peak_gb']:.2f}")
         result.figure(s, f"{impl}_{'keep' if keep else 'default'}_peak_gb", med["peak_gb"])
@@ -99,8 +100,10 @@ def allocator(result: Result, quick: bool, threads: int) -> None:
         ratios = [d["seconds"] / k["seconds"] for d, k in zip(runs[(impl, False)], runs[(impl, True)])]
         result.figure(s, f"{impl}_default_over_keep_time", statistics.median(ratios))
     f = result.figures
-    versus = (f"official/ours {f['allocator.official_over_ours_time_default']:.2f}× with glibc's default, "
-              f"{f['allocator.official_over_ours_time_keep']:.2f}× with keep_freed_memory(); ") if len(impls) > 1 else ""
+    versus = ""
+    if len(impls) > 1:
+        versus = (f"official/ours {f['allocator.official_over_ours_time_default']:.2f}× with glibc's default, "
+                  f"{f['allocator.official_over_ours_time_keep']:.2f}× with keep_freed_memory(); ")
     result.note(s, f"Each (encoder, malloc) pair in a fresh interpreter, {repeats} timed forward(s) after a warm-up, "
                    f"{rounds} round(s) in rotation; time ratios paired per round: {versus}"
                    f"ours default/keep {f['allocator.ours_default_over_keep_time']:.2f}×.")

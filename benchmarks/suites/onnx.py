@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as C
 import torch
 
-import _common as C
 from benchmarks.record import Result, ratio_cell
 
 
@@ -52,8 +52,10 @@ def run(result: Result, quick: bool) -> None:
                        ["runtime", "median s", "speed-up vs torch (min–max)", "max abs diff vs torch"])
     for cand in candidates:
         r = C.ratio(times, "torch", cand)
-        s.row(cand, f"{C.med(times[cand]):.3f}", ratio_cell(r), f"{(outs[cand] - outs['torch']).abs().max().item():.1e}")
+        diff = (outs[cand] - outs["torch"]).abs().max().item()
+        s.row(cand, f"{C.med(times[cand]):.3f}", ratio_cell(r), f"{diff:.1e}")
         if cand != "torch":
             result.figure(s, f"{cand.split()[-1].replace('=', '_')}_vs_torch", r[0])
     result.note(s, f"{rounds} alternating rounds after a warm-up, {threads} thread(s) in both runtimes; export and "
-                   "session creation took " + ", ".join(f"{v:.0f} s (chunk_mb={k:g})" for k, v in export_s.items()) + ".")
+                   "session creation took "
+                   + ", ".join(f"{v:.0f} s (chunk_mb={k:g})" for k, v in export_s.items()) + ".")

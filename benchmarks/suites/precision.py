@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import warnings
 
+import _common as C
 import numpy as np
 import torch
 from torch import nn
 
-import _common as C
 from benchmarks.record import Result
 
 LINEAR_KINDS = ("attn.qkv", "attn.proj", "mlp.lin1", "mlp.lin2")
@@ -80,7 +80,7 @@ def per_token_int8(model):
 @contextlib.contextmanager
 def attend_rounding(inputs: bool):
     """q, k, v (inputs) or the attention output rounded to bf16 in every block."""
-    import basam.modeling.image_encoder as image_encoder
+    from basam.modeling import image_encoder
 
     attend = image_encoder.attend
 
@@ -110,8 +110,8 @@ def variants(linear_names: list[str]) -> dict:
         "bf16, neck bf16 too (image fp32)": ("bf16", bf16_edges("neck"), None),
         "bf16, image and neck bf16 too": ("bf16", bf16_edges("patch_embed", "neck"), None),
         "int8, 7-bit activations": ("fp32", int8({nn.Linear}), None),
-        "int8, 7-bit, per-channel weights": ("fp32", int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}),
-                                             None),
+        "int8, 7-bit, per-channel weights":
+            ("fp32", int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}), None),
         **{f"int8, 7-bit, {kind} left fp32": ("fp32", int8({n for n in linear_names if not n.endswith(kind)}), None)
            for kind in LINEAR_KINDS},
         "int8, 8-bit activations (FullRangeLinear)": ("fp32", int8({nn.Linear}, {nn.Linear: FullRangeLinear}), None),
@@ -138,7 +138,8 @@ def run(result: Result, quick: bool) -> None:
         return [m for xy in clicks for m in predictor.predict(point_coords=xy, point_labels=np.array([1]))[0]]
 
     s = result.section("precision", f"Where bf16 and int8 move the default model's masks on sample.jpg "
-                       f"({side}×{side} clicks, {3 * side * side} masks, IoU against fp32)", ["variant", "mean", "min"])
+                       f"({side}×{side} clicks, {3 * side * side} masks, IoU against fp32)",
+                       ["variant", "mean", "min"])
     reference = masks(C.basam.load_model("default"))
     noisy = np.clip(photo.astype(int) + np.random.default_rng(0).integers(-1, 2, photo.shape), 0, 255).astype(np.uint8)
     names = [n for n, m in C.basam.load_model("default").image_encoder.named_modules() if type(m) is nn.Linear]
