@@ -11,6 +11,7 @@ per-round ratios (min–max in brackets), as bench_encoder.py does.
 
 from __future__ import annotations
 
+import re
 import time
 
 import _common as C
@@ -188,14 +189,16 @@ def masks_by_dtype(result: Result, scenes: int = 4) -> None:
     for name, fn, args in (("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=scenes)),
                            ("masks_random_vit_b", E.masks, argparse.Namespace())):
         text = captured(lambda fn=fn, args=args: fn(args), [])
-        title = next(line[3:].strip() for line in text.splitlines() if line.startswith("## "))
+        title = next(re.sub(r"^\d+[a-z]?\.\s*", "", line[3:].strip())  # without bench_encoder's numbering
+                     for line in text.splitlines() if line.startswith("## "))
         for i, (columns, rows) in enumerate(markdown_tables(text)):
             s = result.section(f"{name}_{i}", title, columns)
             for row in rows:
                 s.row(*row)
             iou = next((j for j, c in enumerate(columns) if c.lower().startswith("iou")), None)
             for row in rows if iou is not None else ():
-                result.figure(s, "_".join(row[:2]).replace(" ", ""), leading_number(row[iou]))
+                key = "_".join(row[:2]) + "_" + columns[iou]
+                result.figure(s, key.replace(" ", "_").lower(), leading_number(row[iou]))
 
 
 def profile(result: Result, m: Models, rows: int = 8) -> None:
