@@ -108,7 +108,7 @@ def variants(linear_names: list[str]) -> dict:
         "fp32, attention output rounded to bf16": ("fp32", None, lambda: attend_rounding(False)),
         "bf16 (image and neck fp32)": ("bf16", None, None),
         "bf16, neck bf16 too (image fp32)": ("bf16", bf16_edges("neck"), None),
-        "bf16, image and neck bf16 too": ("bf16", bf16_edges("patch_embed", "neck"), None),
+        "bf16, all bf16 (edges too)": ("bf16", bf16_edges("patch_embed", "neck"), None),
         "int8, 7-bit activations": ("fp32", int8({nn.Linear}), None),
         "int8, 7-bit, per-channel weights":
             ("fp32", int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}), None),
