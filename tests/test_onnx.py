@@ -78,6 +78,7 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
 def test_default_model_onnx_matches_torch(tmp_path, attn, windows, input_hw, orig_hw):
     model = basam.load_model("default", attn=attn, windows=windows)
     export_onnx(model, tmp_path, input_hw)
+    assert not any(m.training for m in model.modules())  # the export leaves the model in eval mode
     check_against_torch(model, tmp_path, input_hw, orig_hw)
 
 

@@ -182,6 +182,7 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
         decoder = HQDecoderGraph(model, input_hw, hq_token_only, multimask)
     else:
         decoder = DecoderGraph(model, input_hw, return_single_mask)
+    decoder.eval()  # the export restores the wrapper's mode afterwards, and with it the model's
     inputs = decoder_example_inputs(model, input_hw)
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
     _export(decoder, tuple(inputs.values()), paths["decoder"], list(inputs),
