@@ -6,13 +6,13 @@ import types
 
 import pytest
 import torch
-from official import randomize
 
 import basam
 from basam.cli import train as train_cli
 from basam.config import MODEL_CONFIGS
 from basam.modeling import common
 from basam.runtime import precision
+from official import randomize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -26,9 +26,16 @@ pytestmark = [pytest.mark.wheel, pytest.mark.subprocess]
 ROOT = Path(__file__).resolve().parents[1]
 # releases older than the ones CI runs, installed before the wheel; pip must keep them
 OLDER = {"numpy": "2.2.6", "pillow": "11.3.0", "scipy": "1.15.3", "matplotlib": "3.10.3"}
-SHIPPED = ["assets/default.safetensors", "assets/sample.jpg", "assets/DEFAULT_MODEL.md", "serve/static/index.html",
-           "serve/static/app.js", "serve/static/style.css", "runtime/kernels/relpos_attention.cpp",
-           "runtime/kernels/bf16_tiles.h"]
+SHIPPED = [
+    "assets/default.safetensors",
+    "assets/sample.jpg",
+    "assets/DEFAULT_MODEL.md",
+    "serve/static/index.html",
+    "serve/static/app.js",
+    "serve/static/style.css",
+    "runtime/kernels/relpos_attention.cpp",
+    "runtime/kernels/bf16_tiles.h",
+]
 POINT = (192, 192)  # the centre of the 384×384 photo
 
 
@@ -40,8 +47,9 @@ def clean_env() -> dict:
 
 
 def run(args, cwd, timeout=600) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(a) for a in args], cwd=cwd, env=clean_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"{' '.join(map(str, args))}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -81,8 +89,11 @@ def test_the_wheel_and_sdist_carry_the_model_page_and_kernel_sources(dist):
 def test_the_wheel_requires_ranges_not_pins(dist):
     metadata = zipfile.ZipFile(dist[0]).read(f"basam-{basam.__version__}.dist-info/METADATA").decode()
     assert f"\nVersion: {basam.__version__}\n" in metadata
-    runtime = [line.split(":", 1)[1].strip() for line in metadata.splitlines()
-               if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    runtime = [
+        line.split(":", 1)[1].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
     assert {re.match(r"[A-Za-z0-9_.-]+", r).group(0).lower() for r in runtime} >= {"torch", "numpy", "pillow", "scipy"}
     pinned = [r for r in runtime if re.search(r"===?|~=|<", r)]
     assert not pinned, f"exact pins or upper bounds in the runtime requirements: {pinned}"
@@ -93,21 +104,26 @@ def test_installed_beside_older_releases_it_keeps_them_and_predicts(venv, tmp_pa
     versions = {p["name"].lower(): p["version"] for p in listed}
     assert {n: versions.get(n) for n in OLDER} == OLDER
     assert versions["basam"] == basam.__version__
-    shown = dict(line.split(": ", 1) for line in run([venv / "python", "-m", "pip", "show", "basam"],
-                                                       cwd=tmp_path).stdout.splitlines() if ": " in line)
+    shown = dict(
+        line.split(": ", 1)
+        for line in run([venv / "python", "-m", "pip", "show", "basam"], cwd=tmp_path).stdout.splitlines()
+        if ": " in line
+    )
     site = Path(shown["Location"])
     assert site.is_relative_to(venv.parent) and "Editable project location" not in shown, shown  # installed, not linked
     assert run([venv / "basam", "--version"], cwd=tmp_path).stdout.strip() == f"basam {basam.__version__}"
 
     photo = site / "basam" / "assets" / "sample.jpg"
-    run([venv / "basam", "predict", photo, "--point", f"{POINT[0]},{POINT[1]}", "--out", tmp_path / "out"],
-        cwd=tmp_path)
+    run(
+        [venv / "basam", "predict", photo, "--point", f"{POINT[0]},{POINT[1]}", "--out", tmp_path / "out"], cwd=tmp_path
+    )
     mask = np.asarray(Image.open(tmp_path / "out" / "sample_mask.png")) > 127
     # the same prompt through this checkout: the installed wheel must give the same mask
     predictor = basam.Predictor(basam.load_model("default"))
     predictor.set_image(Image.open(ASSETS / "sample.jpg").convert("RGB"))
-    masks, scores, _ = predictor.predict(point_coords=np.array([POINT]), point_labels=np.array([1]),
-                                         multimask_output=False)
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array([POINT]), point_labels=np.array([1]), multimask_output=False
+    )
     expected = masks[int(np.argmax(scores))]
     assert expected.any() and mask.shape == expected.shape
     iou = (mask & expected).sum() / (mask | expected).sum()
