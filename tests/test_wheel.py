@@ -7,6 +7,7 @@ bundled photo, giving the mask this checkout gives."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -29,7 +30,6 @@ OLDER = {"numpy": "2.2.6", "pillow": "11.3.0", "scipy": "1.15.3", "matplotlib": 
 SHIPPED = [
     "assets/default.safetensors",
     "assets/sample.jpg",
-    "assets/DEFAULT_MODEL.md",
     "serve/static/index.html",
     "serve/static/app.js",
     "serve/static/style.css",
@@ -71,7 +71,8 @@ def venv(dist, tmp_path_factory):
     pip = [home / "env" / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile"]
     run([*pip, f"torch=={torch.__version__.split('+')[0]}", *(f"{n}=={v}" for n, v in OLDER.items())], cwd=home)
     run([*pip, dist[0]], cwd=home)
-    return home / "env" / "bin"
+    yield home / "env" / "bin"
+    shutil.rmtree(home, ignore_errors=True)  # about 1 GB, mostly torch
 
 
 def test_the_wheel_and_sdist_carry_the_model_page_and_kernel_sources(dist):
