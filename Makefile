@@ -1,26 +1,39 @@
 # Two entry points on a fresh machine: `make demo` (the main job) and `make test`.
+# Both install the exact versions CI runs (constraints.txt); pyproject.toml holds the supported ranges.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+# what `make test-fast` leaves out: the heavy kinds of test (docs/development.md)
+FAST := not slow and not subprocess and not torchrun and not kernel and not browser and not wheel
 
-$(BIN)/basam: pyproject.toml
+$(BIN)/basam: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned, so pip takes the local CPU wheel rather than a CUDA build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e .
+	# torch first, at its constrained version, so pip takes the local CPU wheel rather than a CUDA build
+	$(PIP) torch
+	$(PIP) -e .
 	touch $(BIN)/basam
 
-# the test extra: the official segment-anything, transformers, onnxruntime, the page's server and Playwright
+# the test extra (the official segment-anything, transformers, onnxruntime, the page's server, Playwright,
+# build) and ruff
 $(VENV)/.test-deps: $(BIN)/basam
-	$(BIN)/pip install -q -e '.[test]'
-	# the official HQ-SAM code, without the torchvision it declares (tests/official_hq.py stands in for it)
-	$(BIN)/pip install -q --no-deps segment-anything-hq==0.3
+	$(PIP) -e '.[test,dev]'
+	# the official HQ-SAM code (version in constraints.txt), without the torchvision it declares
+	# (tests/official_hq.py stands in for it)
+	$(PIP) --no-deps segment-anything-hq
 	touch $(VENV)/.test-deps
 
-.PHONY: demo test
+.PHONY: demo test test-fast lint
 demo: $(BIN)/basam
 	$(BIN)/basam demo
 
-test: $(VENV)/.test-deps
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -m "$(FAST)"

@@ -47,6 +47,18 @@ def official_sam(cfg):
     return m.Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder).eval()
 
 
+def twins(cfg, seed=0, attn=None):
+    """(official Sam, basam Sam) with a ModelConfig's sizes, in eval mode, holding the same random
+    weights (`randomize(seed)`), loaded strictly: the pair every comparison with the official code
+    starts from. `attn`: basam's AttentionConfig (default: SAM's attention)."""
+    import basam
+
+    official = randomize(official_sam(cfg), seed)
+    ours = basam.Sam(cfg) if attn is None else basam.Sam(cfg, attn)
+    ours.load_state_dict(official.state_dict(), strict=True)
+    return official, ours.eval()
+
+
 def randomize(model, seed=0, std=0.05):
     """Give every parameter (rel-pos tables and pos_embed included, which init to zero) random
     values, so that an equivalence test exercises all of them. LayerNorms keep weight ≈ 1."""

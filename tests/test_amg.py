@@ -223,16 +223,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err[-1].startswith("basam amg: error: no readable image")
 
 
-def test_two_torchrun_processes_write_what_one_process_writes(folder, tmp_path):
+@pytest.mark.torchrun
+def test_two_torchrun_processes_write_what_one_process_writes(folder, tmp_path, free_port):
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     run = subprocess.run(
         [str(Path(sys.executable).parent / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
          "--master-port", str(port), "-m", "basam.cli", "amg", str(folder), "--out", str(tmp_path / "two"),

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import basam
 from basam.formats.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
@@ -45,6 +46,7 @@ def test_shipped_weights_are_trained():
     assert np.mean(top_scores) >= 0.5  # the IoU head is trained too (the previous file: ~0.05)
 
 
+@pytest.mark.subprocess
 def test_demo_runs_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, "-m", "basam.cli", "demo", "--quick", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=600)

@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -16,6 +15,8 @@ import basam
 from basam.config import MODEL_CONFIGS
 from basam.data.synth import write_benchmark
 from official import official_sam, randomize
+
+pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +138,8 @@ def test_render_size_fixes_the_scenes_while_the_input_resolution_varies(tmp_path
     assert cell["MAE"] != summaries[None]["metrics"]["MAE"]  # other pixels: scored against a 160 px ground truth
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_torchrun_two_processes_equal_one(bench, tmp_path):
+@pytest.mark.torchrun
+def test_torchrun_two_processes_equal_one(bench, tmp_path, free_port):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     common = ["eval", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
               str(bench / "tiny.safetensors"), "--resolution", "96", "--prompt", "points", "--n-neg", "1"]

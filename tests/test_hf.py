@@ -9,7 +9,7 @@ import torch
 
 import basam
 from basam import ModelConfig
-from basam.formats.checkpoint import CheckpointError, load_state
+from basam.formats.checkpoint import CheckpointError
 from basam.formats.hf import hf_config, hf_name, model_config_from_hf
 from basam.training.tuning import add_adapters
 
@@ -79,12 +79,8 @@ def test_hf_checkpoint_loads_and_matches_transformers(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(), ours.state_dict().values()))
 
 
-def test_official_state_dict_saved_as_hf_opens_in_transformers(tmp_path):
-    from official import official_sam, randomize
-
-    official = randomize(official_sam(SMALL_1024), seed=3)
-    ours = basam.Sam(SMALL_1024).eval()
-    load_state(ours, official.state_dict())
+def test_official_state_dict_saved_as_hf_opens_in_transformers(tmp_path, twins):
+    _, ours = twins(SMALL_1024, seed=3)
     basam.save_model(ours, tmp_path / "hf", format="hf")
     hf_model = transformers.SamModel.from_pretrained(tmp_path / "hf").eval()
     assert hf_model.config.mask_decoder_config.layer_norm_eps == 1e-5  # the official eps travels

@@ -15,6 +15,8 @@ from basam.config import MODEL_CONFIGS, AttentionConfig
 from basam.runtime.kernels import fused_kernel
 from basam.modeling.image_encoder import decomposed_rel_pos
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture(scope="module")
 def fused():

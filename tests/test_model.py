@@ -7,17 +7,9 @@ import torch
 
 import basam
 from basam.config import MODEL_CONFIGS, AttentionConfig
-from official import official_sam, randomize
+from official import official_sam, twins
 
 TINY = MODEL_CONFIGS["tiny"]
-
-
-def pair(cfg, seed=0):
-    """(official, ours) with the same random weights."""
-    off = randomize(official_sam(cfg), seed)
-    ours = basam.Sam(cfg).eval()
-    ours.load_state_dict(off.state_dict(), strict=True)
-    return off, ours
 
 
 def prompts(size):
@@ -52,18 +44,18 @@ def compare(off, ours, size, tol):
 
 
 def test_tiny_matches_official():
-    compare(*pair(TINY), size=256, tol=1e-5)
+    compare(*twins(TINY), size=256, tol=1e-5)
 
 
 def test_padded_windows_match_official():
     # A 5-token window does not divide the 16×16 grid: SAM pads it with zero tokens, which we do
     # after qkv (the padding is filled with qkv's output for a zero token, never multiplied).
-    compare(*pair(dataclasses.replace(TINY, window_size=5)), size=256, tol=1e-5)
+    compare(*twins(dataclasses.replace(TINY, window_size=5)), size=256, tol=1e-5)
 
 
 @pytest.mark.slow
 def test_vit_b_full_depth_matches_official_at_1024():
-    off, ours = pair(MODEL_CONFIGS["vit_b"])
+    off, ours = twins(MODEL_CONFIGS["vit_b"])
     emb_off = compare(off, ours, size=1024, tol=1e-4)
     # Scaled windows at the training size are the trained windows: still the official SAM.
     with torch.no_grad():
@@ -73,7 +65,7 @@ def test_vit_b_full_depth_matches_official_at_1024():
 
 @pytest.mark.parametrize("hw", [(512, 512), (768, 1024), (1536, 1536), (2048, 2048)])
 def test_any_size_runs_where_official_raises_and_chunking_is_exact(hw):
-    off, ours = pair(TINY)
+    off, ours = twins(TINY)
     h, w = hw
     x = torch.randn(1, 3, h, w)
     with pytest.raises(RuntimeError):
@@ -92,7 +84,7 @@ def test_any_size_runs_where_official_raises_and_chunking_is_exact(hw):
 
 
 def test_non_square_pos_embed_and_rel_pos_follow_the_grid():
-    _, ours = pair(TINY)
+    _, ours = twins(TINY)
     x = torch.randn(1, 3, 96, 320)
     with torch.no_grad():
         assert ours.image_encoder(x).shape == (1, TINY.prompt_embed_dim, 6, 20)
@@ -148,7 +140,7 @@ def test_truncated_or_wrong_checkpoint_gives_a_readable_error(tmp_path):
 
 
 def test_safetensors_round_trip_keeps_config_and_attention(tmp_path):
-    _, ours = pair(TINY)
+    _, ours = twins(TINY)
     ours.set_attention(AttentionConfig.from_preset("basam", bm_learnable=True, bm_distance="manhattan"))
     with torch.no_grad():
         ours.image_encoder.blocks[1].attn.mode.slopes.mul_(3)
@@ -163,7 +155,7 @@ def test_safetensors_round_trip_keeps_config_and_attention(tmp_path):
 
 
 def test_official_checkpoint_loads_under_learnable_basam():
-    off, _ = pair(TINY)
+    off, _ = twins(TINY)
     model = basam.Sam(TINY, AttentionConfig.from_preset("basam", bm_learnable=True))
     basam.formats.checkpoint.load_state(model, off.state_dict())
     assert any(n.endswith("mode.slopes") for n, _ in model.named_parameters())

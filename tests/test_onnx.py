@@ -97,18 +97,16 @@ def test_vit_b_width_onnx_matches_torch(tmp_path):
         check_against_torch(model, tmp_path / f"{input_hw}", input_hw, orig_hw)
 
 
-def test_decoder_is_the_official_export(tmp_path):
+def test_decoder_is_the_official_export(tmp_path, twins):
     """The same weights through the official SamOnnxModel export and ours: same input and output
     names, same outputs from one feed, for two numbers of points."""
-    from official import official_modeling, official_sam, randomize
+    from official import official_modeling
 
     official_modeling()
     from segment_anything.utils.onnx import SamOnnxModel
 
     cfg = basam.MODEL_CONFIGS["tiny"]
-    official = randomize(official_sam(cfg), seed=2)
-    ours = basam.Sam(cfg).eval()
-    basam.formats.checkpoint.load_state(ours, official.state_dict())
+    official, ours = twins(cfg, seed=2)
     export_onnx(ours, tmp_path / "ours", (256, 256))
     feeds = {
         "image_embeddings": np.random.default_rng(0).normal(size=(1, 32, 16, 16)).astype(np.float32),

@@ -12,18 +12,15 @@ from PIL import Image
 import basam
 from basam.config import MODEL_CONFIGS
 from basam.inference.transforms import resize_image
-from official import official_predictor_and_generator, official_sam, randomize
+from official import official_predictor_and_generator
 
 TINY = MODEL_CONFIGS["tiny"]
 SAMPLE = Path(basam.__file__).parent / "assets" / "sample.jpg"
 
 
 @pytest.fixture(scope="module")
-def models():
-    off = randomize(official_sam(TINY), seed=7)
-    ours = basam.Sam(TINY).eval()
-    ours.load_state_dict(off.state_dict())
-    return off, ours
+def models(twins):
+    return twins(TINY, seed=7)
 
 
 def image(h=180, w=300, seed=0):
@@ -113,6 +110,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "basam.cli", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.subprocess
 def test_cli_predict_writes_mask_and_overlay(tmp_path):
     r = run_cli("predict", str(SAMPLE), "--model", "tiny", "--point", "190,120", "--point", "20,20,0",
                 "--box", "100,20,300,380", "--resolution", "native", "--out", str(tmp_path))
@@ -131,6 +129,7 @@ def test_cli_predict_writes_mask_and_overlay(tmp_path):
     ([str(SAMPLE), "--checkpoint", "nope.pth"], "checkpoint not found"),
     ([str(SAMPLE), "--attn", "magic"], "unknown attention preset"),
 ])
+@pytest.mark.subprocess
 def test_cli_errors_are_one_line(tmp_path, args, message):
     r = run_cli("predict", *args, "--model", "tiny", "--out", str(tmp_path))
     assert r.returncode == 2

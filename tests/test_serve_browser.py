@@ -9,7 +9,6 @@ that is a failure instead.
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from scipy import ndimage
 
 import basam
 from basam.serve.samples import render_sample, sample_scene
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("BASAM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,14 +48,8 @@ def require_browser():
         pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server():
+def server(free_port):
     require_browser()
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

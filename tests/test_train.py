@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -94,6 +93,7 @@ def _configured(mode, attn, slopes):
     return model
 
 
+@pytest.mark.subprocess
 def test_kill_then_resume_reproduces_the_uninterrupted_run_exactly(dataset, tmp_path):
     args = ["--model", "tiny", "--data", dataset, "--tune", "adapter", "--attn", "basam", "--learnable-slopes",
             "--bm-offset", "0", "--resolution", "64,80", "--prompt", "box,center,none,points", "--steps", "6", "--batch-size", "4",
@@ -142,19 +142,14 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(dataset, tmp
     assert [r["step"] for r in csv.DictReader(open(tmp_path / "log.csv"))] == ["1", "2", "3"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_ddp_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path):
+@pytest.mark.torchrun
+def test_two_ddp_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path, free_port):
     common = ["--model", "tiny", "--data", dataset, "--tune", "lora", "--attn", "basam", "--learnable-slopes",
               "--bm-offset", "0", "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,point,none",
               "--lr", "1e-3", "--warmup", "1", "--multimask", "--refine-iters", "1", "--train-prompt-encoder", "--no-progress"]
     run = subprocess.run(
         [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-         str(_free_port()), "-m", "basam.cli", "train", *common, "--out", str(tmp_path / "ddp")],
+         str(free_port()), "-m", "basam.cli", "train", *common, "--out", str(tmp_path / "ddp")],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=150)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("wrote ") == 1  # only rank 0 writes

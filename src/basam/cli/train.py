@@ -30,8 +30,20 @@ HELP = {
 _MODEL_FLAGS = ("model", "checkpoint", "attn", "device")  # added by cli.add_model_arguments
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+class _GivenOnly:
+    """The parser seen through `add_argument` with every default SUPPRESS, so that the parsed
+    namespace holds only the flags actually given: those override the YAML file and the defaults."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_argument(self, *args, **kwargs) -> argparse.Action:
+        return self.parser.add_argument(*args, **{**kwargs, "default": argparse.SUPPRESS})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--batch-size ↔ batch_size), plus the shared model flags."""
+    p = _GivenOnly(parser)
     add_model_arguments(p, dtype=False)  # training has its own --bf16 (autocast)
     p.add_argument("--config", help=HELP["config"])
     for f in dataclasses.fields(TrainConfig):
@@ -44,9 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             typ = int if kind.startswith("int") else float if kind.startswith("float") else str
             p.add_argument(flag, type=typ, action="append" if f.name == "data" else None, help=HELP.get(f.name),
                            metavar=f.name.upper())
-    for action in p._actions:  # only flags actually given override the YAML file and the defaults
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
 
 
 def resolve_config(given: dict) -> TrainConfig:

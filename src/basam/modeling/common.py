@@ -5,16 +5,40 @@ Parameter names (lin1/lin2, weight/bias) match the official release so checkpoin
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from basam.runtime.precision import onednn_bf16
 
-# oneDNN's linear with the bias (and a GELU) fused into the matrix product: on the ViT-B encoder's
-# shapes 5–16% faster than nn.Linear's MKL call in fp32 (34% with the MLP's GELU), 2–8% in bf16
-# (`python -m benchmarks encoder`, section linear). It has no autograd, so it serves inference only.
-_ONEDNN_LINEAR = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+
+@cache
+def onednn_linear():
+    """oneDNN's linear with the bias (and a GELU) fused into the matrix product, or None.
+
+    On the ViT-B encoder's shapes it is 5–16% faster than nn.Linear's MKL call in fp32 (34% with the
+    MLP's GELU), 2–8% in bf16 (`python -m benchmarks encoder`, section linear). It has no autograd, so it serves
+    inference only. It is a private operator (`torch.ops.mkldnn._linear_pointwise`) whose name and
+    signature may change between torch releases: it is used only if it exists here and, called as
+    basam calls it on a tiny input, matches F.linear + GELU; otherwise every layer takes nn.Linear.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        generator = torch.Generator().manual_seed(0)
+        x, weight, bias = (torch.randn(shape, generator=generator) for shape in ((3, 8), (5, 8), (5,)))
+        with torch.no_grad():
+            fused = op(x, weight, bias, "gelu", [], "none")
+            plain = op(x, weight, bias, "none", [], "")
+        expected = F.linear(x, weight, bias)
+        if not (torch.allclose(plain, expected, atol=1e-5) and torch.allclose(fused, F.gelu(expected), atol=1e-5)):
+            return None
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return op
 
 
 def linear(layer: nn.Module, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
@@ -25,15 +49,14 @@ def linear(layer: nn.Module, x: torch.Tensor, gelu: bool = False) -> torch.Tenso
     compiling, int8 modules, layers with hooks such as LoRA) calls the layer as usual.
     """
     if _fusable(layer, x):
-        return _ONEDNN_LINEAR(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+        return onednn_linear()(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
     y = layer(x)
     return F.gelu(y) if gelu else y
 
 
 def _fusable(layer: nn.Module, x: torch.Tensor) -> bool:
     return (
-        _ONEDNN_LINEAR is not None
-        and type(layer) is nn.Linear
+        type(layer) is nn.Linear
         and not (layer._forward_hooks or layer._forward_pre_hooks)
         and x.device.type == "cpu"
         and x.dtype == layer.weight.dtype
@@ -42,6 +65,7 @@ def _fusable(layer: nn.Module, x: torch.Tensor) -> bool:
         and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
+        and onednn_linear() is not None
     )
 
 

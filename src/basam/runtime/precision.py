@@ -60,14 +60,18 @@ def native_bf16() -> bool:
 @cache
 def onednn_bf16() -> bool:
     """Whether oneDNN has bf16 kernels in this process (not on AVX2-only CPUs, nor under
-    ONEDNN_MAX_CPU_ISA=AVX2: there its bf16 linear layer fails)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    ONEDNN_MAX_CPU_ISA=AVX2: there its bf16 linear layer fails). The check is a private torch
+    operator; a torch without it counts as having none, so bf16 takes the plain nn.Linear path."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def int8_vnni() -> bool:
     """Whether fbgemm's int8 products sum in int32 here (AVX512-VNNI), so that activations may use
-    all 8 bits (`FullRangeLinear`)."""
-    return "avx512_vnni" in cpu_flags()
+    all 8 bits (`FullRangeLinear`), and this torch runs `FullRangeLinear` at all."""
+    return "avx512_vnni" in cpu_flags() and _full_range_runs()
 
 
 class FullRangeLinear(dynamic_quantized.Linear):
@@ -78,6 +82,19 @@ class FullRangeLinear(dynamic_quantized.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, False).to(x.dtype)
+
+
+@cache
+def _full_range_runs() -> bool:
+    """FullRangeLinear reaches into torch's dynamic Linear (`_packed_params`) and calls its operator
+    directly; where a torch release moves either, int8 keeps PyTorch's own dynamic Linear."""
+    try:
+        with warnings.catch_warnings():  # torch 2.13 marks quantized tensors as moving to torchao
+            warnings.simplefilter("ignore")
+            layer = FullRangeLinear(4, 3)
+            return layer(torch.ones(2, 4)).shape == (2, 3)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
 
 
 def describe_cpu() -> str:
