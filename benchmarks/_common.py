@@ -200,7 +200,7 @@ def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 
     """Run mem_child in a fresh interpreter. limit_gb caps the child's address space (RLIMIT_AS) so
     that a forward that does not fit fails with an allocation error instead of waking the OOM killer."""
     code = (
-        "import sys, json, resource; sys.path.insert(0, %r)\n" % str(Path(__file__).parent)
+        f"import sys, json, resource; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         + (f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gb * 2**30)}, {int(limit_gb * 2**30)}))\n" if limit_gb else "")
         + "import _common\n"
         + "try:\n"

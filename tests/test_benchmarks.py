@@ -15,8 +15,8 @@ import basam
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import tables
-from benchmarks.__main__ import SUITES, main
+from benchmarks import tables  # noqa: E402 (after the path that makes benchmarks importable)
+from benchmarks.__main__ import SUITES, main  # noqa: E402
 
 
 @pytest.mark.slow

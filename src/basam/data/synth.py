@@ -253,7 +253,7 @@ def _thin(rng):
         bg = Texture((_hsv(h, _u(rng, 0, .3), _u(rng, .6, .85)), _hsv(h, _u(rng, 0, .2), _u(rng, .85, 1))), _seed(rng),
                      "fbm", _logu(rng, 1.5, 4), 0.7, _u(rng, .5, 1.5), grain=_u(rng, 0.01, 0.04))
     objs, placed = [], []
-    for i in range(int(rng.integers(1, 5))):  # wires first: behind everything
+    for _ in range(int(rng.integers(1, 5))):  # wires first: behind everything
         ang, off, sag = _u(rng, 0, math.pi), _u(rng, -.35, .35), _u(rng, -.15, .15)
         c, s = math.cos(ang), math.sin(ang)
         pts = [(c * t - s * (off + sag * (1 - (t / .75) ** 2)), s * t + c * (off + sag * (1 - (t / .75) ** 2)))

@@ -89,7 +89,7 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
             except SampleError as e:
                 for result in results.values():
                     result.problems.append((e.name, e.reason))
-        for (i, sample, image, gt), embedding, encode_seconds in _encoded(predictor, loaded, batch_size, results):
+        for (i, sample, _image, gt), embedding, encode_seconds in _encoded(predictor, loaded, batch_size, results):
             predictor.set_embedding(embedding)
             for kind, result in results.items():
                 try:

@@ -136,7 +136,7 @@ def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkp
         parts.append(f"the file looks like {guess}" if guess else "the file matches no known SAM size")
         raise CheckpointError("; ".join(parts))
     if dropped:
-        warnings.warn(f"{source}: ignoring {len(dropped)} BA-SAM parameters the chosen attention setting does not use")
+        warnings.warn(f"{source}: ignoring {len(dropped)} BA-SAM parameters the chosen attention setting does not use", stacklevel=2)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 

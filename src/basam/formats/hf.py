@@ -240,7 +240,8 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(f"{path}: {e}") from None
     if cfg.decoder_norm_eps != OFFICIAL_DECODER_NORM_EPS:
         warnings.warn(f"{path}: mask decoder LayerNorm eps {cfg.decoder_norm_eps:g} as its config says (the official "
-                      f"SAM uses {OFFICIAL_DECODER_NORM_EPS:g}); basam follows the file, as transformers does")
+                      f"SAM uses {OFFICIAL_DECODER_NORM_EPS:g}); basam follows the file, as transformers does",
+                      stacklevel=2)
     names = _basam_names(cfg)
     state = {names.get(k, k): v for k, v in hf_state.items() if k != _PE_ALIAS[0] or _PE_ALIAS[1] not in hf_state}
     state.update({k: torch.tensor(v, dtype=torch.float32) for k, v in basam.get("parameters", {}).items()})

@@ -125,7 +125,7 @@ class DatasetSource:
                 image, gt = sample.load()
                 return sample.name, image, gt
             except SampleError as e:
-                warnings.warn(f"skipping unreadable training sample {e}")
+                warnings.warn(f"skipping unreadable training sample {e}", stacklevel=2)
         raise ValueError(f"no sample of {self.name} can be read")
 
 
@@ -349,6 +349,6 @@ def validate(model, val_set: ValidationSet, device, use_bf16: bool = False) -> d
         result = evaluate(Predictor(model, val_set.resolution), val_set, val_set.settings, progress=False)
     if result.problems:  # e.g. an empty ground truth, which no prompt can point at
         warnings.warn(f"validation: {len(result.problems)} sample(s) not scored: "
-                      + "; ".join(f"{name}: {reason}" for name, reason in result.problems[:3]))
+                      + "; ".join(f"{name}: {reason}" for name, reason in result.problems[:3]), stacklevel=2)
     model.train()
     return result.metrics.results()

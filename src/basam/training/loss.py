@@ -85,7 +85,7 @@ class TrainStep(nn.Module):
             multi = self.multimask and boxes is None and points is not None and points.shape[1] == 1
             low, iou = self.model.decode(emb[idx], hw, None if points is None else (points, labels), boxes,
                                          multimask_output=multi, **hq)
-            l, p = segmentation_loss(low, iou, t, v, self.pos_weight)
+            sample_loss, p = segmentation_loss(low, iou, t, v, self.pos_weight)
             clicks = self.refine_iters if points is not None or boxes is not None else 0
             for i in range(clicks):
                 # SAM feeds back the logits of the output it would show: the one its IoU head ranks first
@@ -95,6 +95,6 @@ class TrainStep(nn.Module):
                 low, iou = self.model.decode(emb[idx], hw, (points, labels), boxes, previous, multimask_output=False,
                                              **hq)
                 li, pi = segmentation_loss(low, iou, t, v, self.pos_weight)
-                l, p = l + li, p + pi
-            loss, parts = loss.index_put((idx,), l / (clicks + 1)), parts.index_put((idx,), p / (clicks + 1))
+                sample_loss, p = sample_loss + li, p + pi
+            loss, parts = loss.index_put((idx,), sample_loss / (clicks + 1)), parts.index_put((idx,), p / (clicks + 1))
         return loss, parts
