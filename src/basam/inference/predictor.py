@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import expit
 
+from basam.inference.checks import check_prompt_arrays, check_prompt_tensors
 from basam.modeling.sam import Sam
 from basam.inference.transforms import (
     AUTO_MAX_SIDE,
@@ -202,6 +203,7 @@ class Predictor:
         highest score) plus the HQ mask, or with hq_token_only the HQ mask alone.
         """
         self._check_image_set()
+        check_prompt_arrays(point_coords, point_labels, box, mask_input)
         coords = labels = boxes = masks = None
         if point_coords is not None:
             if point_labels is None:
@@ -238,6 +240,7 @@ class Predictor:
         Returns masks (B, M, H, W) bool (float32 logits with return_logits) at the original size,
         scores (B, M) and low-res logits (B, M, h', w'); hq_token_only and M as in `predict`."""
         self._check_image_set()
+        check_prompt_tensors(boxes, mask_input)
         points = None
         if point_coords is not None:
             points = self._check_points(point_coords, point_labels)
