@@ -149,6 +149,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, is_global, attn_grid, train_grid, attn_cfg)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+        self.mlp_hidden = int(dim * mlp_ratio)  # kept here: a LoRA-wrapped mlp.lin1 may not say its width
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         window = (window or self.window_size) if self.window_size > 0 else 0
@@ -159,7 +160,7 @@ class Block(nn.Module):
         # 4×-wide hidden layer (0.8 GB for ViT-B at 4096 px, twice over with the GELU) is never whole.
         x = x.contiguous()
         tokens = x.view(-1, x.shape[-1])
-        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp.lin1.out_features * x.element_size()))
+        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp_hidden * x.element_size()))
         for start in range(0, tokens.shape[0], slab):
             part = tokens[start : start + slab]
             part += self.mlp(self.norm2(part))

@@ -63,6 +63,7 @@ def apply_block_options(encoder: nn.Module, norm_layer, act_layer, mlp_ratio: fl
         block.norm1, block.norm2 = norm_layer(dim), norm_layer(dim)
         if mlp_ratio != 4.0 or act_layer is not nn.GELU:
             block.mlp = MLPBlock(dim, int(dim * mlp_ratio), act_layer)
+            block.mlp_hidden = int(dim * mlp_ratio)
         if not rel_pos_zero_init:  # the official init of trained-from-scratch tables
             nn.init.trunc_normal_(block.attn.rel_pos_h, std=0.02)
             nn.init.trunc_normal_(block.attn.rel_pos_w, std=0.02)
