@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import basam
+import basam.utils.onnx
 from basam.config import MODEL_CONFIGS
 from basam.data.synth import make_scene, render
 import client_flows as flows
@@ -177,3 +178,30 @@ def test_geospatial_tiles(packages, mini_checkpoint):
     for g, e in zip(got, expected):
         assert_same_records(g, e)
     assert (labels_ours == labels_theirs).mean() >= 0.99
+
+
+def test_basam_onnx_decoder_takes_any_image_size(mini_checkpoint, tmp_path):
+    """basam's SamOnnxModel computes the resized size in the graph: exported with the notebook's
+    1500 × 2250 dummy, it gives the predictor's masks on an image of another aspect ratio."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    sam = flows.build_by_hand(basam_package(), mini_checkpoint, MINI)
+    dummy = dict(image_embeddings=torch.randn(1, 128, 16, 16), point_coords=torch.rand(1, 5, 2) * 256,
+                 point_labels=torch.randint(0, 4, (1, 5)).float(), mask_input=torch.randn(1, 1, 64, 64),
+                 has_mask_input=torch.tensor([1.0]), orig_im_size=torch.tensor([1500.0, 2250.0]))
+    torch.onnx.export(basam.utils.onnx.SamOnnxModel(sam, return_single_mask=True), tuple(dummy.values()),
+                      str(tmp_path / "d.onnx"), input_names=list(dummy), output_names=["masks", "iou", "low_res"],
+                      dynamic_axes={"point_coords": {1: "n"}, "point_labels": {1: "n"}}, opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(str(tmp_path / "d.onnx"))
+    image = lesion(5, 150, 256)
+    predictor = basam.SamPredictor(sam)
+    predictor.set_image(image)
+    coords = predictor.transform.apply_coords(np.array([[[100.0, 60.0], [0.0, 0.0]]]), image.shape[:2])
+    masks, scores, _ = session.run(None, dict(
+        image_embeddings=predictor.features.numpy(), point_coords=coords.astype(np.float32),
+        point_labels=np.array([[1, -1]], np.float32), mask_input=np.zeros((1, 1, 64, 64), np.float32),
+        has_mask_input=np.zeros(1, np.float32), orig_im_size=np.array(image.shape[:2], np.float32)))
+    expected, expected_scores, _ = predictor.predict(point_coords=np.array([[100.0, 60.0]]), point_labels=np.array([1]),
+                                                     return_logits=True)
+    best = int(np.argmax(expected_scores))
+    assert masks.shape == (1, 1, 150, 256)
+    assert np.abs(masks[0, 0] - expected[best]).max() <= 1e-4 and abs(scores[0, 0] - expected_scores[best]) <= 1e-5
