@@ -132,3 +132,26 @@ def test_mask_data():
     assert a["rles"] == b["rles"] and all(np.array_equal(a[k], b[k]) for k in ("boxes", "scores"))
     with pytest.raises(TypeError, match="list, numpy array or torch tensor"):
         ours.MaskData(boxes=(1, 2))
+
+
+def test_postprocess_small_regions():
+    import basam
+    from scipy import ndimage
+
+    rng = np.random.default_rng(8)
+    masks = []
+    for i in range(6):
+        mask = ndimage.binary_dilation(rng.random((40, 60)) < 0.02, iterations=2 + i % 3)
+        mask[5 + i, 5 : 5 + i] = True  # a thin piece, an island or part of a region
+        masks.append(mask)
+    masks = torch.as_tensor(np.stack(masks))
+    results = []
+    for generator, mod in ((official_package().SamAutomaticMaskGenerator, theirs),
+                           (basam.SamAutomaticMaskGenerator, ours)):
+        data = mod.MaskData(rles=mod.mask_to_rle_pytorch(masks), boxes=mod.batched_mask_to_box(masks),
+                            iou_preds=torch.arange(6.0))
+        results.append(generator.postprocess_small_regions(data, 25, 0.7))
+    expected, got = results
+    assert got["rles"] == expected["rles"] and len(got["rles"]) > 0
+    assert any(rle not in theirs.mask_to_rle_pytorch(masks) for rle in got["rles"])  # some masks changed
+    assert torch.equal(got["boxes"], expected["boxes"]) and torch.equal(got["iou_preds"], expected["iou_preds"])

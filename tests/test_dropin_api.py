@@ -252,3 +252,16 @@ def test_cli_amg_refuses_bad_options_in_one_line(tmp_path):
                             "--model", "tiny", *flags], capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and flags[0][2:].replace("-", "_") in r.stderr, r.stderr
+
+
+def test_the_official_module_paths_exist():
+    from basam.automatic_mask_generator import SamAutomaticMaskGenerator
+    from basam.build_sam import build_sam_vit_b, sam_model_registry
+    from basam.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer  # noqa: F401
+    from basam.predictor import SamPredictor
+    from basam.utils.amg import MaskData  # noqa: F401
+    from basam.utils.onnx import SamOnnxModel  # noqa: F401
+    from basam.utils.transforms import ResizeLongestSide  # noqa: F401
+
+    assert SamPredictor is basam.SamPredictor and SamAutomaticMaskGenerator is basam.SamAutomaticMaskGenerator
+    assert sam_model_registry["vit_b"] is build_sam_vit_b and Sam is basam.Sam
