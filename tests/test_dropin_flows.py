@@ -126,7 +126,7 @@ def test_generator_notebook_tuned(packages, mini_checkpoint):
     image = lesion()
     # the notebook's tuned generator: crops, fewer points in them, small regions removed (its
     # thresholds lowered to what these small trained weights reach)
-    tuned = dict(points_per_side=16, pred_iou_thresh=0.5, stability_score_thresh=0.8, crop_n_layers=1,
+    tuned = dict(points_per_side=12, pred_iou_thresh=0.5, stability_score_thresh=0.8, crop_n_layers=1,
                  crop_n_points_downscale_factor=2, min_mask_region_area=100)
     got = flows.generator_notebook(packages["basam"], sams["basam"], image, **tuned)
     expected = flows.generator_notebook(packages["official"], sams["official"], image, **tuned)
