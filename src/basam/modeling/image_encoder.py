@@ -34,6 +34,8 @@ class ImageEncoderViT(nn.Module):
         see basam.modeling.official_args) with the official defaults."""
         super().__init__()
         block_options = None
+        if cfg is not None and not isinstance(cfg, ModelConfig):
+            raise TypeError("ImageEncoderViT: give segment_anything's arguments by keyword (img_size=..., depth=..., ...)")
         if cfg is None:
             cfg, block_options = encoder_config(**official)
         elif official:
