@@ -265,3 +265,12 @@ def test_the_official_module_paths_exist():
 
     assert SamPredictor is basam.SamPredictor and SamAutomaticMaskGenerator is basam.SamAutomaticMaskGenerator
     assert sam_model_registry["vit_b"] is build_sam_vit_b and Sam is basam.Sam
+
+
+def test_registry_has_segment_anything_hq_keys():
+    from official_hq import official_hq
+
+    assert set(official_hq().sam_model_registry) <= set(basam.sam_model_registry)
+    assert basam.sam_model_registry["vit_tiny"].model_type == "hq_vit_tiny"
+    tiny_hq = basam.sam_model_registry["hq_vit_tiny"]()
+    assert tiny_hq.is_hq and isinstance(tiny_hq, basam.Sam)

@@ -5,6 +5,7 @@ Keys and meanings are segment_anything's ("default" is vit_h there, so it is her
     "default", "vit_h"  ViT-H SAM          "vit_l"  ViT-L SAM          "vit_b"  ViT-B SAM
     "vit_t"             MobileSAM (TinyViT), the key mobile_sam's registry uses
     "basam_default"     basam's embedded model (checkpoint None loads the weights shipped with basam)
+    "vit_tiny"          HQ-SAM's light model (segment_anything_hq's key); "hq_vit_b|l|h|tiny" the HQ sizes
 
 Every builder takes the official `checkpoint=None` (None: random weights, as segment_anything) and
 basam's options as keywords, with SAM's behaviour as their defaults: `attn` (a preset name or an
@@ -22,8 +23,13 @@ from basam.modeling.sam import Sam
 # registry key → basam model type (basam.load_model's model_type)
 OFFICIAL_KEYS = {"default": "vit_h", "vit_h": "vit_h", "vit_l": "vit_l", "vit_b": "vit_b"}
 BASAM_KEYS = {"vit_t": "vit_t", "basam_default": "default"}
-# Other packages' keys join here, one dict each, merged into the registry below: segment_anything_hq's
-# ("vit_tiny" besides the four above) and sam2's model types once basam loads those models.
+# segment_anything_hq's registry has the four keys above (an HQ-SAM checkpoint given to them loads as
+# HQ-SAM, recognised by its keys; checkpoint None builds SAM there, HQ-SAM in segment_anything_hq)
+# and "vit_tiny", its light HQ model; basam's own names of the HQ sizes come with it.
+HQ_KEYS = {"vit_tiny": "hq_vit_tiny", "hq_vit_b": "hq_vit_b", "hq_vit_l": "hq_vit_l", "hq_vit_h": "hq_vit_h",
+           "hq_vit_tiny": "hq_vit_tiny"}
+# Other packages' keys join here, one dict each, merged into the registry below (sam2's model types
+# once basam loads those models).
 EXTRA_KEYS: dict[str, str] = {}
 
 
@@ -56,5 +62,5 @@ class ModelRegistry(dict):
 
 sam_model_registry = ModelRegistry({
     key: _BUILDERS.get(model_type) or _builder(model_type, f"build_{key}")
-    for key, model_type in {**OFFICIAL_KEYS, **BASAM_KEYS, **EXTRA_KEYS}.items()
+    for key, model_type in {**OFFICIAL_KEYS, **BASAM_KEYS, **HQ_KEYS, **EXTRA_KEYS}.items()
 })
