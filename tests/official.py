@@ -133,3 +133,35 @@ def official_predictor_and_generator():
             else:
                 sys.modules[name] = module
     return SamPredictor, SamAutomaticMaskGenerator
+
+
+def official_package():
+    """The installed segment_anything's public surface as one namespace, with the names a client
+    imports from it (the predictor, generator and transforms imported with the torchvision stand-in)."""
+    SamPredictor, SamAutomaticMaskGenerator = official_predictor_and_generator()
+    import segment_anything.build_sam as build_sam
+    import segment_anything.utils.amg as amg
+    import segment_anything.utils.onnx as onnx
+    import segment_anything.utils.transforms as transforms
+
+    return types.SimpleNamespace(
+        name="segment_anything", sam_model_registry=build_sam.sam_model_registry, SamPredictor=SamPredictor,
+        SamAutomaticMaskGenerator=SamAutomaticMaskGenerator, modeling=official_modeling(),
+        ResizeLongestSide=transforms.ResizeLongestSide, amg=amg, SamOnnxModel=onnx.SamOnnxModel, build_sam=build_sam,
+    )
+
+
+def basam_package():
+    """basam's counterpart of official_package: the same names, from basam's module paths."""
+    import basam
+    import basam.modeling
+    import basam.utils.amg
+    import basam.utils.onnx
+    import basam.utils.transforms
+
+    return types.SimpleNamespace(
+        name="basam", sam_model_registry=basam.sam_model_registry, SamPredictor=basam.SamPredictor,
+        SamAutomaticMaskGenerator=basam.SamAutomaticMaskGenerator, modeling=basam.modeling,
+        ResizeLongestSide=basam.utils.transforms.ResizeLongestSide, amg=basam.utils.amg,
+        SamOnnxModel=basam.utils.onnx.SamOnnxModel, build_sam=basam.build_sam,
+    )

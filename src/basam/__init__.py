@@ -2,17 +2,27 @@
 
 __version__ = "0.2.0"
 
+from basam.build_sam import (
+    build_sam,
+    build_sam_vit_b,
+    build_sam_vit_h,
+    build_sam_vit_l,
+    build_sam_vit_t,
+    sam_model_registry,
+)
 from basam.config import ATTENTION_PRESETS, MODEL_CONFIGS, AttentionConfig, ModelConfig
 from basam.formats.checkpoint import load_model, save_model
 from basam.formats.errors import CheckpointError
 from basam.inference.amg import AutomaticMaskGenerator
 from basam.inference.predictor import Predictor
+from basam.inference.sam_api import SamAutomaticMaskGenerator, SamPredictor
 from basam.modeling.sam import Sam
 from basam.runtime.allocator import keep_freed_memory
 from basam.runtime.kernels import use_fused_attention
 
 __all__ = [
     "ATTENTION_PRESETS", "MODEL_CONFIGS", "AttentionConfig", "AutomaticMaskGenerator", "CheckpointError",
-    "ModelConfig", "Predictor", "Sam", "__version__", "keep_freed_memory", "load_model", "save_model",
-    "use_fused_attention",
+    "ModelConfig", "Predictor", "Sam", "SamAutomaticMaskGenerator", "SamPredictor", "__version__", "build_sam",
+    "build_sam_vit_b", "build_sam_vit_h", "build_sam_vit_l", "build_sam_vit_t", "keep_freed_memory", "load_model",
+    "sam_model_registry", "save_model", "use_fused_attention",
 ]

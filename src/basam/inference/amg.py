@@ -24,6 +24,8 @@ NMS. Larger objects across a border are lost rather than returned in pieces.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -41,6 +43,7 @@ from basam.inference.amg_utils import (
     stability_score,
     tile_boxes,
 )
+from basam.inference.checks import check_generator_options, check_number
 from basam.modeling.sam import Sam
 from basam.inference.predictor import ImageEmbedding, Predictor, check_batch_size
 from basam.inference.transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
@@ -97,6 +100,13 @@ class AutomaticMaskGenerator:
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
+        check_generator_options(
+            points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh, crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio, crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            point_grids=point_grids, min_mask_region_area=min_mask_region_area)
+        check_number("chunk_mb", chunk_mb, 0, math.inf)
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode {output_mode!r}: expected one of {', '.join(OUTPUT_MODES)}")
         if points_per_batch < 1 or (points_per_side is not None and points_per_side < 1):

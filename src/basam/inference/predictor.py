@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import expit
 
+from basam.inference.checks import check_prompt_arrays, check_prompt_tensors
 from basam.modeling.sam import Sam
 from basam.inference.transforms import (
     AUTO_MAX_SIDE,
@@ -79,17 +80,36 @@ class Predictor:
         self.note: str | None = None
         self.features: torch.Tensor | None = None
         self.early_features: torch.Tensor | None = None
-        self.orig_hw = self.resized_hw = self.padded_hw = None
+        self.orig_hw = self.resized_hw = None
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None  # segment_anything's, never read
 
+    # The image's state, as segment_anything's SamPredictor holds it: a client may compute the
+    # embedding itself and write features, original_size, input_size and is_image_set by hand.
     @property
     def original_size(self) -> tuple[int, int] | None:
         """(H, W) of the image as given."""
         return self.orig_hw
 
+    @original_size.setter
+    def original_size(self, hw) -> None:
+        self.orig_hw = None if hw is None else (int(hw[0]), int(hw[1]))
+
     @property
     def input_size(self) -> tuple[int, int] | None:
         """(h, w) of the resized image inside the (padded) model input."""
         return self.resized_hw
+
+    @input_size.setter
+    def input_size(self, hw) -> None:
+        self.resized_hw = None if hw is None else (int(hw[-2]), int(hw[-1]))
+
+    @property
+    def padded_hw(self) -> tuple[int, int] | None:
+        """(Hp, Wp) of the padded model input: the embedding's token grid times the patch size."""
+        if self.features is None:
+            return None
+        patch = self.model.cfg.patch_size
+        return self.features.shape[-2] * patch, self.features.shape[-1] * patch
 
     def set_image(self, image, image_format: str = "RGB") -> None:
         """image: H×W×3 uint8 numpy or PIL, RGB or (image_format="BGR") BGR; gray, RGBA and 16-bit
@@ -128,7 +148,7 @@ class Predictor:
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Make an image encoded by `encode_images` the current one, as if `set_image` had run."""
         self.features, self.early_features = embedding.features, embedding.early_features
-        self.orig_hw, self.resized_hw, self.padded_hw = embedding.orig_hw, embedding.resized_hw, embedding.padded_hw
+        self.orig_hw, self.resized_hw = embedding.orig_hw, embedding.resized_hw
         self.note = embedding.note
         self.is_image_set = True
 
@@ -183,6 +203,7 @@ class Predictor:
         highest score) plus the HQ mask, or with hq_token_only the HQ mask alone.
         """
         self._check_image_set()
+        check_prompt_arrays(point_coords, point_labels, box, mask_input)
         coords = labels = boxes = masks = None
         if point_coords is not None:
             if point_labels is None:
@@ -219,6 +240,7 @@ class Predictor:
         Returns masks (B, M, H, W) bool (float32 logits with return_logits) at the original size,
         scores (B, M) and low-res logits (B, M, h', w'); hq_token_only and M as in `predict`."""
         self._check_image_set()
+        check_prompt_tensors(boxes, mask_input)
         points = None
         if point_coords is not None:
             points = self._check_points(point_coords, point_labels)
@@ -249,6 +271,10 @@ class Predictor:
     def _check_image_set(self) -> None:
         if not self.is_image_set:
             raise RuntimeError("call set_image(image) before predict(...)")
+        missing = [name for name in ("features", "original_size", "input_size") if getattr(self, name) is None]
+        if missing:
+            raise RuntimeError(f"is_image_set is True but {', '.join(missing)} not set: set_image(image), or set "
+                               f"features, original_size and input_size together")
 
     def _check_points(self, coords: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if labels is None:

@@ -173,6 +173,18 @@ class ResolutionTransform:
         self.resolution, self.train_side, self.max_side = resolution, train_side, max_side
         self.sizes((64, 64))  # validate the policy now, not at the first image
 
+    get_preprocess_shape = staticmethod(get_preprocess_shape)  # segment_anything's ResizeLongestSide has it
+
+    @property
+    def target_length(self) -> int:
+        """The long side of the resized image, ResizeLongestSide's attribute: only an integer
+        resolution has one."""
+        policy = parse_resolution(self.resolution)
+        if isinstance(policy, str):
+            raise AttributeError(f"resolution {policy!r} has no single target_length: the size depends on the "
+                                 f"image; use transform.sizes(original_size)")
+        return policy
+
     def sizes(self, original_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """(resized_hw, padded_hw) for an image of original_size (H, W)."""
         return model_input_size(original_size, self.resolution, self.train_side, self.max_side)

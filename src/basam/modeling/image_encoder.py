@@ -19,6 +19,7 @@ from torch import nn
 from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.config import AttentionConfig, ModelConfig
 from basam.modeling.common import LayerNorm2d, MLPBlock, linear
+from basam.modeling.official_args import apply_block_options, encoder_config
 
 
 class ImageEncoderViT(nn.Module):
@@ -27,8 +28,22 @@ class ImageEncoderViT(nn.Module):
     For HQ-SAM (cfg.hq) it returns (embedding, early feature): the early feature is the output of
     the first global-attention block, (B, C, H/16, W/16) float32, which HQ-SAM's decoder reads."""
 
-    def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
+    def __init__(self, cfg: ModelConfig | None = None, attn_cfg: AttentionConfig | None = None, **official):
+        """cfg, attn_cfg: basam's configs; or, without cfg, segment_anything's keyword arguments
+        (img_size, patch_size, embed_dim, depth, num_heads, window_size, global_attn_indexes, ...,
+        see basam.modeling.official_args) with the official defaults."""
         super().__init__()
+        block_options = None
+        if cfg is not None and not isinstance(cfg, ModelConfig):
+            raise TypeError("ImageEncoderViT: give segment_anything's arguments by keyword (img_size=..., depth=..., ...)")
+        if cfg is None:
+            cfg, block_options = encoder_config(**official)
+        elif official:
+            raise TypeError(f"ImageEncoderViT: give either cfg or segment_anything's keyword arguments, not both "
+                            f"({', '.join(official)})")
+        attn_cfg = attn_cfg or AttentionConfig()
+        self.cfg, self.attn_cfg = cfg, attn_cfg
+        self.img_size = cfg.img_size  # the pretraining input side, as segment_anything's encoder names it
         dim, p = cfg.encoder_embed_dim, cfg.patch_size
         self.patch_size = p
         self.train_grid = cfg.train_grid
@@ -56,9 +71,12 @@ class ImageEncoderViT(nn.Module):
         self.window_size = cfg.window_size
         self.early_index = min(cfg.encoder_global_attn_indexes) if cfg.hq else None
         self.early_dim = dim
+        if block_options is not None:
+            apply_block_options(self, **block_options)
 
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch the BA-SAM settings in place; the SAM weights are untouched."""
+        self.attn_cfg = attn_cfg
         for block in self.blocks:
             block.attn.set_mode(attn_cfg)
         self.use_pos_embed = not attn_cfg.official
@@ -133,6 +151,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, is_global, attn_grid, train_grid, attn_cfg)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+        self.mlp_hidden = int(dim * mlp_ratio)  # kept here: a LoRA-wrapped mlp.lin1 may not say its width
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
         window = (window or self.window_size) if self.window_size > 0 else 0
@@ -143,7 +162,7 @@ class Block(nn.Module):
         # 4×-wide hidden layer (0.8 GB for ViT-B at 4096 px, twice over with the GELU) is never whole.
         x = x.contiguous()
         tokens = x.view(-1, x.shape[-1])
-        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp.lin1.out_features * x.element_size()))
+        slab = max(1, self.attn.mode.chunk_bytes // (self.mlp_hidden * x.element_size()))
         for start in range(0, tokens.shape[0], slab):
             part = tokens[start : start + slab]
             part += self.mlp(self.norm2(part))
@@ -251,8 +270,10 @@ def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: tor
     return rows_terms
 
 
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, H, W, C) → (B·nW, window, window, C), zero-padding H and W up to multiples of window."""
+def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) → (B·nW, window, window, C), zero-padding H and W up to multiples of window,
+    and the padded (Hp, Wp); segment_anything's function of the same name and arguments."""
+    window = window_size
     b, h, w, c = x.shape
     pad_h, pad_w = -h % window, -w % window
     if pad_h or pad_w:
@@ -262,11 +283,29 @@ def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[
     return x.reshape(-1, window, window, c), (hp, wp)
 
 
-def window_unpartition(windows: torch.Tensor, window: int, padded_hw: tuple[int, int],
-                       grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Inverse of window_partition: (B·nW, window, window, C) → (B, H, W, C)."""
-    hp, wp = padded_hw
+def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int],
+                       hw: tuple[int, int]) -> torch.Tensor:
+    """Inverse of window_partition: (B·nW, window, window, C) → (B, H, W, C), with pad_hw the padded
+    and hw the original grid; segment_anything's function of the same name and arguments."""
+    window, grid_hw = window_size, hw
+    hp, wp = pad_hw
     b = windows.shape[0] // ((hp // window) * (wp // window))
     x = windows.view(b, hp // window, wp // window, window, window, -1).permute(0, 1, 3, 2, 4, 5)
     x = x.reshape(b, hp, wp, -1)
     return x[:, : grid_hw[0], : grid_hw[1]].contiguous()
+
+
+# segment_anything.modeling.image_encoder's helpers that basam does not have: one line naming what it has.
+_NOT_PROVIDED = {
+    "get_rel_pos": "basam.modeling.image_encoder.rel_pos_table(size, table) gives the (size, size, d) "
+                   "embeddings of a square window, resized as SAM resizes them",
+    "add_decomposed_rel_pos": "basam.modeling.image_encoder.decomposed_rel_pos(q, grid_hw, rel_pos_h, rel_pos_w) "
+                              "gives the factored term, chunk by chunk; Attention adds it",
+}
+
+
+def __getattr__(name: str):
+    # ImportError rather than AttributeError: `from ... import name` keeps this message only then
+    if name in _NOT_PROVIDED:
+        raise ImportError(f"basam.modeling.image_encoder has no {name} (segment_anything's); {_NOT_PROVIDED[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -67,13 +67,27 @@ class PromptEncoder(nn.Module):
     def __init__(
         self,
         embed_dim: int,
-        mask_in_chans: int,
+        mask_in_chans: int = 16,
         patch_size: int = 16,
         activation: type[nn.Module] = nn.GELU,
+        *,
+        image_embedding_size: tuple[int, int] | None = None,
+        input_image_size: tuple[int, int] | None = None,
     ) -> None:
+        """input_image_size, image_embedding_size: the (H, W) model input and token grid of a call
+        that gives no image_hw (segment_anything's arguments, by keyword; the patch size is their
+        ratio). Default: a 1024 px input (64×64 grid with 16 px patches), SAM's."""
         super().__init__()
+        if not isinstance(mask_in_chans, int):
+            raise TypeError("PromptEncoder: give segment_anything's arguments by keyword (embed_dim=..., "
+                            "image_embedding_size=..., input_image_size=..., mask_in_chans=...)")
+        if input_image_size is not None and image_embedding_size is not None:
+            patch_size = int(input_image_size[0]) // int(image_embedding_size[0])
         self.embed_dim = embed_dim
         self.patch_size = patch_size
+        self.input_image_size = tuple(int(s) for s in (input_image_size or (64 * patch_size,) * 2))
+        self.image_embedding_size = self.grid_size(self.input_image_size)
+        self.mask_input_size = (4 * self.image_embedding_size[0], 4 * self.image_embedding_size[1])
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
 
         # 0: negative point, 1: positive point, 2: box top-left, 3: box bottom-right.
@@ -102,8 +116,10 @@ class PromptEncoder(nn.Module):
             )
         return h // self.patch_size, w // self.patch_size
 
-    def get_dense_pe(self, grid_hw: tuple[int, int]) -> torch.Tensor:
-        """Positional encoding of every cell of an Hg×Wg token grid -> (1, C, Hg, Wg)."""
+    def get_dense_pe(self, grid_hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """Positional encoding of every cell of an Hg×Wg token grid (default: image_embedding_size)
+        -> (1, C, Hg, Wg)."""
+        grid_hw = self.image_embedding_size if grid_hw is None else grid_hw
         return self.pe_layer((int(grid_hw[0]), int(grid_hw[1]))).unsqueeze(0)
 
     def _embed_points(
@@ -137,15 +153,17 @@ class PromptEncoder(nn.Module):
         points: tuple[torch.Tensor, torch.Tensor] | None,
         boxes: torch.Tensor | None,
         masks: torch.Tensor | None,
-        image_hw: tuple[int, int],
+        image_hw: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embed the prompts for a model input of image_hw = (H, W) pixels (after padding).
+        """Embed the prompts for a model input of image_hw = (H, W) pixels (after padding; default
+        input_image_size, as segment_anything's encoder, which has no such argument).
 
         points: (coords (B, N, 2) xy in model-input pixels, labels (B, N)) or None
         boxes:  (B, 4) xyxy in model-input pixels, or None
         masks:  (B, 1, 4Hg, 4Wg) low-res mask logits, or None; (Hg, Wg) = image_hw // patch_size
         Returns sparse (B, n, C) and dense (B, C, Hg, Wg). With no prompt at all, B = 1 and n = 0.
         """
+        image_hw = self.input_image_size if image_hw is None else image_hw
         hg, wg = self.grid_size(image_hw)
         sizes = {
             name: t.shape[0]

@@ -47,6 +47,8 @@ class TinyViT(nn.Module):
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
         _refuse_official(attn_cfg)
+        self.cfg, self.attn_cfg = cfg, attn_cfg
+        self.img_size = cfg.img_size  # the pretraining input side, as segment_anything's encoder names it
         self.patch_size = cfg.patch_size
         self.windows = attn_cfg.windows
         self.returns_early = cfg.hq
@@ -71,6 +73,7 @@ class TinyViT(nn.Module):
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch the BA-SAM settings in place; the MobileSAM weights are untouched."""
         _refuse_official(attn_cfg)
+        self.attn_cfg = attn_cfg
         self.windows = attn_cfg.windows
         for layer in self.layers[1:]:
             for block in layer.blocks:
