@@ -237,3 +237,22 @@ def test_a_training_step_reaches_the_hq_parts(models):
     loss.sum().backward()
     for name in ("hf_token.weight", "compress_vit_feat.0.weight", "embedding_maskfeature.3.weight"):
         assert model.mask_decoder.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_features_written_by_hand_need_their_early_feature_too(models):
+    """A micro-sam-style client writes features by hand: HQ-SAM must not pair them with the early
+    feature of the image set before."""
+    _, ours = models
+    first, second = smooth_image(128, 128, seed=3), smooth_image(128, 128, seed=4)
+    pred = basam.Predictor(ours)
+    pred.set_image(second)
+    box = np.array([10, 10, 90, 100])
+    expected, expected_scores, _ = pred.predict(box=box, multimask_output=False)
+    embedding, early = pred.features, pred.early_features
+    pred.set_image(first)
+    pred.features = embedding  # the second image's embedding, the first image's early feature still held
+    with pytest.raises(RuntimeError, match="early_features"):
+        pred.predict(box=box, multimask_output=False)
+    pred.early_features = early
+    masks, scores, _ = pred.predict(box=box, multimask_output=False)
+    assert np.array_equal(masks, expected) and np.allclose(scores, expected_scores)

@@ -78,13 +78,24 @@ class Predictor:
         """Forget the current image (its embedding, sizes and conversion note)."""
         self.is_image_set = False
         self.note: str | None = None
-        self.features: torch.Tensor | None = None
+        self._features: torch.Tensor | None = None
         self.early_features: torch.Tensor | None = None
         self.orig_hw = self.resized_hw = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None  # segment_anything's, never read
 
     # The image's state, as segment_anything's SamPredictor holds it: a client may compute the
     # embedding itself and write features, original_size, input_size and is_image_set by hand.
+    @property
+    def features(self) -> torch.Tensor | None:
+        """(1, C, Hg, Wg) image embedding of the current image."""
+        return self._features
+
+    @features.setter
+    def features(self, value: torch.Tensor | None) -> None:
+        # An embedding written by hand belongs to another image than the HQ-SAM early feature held
+        # so far: drop that feature, so that predict asks for this image's one instead of mixing two.
+        self._features, self.early_features = value, None
+
     @property
     def original_size(self) -> tuple[int, int] | None:
         """(H, W) of the image as given."""
@@ -147,7 +158,7 @@ class Predictor:
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Make an image encoded by `encode_images` the current one, as if `set_image` had run."""
-        self.features, self.early_features = embedding.features, embedding.early_features
+        self._features, self.early_features = embedding.features, embedding.early_features
         self.orig_hw, self.resized_hw = embedding.orig_hw, embedding.resized_hw
         self.note = embedding.note
         self.is_image_set = True
@@ -275,6 +286,9 @@ class Predictor:
         if missing:
             raise RuntimeError(f"is_image_set is True but {', '.join(missing)} not set: set_image(image), or set "
                                f"features, original_size and input_size together")
+        if self.model.is_hq and self.early_features is None:
+            raise RuntimeError("HQ-SAM also needs this image's early encoder feature: after setting features by hand, "
+                               "set early_features too (the encoder's second output), or call set_image(image)")
 
     def _check_points(self, coords: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if labels is None:
