@@ -1,4 +1,15 @@
-"""Peak memory and time of "segment everything" on one large image (docs/amg.md).
+"""Time of "segment everything" against the official generator, and peak memory on one large image (docs/amg.md).
+
+    python benchmarks/bench_amg.py --vs-official default --repeats 3   # embedded model, 256 px
+    python benchmarks/bench_amg.py --vs-official vit_b --repeats 2     # random-weight vit_b, 1024 px
+
+--vs-official runs basam's AutomaticMaskGenerator and segment_anything's SamAutomaticMaskGenerator
+(torchvision's few functions replaced by plain-torch stand-ins, tests/official.py) on the same
+weights and the same synthetic scene at the model's input side, with the official defaults and
+the quality filters off (pred_iou_thresh = stability_score_thresh = 0, so that every point's three
+masks go through upsampling, stability, boxes, NMS and RLE), alternating the two in one process.
+It prints each round's times, the median ratio official/basam, and whether the records agree
+(same count, boxes and points; IoU of the masks and score differences).
 
     python benchmarks/bench_amg.py --make 4096x3072 big.png      # a synthetic scene, once
     /usr/bin/time -v python benchmarks/bench_amg.py big.png --resolution native
@@ -64,9 +75,64 @@ def log_steps(gen: basam.AutomaticMaskGenerator, start: float) -> None:
     gen.predictor.set_image, gen._process_batch = timed_set_image, timed_batch
 
 
+def against_official(model_type: str, repeats: int, points_per_side: int) -> None:
+    """Official SamAutomaticMaskGenerator / basam AutomaticMaskGenerator, same weights and image."""
+    import statistics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from official import official_predictor_and_generator, official_sam, randomize
+
+    from basam.config import MODEL_CONFIGS
+    from basam.data.synth import make_scene, render
+
+    if model_type == "default":
+        ours = basam.load_model("default")
+        official = official_sam(MODEL_CONFIGS["mini"])
+        official.load_state_dict(ours.state_dict())
+    else:
+        official = randomize(official_sam(MODEL_CONFIGS[model_type]))
+        ours = basam.load_model(model_type)
+        ours.load_state_dict(official.state_dict())
+    side = ours.cfg.img_size
+    image = render(make_scene(3, "salient"), side, side).image
+    settings = dict(points_per_side=points_per_side, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                    output_mode="binary_mask")
+    _, OfficialGenerator = official_predictor_and_generator()
+    generators = {"official": OfficialGenerator(official.eval(), **settings),
+                  "basam": basam.AutomaticMaskGenerator(ours, **settings)}
+    print(f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, "
+          f"{torch.get_num_threads()} threads; {model_type} at {side} px, {points_per_side}² points, filters off",
+          flush=True)
+    times, records = {n: [] for n in generators}, {}
+    for r in range(repeats):
+        order = list(generators) if r % 2 == 0 else list(generators)[::-1]
+        for name in order:
+            start = time.perf_counter()
+            with torch.no_grad():
+                records[name] = generators[name].generate(image)
+            times[name].append(time.perf_counter() - start)
+        print(f"  round {r + 1}: official {times['official'][-1]:.2f} s, basam {times['basam'][-1]:.2f} s, "
+              f"ratio {times['official'][-1] / times['basam'][-1]:.2f}", flush=True)
+    got, expected = records["basam"], records["official"]
+    same = len(got) == len(expected) and all(
+        g["bbox"] == e["bbox"] and g["point_coords"] == e["point_coords"] for g, e in zip(got, expected))
+    ious = [1.0 if not (g["segmentation"] | e["segmentation"]).any() else
+            (g["segmentation"] & e["segmentation"]).sum() / (g["segmentation"] | e["segmentation"]).sum()
+            for g, e in zip(got, expected)]
+    score = max((abs(g["predicted_iou"] - e["predicted_iou"]) for g, e in zip(got, expected)), default=0.0)
+    print(f"records: basam {len(got)}, official {len(expected)}; boxes and points equal: {same}; "
+          f"mask IoU min {min(ious, default=1):.4f}; predicted_iou max diff {score:.1e}")
+    ratio = statistics.median(o / b for o, b in zip(times["official"], times["basam"]))
+    print(f"median time official/basam: {ratio:.2f}× (official {statistics.median(times['official']):.2f} s, "
+          f"basam {statistics.median(times['basam']):.2f} s)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image")
+    p.add_argument("image", nargs="?")
+    p.add_argument("--vs-official", choices=["default", "vit_b", "vit_l", "vit_h"],
+                   help="time basam against the official generator on this model (no image needed)")
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--make", metavar="WxH", help="write a synthetic WxH image to IMAGE and stop")
     p.add_argument("--resolution", default=None)
     p.add_argument("--tile-size", type=int)
@@ -74,6 +140,11 @@ def main() -> None:
     p.add_argument("--pred-iou-thresh", type=float, default=0.88)
     p.add_argument("--stability-score-thresh", type=float, default=0.95)
     args = p.parse_args()
+    if args.vs_official:
+        against_official(args.vs_official, args.repeats, args.points_per_side)
+        return
+    if args.image is None:
+        p.error("give an image (or --vs-official MODEL)")
     if args.make:
         make_image(args.make, args.image)
         return

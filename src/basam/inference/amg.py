@@ -29,8 +29,10 @@ import math
 import numpy as np
 import torch
 
+from basam.inference import low_res_masks
 from basam.inference.amg_utils import (
     box_nms,
+    boxes_from_boundaries,
     coco_rle,
     crop_boxes,
     layer_point_grids,
@@ -40,13 +42,14 @@ from basam.inference.amg_utils import (
     remove_small_regions,
     rle_area,
     rle_to_mask,
-    stability_score,
+    rles_from_boundaries,
+    run_boundaries,
     tile_boxes,
 )
 from basam.inference.checks import check_generator_options, check_number
 from basam.modeling.sam import Sam
 from basam.inference.predictor import ImageEmbedding, Predictor, check_batch_size
-from basam.inference.transforms import AUTO_MAX_SIDE, Resolution, to_rgb_uint8
+from basam.inference.transforms import AUTO_MAX_SIDE, Resolution, masks_to_original, to_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 _TENSOR_FIELDS = ("boxes", "iou_preds", "points", "stability_score", "crop_boxes")
@@ -286,25 +289,47 @@ class AutomaticMaskGenerator:
                            crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:
         """Masks (K, h, w) low-res logits: keep those that pass the predicted-IoU and stability
         thresholds and are not cut by the crop edge, appending their RLEs and fields to `out`.
-        Upsampled to the crop a few at a time, so memory does not grow with K."""
+        Where the crop's masks are one ×4 upsampling of the logits (the crop's long side is the
+        model input side), counts and run boundaries come from the low-res logits (low_res_masks);
+        otherwise the masks are upsampled, column by column, a few at a time."""
         pred = self.predictor
         keep = torch.arange(len(low_res))
         if self.pred_iou_thresh > 0:
             keep = keep[iou_preds > self.pred_iou_thresh]
-        h, w = pred.original_size
-        per_mask = 4 * (h * w * 2 + pred.padded_hw[0] * pred.padded_hw[1])  # logits, bilinear steps, bool
-        for chunk in torch.split(keep, max(1, int(self.chunk_bytes // per_mask))):
-            logits = pred.postprocess_masks(low_res[chunk][:, None])[:, 0]
-            stability = stability_score(logits, pred.mask_threshold, self.stability_score_offset)
+        if low_res_masks.applies(low_res.shape[-2:], pred.padded_hw, pred.resized_hw, pred.original_size):
+            chunks, per_mask = [keep], None
+        else:
+            h, w = pred.original_size
+            per_mask = 4 * (h * w * 2 + pred.padded_hw[0] * pred.padded_hw[1])  # logits, bilinear steps, bool
+            chunks = torch.split(keep, max(1, int(self.chunk_bytes // per_mask)))
+        t, offset = pred.mask_threshold, self.stability_score_offset
+        for chunk in chunks:
+            if per_mask is None:
+                cells = low_res_masks.LowResMasks(low_res[chunk], pred.resized_hw)
+                inner, outer = cells.count_above(t + offset), cells.count_above(t - offset)
+            else:
+                # (K, W, H): the transposed logits upsample to the transposed masks, in RLE order
+                columns = masks_to_original(low_res[chunk][:, None].transpose(-1, -2), pred.padded_hw[::-1],
+                                            pred.resized_hw[::-1], pred.original_size[::-1])[:, 0]
+                inner, outer = (columns > t + offset).flatten(1).sum(1), (columns > t - offset).flatten(1).sum(1)
+            stability = inner.double().div(outer.double()).float()
             passed = stability >= self.stability_score_thresh
             if self.stability_score_thresh <= 0:  # off, as SAM: even an empty mask's NaN score passes
                 passed = torch.ones_like(passed)
-            masks = logits[passed] > pred.mask_threshold
-            del logits
-            boxes = masks_to_boxes(masks)
+            if per_mask is None:
+                kept = cells if bool(passed.all()) else low_res_masks.LowResMasks(low_res[chunk][passed],
+                                                                                  pred.resized_hw)
+                mask_idx, col, row = kept.run_boundaries(t)
+            else:
+                mask_idx, col, row = run_boundaries(columns[passed] > t)
+                del columns
+            boxes = boxes_from_boundaries(mask_idx, col, row, int(passed.sum()))
             whole = ~near_crop_edge(boxes + torch.tensor(crop_box[:2] * 2), crop_box, [0, 0, image_hw[1], image_hw[0]])
             chosen = chunk[passed][whole]
-            out["rles"] += masks_to_rle(masks[whole], crop_box, image_hw)
+            on = whole[mask_idx]
+            renumbered = whole.cumsum(0) - 1
+            out["rles"] += rles_from_boundaries(renumbered[mask_idx[on]], col[on], row[on], len(chosen), crop_box,
+                                                image_hw)
             out["boxes"].append(boxes[whole])
             out["iou_preds"].append(iou_preds[chosen])
             out["points"].append(point_of[chosen])
