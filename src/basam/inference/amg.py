@@ -145,6 +145,7 @@ class AutomaticMaskGenerator:
         self.progress = progress
         self.multimask_output = multimask_output
         self.batch_size = check_batch_size(batch_size)
+        self._image_side: dict | None = None
 
     @torch.no_grad()
     def generate(self, image) -> list[dict]:
@@ -221,8 +222,10 @@ class AutomaticMaskGenerator:
             from tqdm import tqdm
 
             starts = tqdm(starts, desc=f"crop {crop_box}", unit="batch", leave=False)
+        self._image_side = None  # the decoder's prompt-independent work on this crop, made by the first group
         data = _cat([self._process_batch(points[s : s + self.points_per_batch], crop_box, image_hw) for s in starts])
         self.predictor.reset_image()
+        self._image_side = None
         data = _filter(data, box_nms(data["boxes"], data["iou_preds"], self.box_nms_thresh))
         data["boxes"] = data["boxes"] + torch.tensor([x0, y0, x0, y0])
         data["points"] = data["points"] + torch.tensor([x0, y0], dtype=torch.float64)
@@ -263,7 +266,10 @@ class AutomaticMaskGenerator:
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
         sparse, dense = pred.model.prompt_encoder((coords, labels), None, None, pred.padded_hw)
         decoder = pred.model.mask_decoder
-        iou_preds, mask_tokens, keys = decoder.run_transformer(pred.features, image_pe, sparse, dense[:1])
+        if self._image_side is None:  # the same image and dense (no-mask) embedding for every point
+            self._image_side = decoder.prepare_image(pred.features, image_pe, dense[:1])
+        iou_preds, mask_tokens, keys = decoder.run_transformer(pred.features, image_pe, sparse, dense[:1],
+                                                               prepared=self._image_side)
         if hq_features is not None:
             return self._decode_hq(iou_preds, mask_tokens, keys, hq_features)
         tokens = slice(1, None) if self.multimask_output else slice(0, 1)

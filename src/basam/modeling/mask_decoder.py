@@ -112,11 +112,14 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        prepared: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The two-way transformer and the IoU head, without the mask upscaling (a caller that
         drops masks on their predicted IoU can upscale only the rest). Shapes as forward, with
-        dense (1 or B, C, Hg, Wg). Returns iou_pred (B, T), mask tokens (B, T, C) and the image
-        tokens (B, Hg·Wg, C) for upscale_masks (T: every output token after the IoU token)."""
+        dense (1 or B, C, Hg, Wg). prepared: `prepare_image` of these image, pe and dense
+        embeddings, computed once for many calls. Returns iou_pred (B, T), mask tokens (B, T, C)
+        and the image tokens (B, Hg·Wg, C) for upscale_masks (T: every output token after the IoU
+        token)."""
         bs = sparse_prompt_embeddings.shape[0]
         output_tokens = self.output_tokens()
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(bs, -1, -1), sparse_prompt_embeddings], dim=1)
@@ -128,14 +131,21 @@ class MaskDecoder(nn.Module):
             raise ValueError(
                 f"{image_embeddings.shape[0]} image embeddings for {bs} prompt sets: expected 1 or {bs}"
             )
-        src = image_embeddings + dense_prompt_embeddings
-        hs, keys = self.transformer(src, image_pe, tokens)
+        hs, keys = self.transformer(None, None, tokens, prepared=self.prepare_image(
+            image_embeddings, image_pe, dense_prompt_embeddings) if prepared is None else prepared)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])
         return iou_pred, hs[:, 1 : output_tokens.shape[0], :], keys
 
     def output_tokens(self) -> torch.Tensor:
         """The learned output tokens (1 + T, C) put before the prompt tokens: IoU token, mask tokens."""
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+
+    def prepare_image(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
+                      dense_prompt_embeddings: torch.Tensor) -> dict:
+        """What run_transformer computes from the image side alone (the transformer's `prepare`
+        of image + dense embedding): with one image and one dense embedding (1, C, Hg, Wg) shared
+        by every prompt group, as "segment everything" has, it is computed once per image."""
+        return self.transformer.prepare(image_embeddings + dense_prompt_embeddings, image_pe)
 
     def upscale_masks(
         self, mask_tokens_out: torch.Tensor, keys: torch.Tensor, grid_hw: tuple[int, int], tokens: slice = slice(None)

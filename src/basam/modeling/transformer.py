@@ -38,20 +38,28 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def heads(self, which: str, x: Tensor) -> Tensor:
+        """x (B, N, C) projected by q_proj, k_proj or v_proj (which = "q" | "k" | "v") and split
+        into heads (B, heads, N, C'/heads): what `forward(..., projected=)` takes."""
+        return self._split(getattr(self, f"{which}_proj")(x))
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, projected: dict[str, Tensor] | None = None) -> Tensor:
         """q: (Bq, Nq, C), k and v: (Bk, Nk, C), where Bq and Bk are equal or one of them is 1 (one
-        image shared by B prompt sets: its side is projected once, not once per prompt set)."""
+        image shared by B prompt sets: its side is projected once, not once per prompt set).
+        projected: {"q": ...} or {"k": ..., "v": ...}, that side already projected (`heads`), for
+        an image side reused by several calls; the tensor given for it then only lends its shape."""
+        projected = projected or {}
         batch = max(q.shape[0], k.shape[0])
         if k.shape[0] == 1 < batch:
             # Each query row attends on its own, so B sets of queries against one key set are one
             # longer query sequence.
-            return self._attend(q.reshape(1, -1, q.shape[-1]), k, v).reshape(batch, q.shape[1], -1)
-        return self._attend(q, k, v)
+            return self._attend(q.reshape(1, -1, q.shape[-1]), k, v, projected).reshape(batch, q.shape[1], -1)
+        return self._attend(q, k, v, projected)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        q = self._split(self.q_proj(q))
-        k = self._split(self.k_proj(k))
-        v = self._split(self.v_proj(v))
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, projected: dict[str, Tensor]) -> Tensor:
+        q = projected["q"] if "q" in projected else self.heads("q", q)
+        k = projected["k"] if "k" in projected else self.heads("k", k)
+        v = projected["v"] if "v" in projected else self.heads("v", v)
         q = q.expand(k.shape[0], -1, -1, -1)  # shared queries (batch 1) against B key sets
         # The decoder never masks and its token counts are small (a few prompts × Hg·Wg), so the
         # fused kernel with its default 1/sqrt(d) scale is exactly the official computation.
@@ -89,7 +97,16 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor]:
+    def image_side(self, keys: Tensor, key_pe: Tensor) -> dict[str, Tensor]:
+        """The image-side projections of this layer's cross-attentions, for keys (1, Nk, C) that
+        reach it unchanged whatever the prompts (the first layer's): computed once per image."""
+        k = keys + key_pe
+        return {"k": self.cross_attn_token_to_image.heads("k", k), "v": self.cross_attn_token_to_image.heads("v", keys),
+                "q": self.cross_attn_image_to_token.heads("q", k)}
+
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                image_side: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """image_side: `image_side(keys, key_pe)` of these very keys, computed beforehand."""
         # In the first layer the queries *are* the prompt embeddings (which already carry their
         # positional encoding), so adding query_pe again and a residual would double-count it.
         if self.skip_first_layer_pe:
@@ -100,14 +117,16 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
 
         q = queries + query_pe
-        k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        k = keys if image_side else keys + key_pe  # with image_side, only its shape is read
+        kv = {"k": image_side["k"], "v": image_side["v"]} if image_side else None
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys, projected=kv))
 
         queries = self.norm3(queries + self.mlp(queries))
 
         # keys have not changed since the token->image step, so k (keys + key_pe) is reused.
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        image_q = {"q": image_side["q"]} if image_side else None
+        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries, projected=image_q))
         return queries, keys
 
 
@@ -148,16 +167,29 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)  # default eps in the official and HF code alike
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
+    def prepare(self, image_embedding: Tensor, image_pe: Tensor) -> dict:
+        """The prompt-independent part of `forward` for one image (1, C, Hg, Wg): its tokens and
+        the first layer's image-side projections. Pass it as `forward(..., prepared=)` to answer
+        many prompt groups on one image without recomputing them."""
         # (B, C, Hg, Wg) -> (B, Hg·Wg, C): row-major token order, which the decoder relies on
         # when it folds the keys back into a map.
         # Made contiguous once here rather than copied again by every projection that reads them.
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        first = self.layers[0].image_side(keys, key_pe) if keys.shape[0] == 1 and len(self.layers) else None
+        return {"keys": keys, "key_pe": key_pe, "first_layer": first}
+
+    def forward(self, image_embedding: Tensor | None, image_pe: Tensor | None, point_embedding: Tensor,
+                prepared: dict | None = None) -> tuple[Tensor, Tensor]:
+        """prepared: `prepare(image_embedding, image_pe)`, which then replaces the first two."""
+        prepared = prepared or self.prepare(image_embedding, image_pe)
+        keys, key_pe = prepared["keys"], prepared["key_pe"]
         queries = point_embedding
 
-        for layer in self.layers:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe)
+        for i, layer in enumerate(self.layers):
+            image_side = prepared["first_layer"] if i == 0 else None
+            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe,
+                                  image_side=image_side)
 
         q = queries + point_embedding
         k = keys + key_pe
