@@ -133,6 +133,7 @@ def main() -> None:
     p.add_argument("--vs-official", choices=["default", "vit_b", "vit_l", "vit_h"],
                    help="time basam against the official generator on this model (no image needed)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     p.add_argument("--make", metavar="WxH", help="write a synthetic WxH image to IMAGE and stop")
     p.add_argument("--resolution", default=None)
     p.add_argument("--tile-size", type=int)
@@ -140,6 +141,8 @@ def main() -> None:
     p.add_argument("--pred-iou-thresh", type=float, default=0.88)
     p.add_argument("--stability-score-thresh", type=float, default=0.95)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.vs_official:
         against_official(args.vs_official, args.repeats, args.points_per_side)
         return

@@ -268,6 +268,10 @@ def _new_mask(dtype, rel, pos_bias, rows, gain, neg_slopes, dist) -> torch.Tenso
             mask = neg_slopes * dist
         else:
             mask = mask.addcmul_(neg_slopes, dist) if rel is not None else mask.addcmul(neg_slopes, dist)
+    if mask is not None and mask.dim() == 3:
+        # (heads, rows, N) → (1, heads, rows, N): PyTorch's CPU SDPA takes its fused (flash) path
+        # only for a 4-D mask; a 3-D one falls back to the unfused math path.
+        mask = mask[None]
     return None if mask is None else mask.to(dtype)
 
 

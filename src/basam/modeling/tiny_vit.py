@@ -42,7 +42,13 @@ LOCAL_CONV_SIZE = 3
 class TinyViT(nn.Module):
     """(B, 3, H, W) normalised image, H and W multiples of 16 → (B, C_out, H/16, W/16).
     Takes and returns float32 whatever dtype its weights were given (basam.runtime.precision).
-    For HQ-SAM (cfg.hq) it returns (embedding, early feature): layers.1's output, (B, 160, H/16, W/16)."""
+    For HQ-SAM (cfg.hq) it returns (embedding, early feature): layers.1's output, (B, 160, H/16, W/16).
+
+    Activations are kept channels-last (NHWC in memory) throughout: oneDNN's convolutions, the
+    depthwise ones above all, run on that layout without reordering, and the attention stages'
+    (B, H, W, C) view of a channels-last map is a free permute instead of a copy."""
+
+    channels_last = True  # False: the default NCHW layout (a reference)
 
     def __init__(self, cfg: ModelConfig, attn_cfg: AttentionConfig):
         super().__init__()
@@ -93,13 +99,15 @@ class TinyViT(nn.Module):
         windows = windows or self.windows
         if windows not in ("fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.layers[0](self.patch_embed(x))
         early = None
         for i, layer in enumerate(self.layers[1:], 1):
             x = layer(x, scaled_windows=windows == "scaled")
             if i == 1 and self.returns_early:
-                early = x.float()
-        embedding = self.neck(x.to(self.neck[0].weight.dtype)).float()
+                early = x.float().contiguous()
+        embedding = self.neck(x.to(self.neck[0].weight.dtype)).float().contiguous()
         return (embedding, early) if self.returns_early else embedding
 
 
@@ -123,12 +131,25 @@ class PatchEmbed(nn.Module):
 
 
 class ConvBN(nn.Sequential):
-    """k×k convolution without bias (`c`) then BatchNorm (`bn`), on (B, C, H, W); padding k // 2."""
+    """k×k convolution without bias (`c`) then BatchNorm (`bn`), on (B, C, H, W); padding k // 2.
+    Out of training mode the BatchNorm's affine map (running statistics) is folded into the
+    convolution's weight and a bias: one pass over the activation instead of two."""
+
+    fold = True  # False: convolution then BatchNorm, as the module is written (a reference)
 
     def __init__(self, in_chans: int, out_chans: int, kernel: int = 1, stride: int = 1, groups: int = 1):
         super().__init__()
         self.c = nn.Conv2d(in_chans, out_chans, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_chans)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.fold:
+            return super().forward(x)
+        conv, bn = self.c, self.bn
+        scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)  # (C_out,)
+        weight = (conv.weight.float() * scale[:, None, None, None]).to(conv.weight.dtype)
+        bias = (bn.bias.float() - bn.running_mean.float() * scale).to(conv.weight.dtype)
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class MBConv(nn.Module):
