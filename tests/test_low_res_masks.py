@@ -26,8 +26,9 @@ def test_counts_and_boundaries_equal_those_of_the_upsampled_masks(low_hw, kept_h
     up = F.interpolate(low[:, None], (4 * n, 4 * m), mode="bilinear", align_corners=False)[:, 0]
     up = up[:, : kept_hw[0], : kept_hw[1]]
     cells = LowResMasks(low, kept_hw)
-    for t in (-1.0, 0.0, 1.0):
-        assert torch.equal(cells.count_above(t), (up > t).flatten(1).sum(1))
+    for t, count in zip((-1.0, 0.0, 1.0), cells.count_above(-1.0, 0.0, 1.0)):
+        assert torch.equal(count, (up > t).flatten(1).sum(1))
+        assert torch.equal(cells.count_above(t)[0], count)
         expected = run_boundaries((up > t).transpose(1, 2))
         got = cells.run_boundaries(t)
         assert all(torch.equal(a, b) for a, b in zip(got, expected))

@@ -312,7 +312,7 @@ class AutomaticMaskGenerator:
         for chunk in chunks:
             if per_mask is None:
                 cells = low_res_masks.LowResMasks(low_res[chunk], pred.resized_hw)
-                inner, outer = cells.count_above(t + offset), cells.count_above(t - offset)
+                inner, outer = cells.count_above(t + offset, t - offset)
             else:
                 # (K, W, H): the transposed logits upsample to the transposed masks, in RLE order
                 columns = masks_to_original(low_res[chunk][:, None].transpose(-1, -2), pred.padded_hw[::-1],

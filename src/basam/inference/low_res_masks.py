@@ -81,17 +81,22 @@ class LowResMasks:
         col_lam = self.col_lam[b][:, None, :]
         return (1 - col_lam) * left + col_lam * right
 
-    def count_above(self, threshold: float) -> torch.Tensor:
-        """(K,) int64: pixels of the kept upsampled logits above the threshold."""
-        sure = (self.cell_min > threshold) & (self.pixels > 0)
-        counts = (sure * self.pixels).flatten(1).sum(1)
-        k, a, b = nonzero(self.uncertain(threshold))
+    def count_above(self, *thresholds: float) -> list[torch.Tensor]:
+        """For each threshold, (K,) int64: pixels of the kept upsampled logits above it. The cells
+        that straddle any of them are interpolated once for all."""
+        kept = self.pixels > 0
+        counts = [((self.cell_min > t) & kept).mul(self.pixels).flatten(1).sum(1) for t in thresholds]
+        lowest, highest = min(thresholds), max(thresholds)
+        k, a, b = nonzero((self.cell_min <= highest) & (self.cell_max > lowest) & kept)
         if len(k):
             across = self._width_interpolated(k, torch.stack([a, a + 1], 1), b)  # (U, 2, f)
             row_lam = self.row_lam[0][None, :, None]
-            above = (1 - row_lam) * across[:, :1] + row_lam * across[:, 1:] > threshold  # (U, f, f)
-            above &= self.row_valid[a][:, :, None] & self.col_valid[b][:, None, :]
-            counts.index_add_(0, k, above.flatten(1).sum(1))
+            values = (1 - row_lam) * across[:, :1] + row_lam * across[:, 1:]  # (U, f, f)
+            valid = self.row_valid[a][:, :, None] & self.col_valid[b][:, None, :]
+            cmin, cmax = self.cell_min[k, a, b], self.cell_max[k, a, b]
+            for t, count in zip(thresholds, counts):
+                straddles = ((cmin <= t) & (cmax > t))[:, None, None]  # the others are counted as sure cells
+                count.index_add_(0, k, ((values > t) & valid & straddles).flatten(1).sum(1))
         return counts
 
     def run_boundaries(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

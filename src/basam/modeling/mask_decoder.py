@@ -153,11 +153,29 @@ class MaskDecoder(nn.Module):
         """Mask tokens (B, T, C) and image tokens (B, Hg·Wg, C) from run_transformer -> low-res mask
         logits (B, T', 4Hg, 4Wg) of the mask tokens in `tokens` (all T by default)."""
         b, _, c = keys.shape
-        # keys are (B, Hg·Wg, C) in row-major order; fold them back into the grid.
-        src = keys.transpose(1, 2).reshape(b, c, *grid_hw)
-        upscaled = self.output_upscaling(src)  # (B, C/8, 4Hg, 4Wg)
+        (gh, gw), t = grid_hw, len(range(self.num_mask_tokens)[tokens])
+        upscaled = self._upscale_tokens(keys.reshape(b, gh, gw, c))  # (B, Hg, Wg, 2, 2, 2, 2, C/8)
         mlps = self.output_hypernetworks_mlps[tokens]
         chosen = range(self.num_mask_tokens)[tokens]
         hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :]) for i, mlp in zip(chosen, mlps)], dim=1)  # (B, T', C/8)
-        _, c8, uh, uw = upscaled.shape
-        return (hyper_in @ upscaled.reshape(b, c8, uh * uw)).reshape(b, len(chosen), uh, uw)
+        masks = upscaled.reshape(b, gh * gw * 16, upscaled.shape[-1]) @ hyper_in.transpose(1, 2)  # (B, Hg·Wg·16, T')
+        # (B, Hg, Wg, i1, j1, i2, j2, T') → (B, T', Hg, i1, i2, Wg, j1, j2): row 4·y + 2·i1 + i2, col alike
+        masks = masks.reshape(b, gh, gw, 2, 2, 2, 2, t).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, t, 4 * gh, 4 * gw)
+
+    def _upscale_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """output_upscaling on the token grid (B, Hg, Wg, C), channels last, without reordering
+        memory: a stride-2 2×2 transposed convolution gives each token its own 2×2 block of
+        pixels, i.e. a linear map C → 2·2·C', so the map stays (B, Hg, Wg, i, j, C') with the
+        sub-pixel offsets as axes, and the LayerNorm over channels is one F.layer_norm.
+        Returns (B, Hg, Wg, 2, 2, 2, 2, C/8): pixel (4y + 2·i1 + i2, 4x + 2·j1 + j2)."""
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        x = act1(F.layer_norm(_transposed_conv_as_linear(up1, x), norm.weight.shape, norm.weight, norm.bias, norm.eps))
+        return act2(_transposed_conv_as_linear(up2, x))
+
+
+def _transposed_conv_as_linear(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """A kernel-2 stride-2 ConvTranspose2d on channels-last (..., C_in) → (..., 2, 2, C_out)."""
+    c_in, c_out = conv.weight.shape[:2]
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * c_out, c_in)  # rows (i, j, out)
+    return F.linear(x, weight, conv.bias.repeat(4)).unflatten(-1, (2, 2, c_out))
