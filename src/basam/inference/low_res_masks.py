@@ -81,11 +81,17 @@ class LowResMasks:
         col_lam = self.col_lam[b][:, None, :]
         return (1 - col_lam) * left + col_lam * right
 
+    def _sure_pixels(self, sure: torch.Tensor) -> torch.Tensor:
+        """(K, h+1, w+1) bool cells → (K,) int64 pixels they cover: kept rows × kept columns per
+        cell, a matrix-vector product each way (exact in float32 below 2²⁴ pixels)."""
+        rows, cols = self.row_valid.sum(1).float(), self.col_valid.sum(1).float()
+        return ((sure.float() @ cols) @ rows).round().long()
+
     def count_above(self, *thresholds: float) -> list[torch.Tensor]:
         """For each threshold, (K,) int64: pixels of the kept upsampled logits above it. The cells
         that straddle any of them are interpolated once for all."""
         kept = self.pixels > 0
-        counts = [((self.cell_min > t) & kept).mul(self.pixels).flatten(1).sum(1) for t in thresholds]
+        counts = [self._sure_pixels(self.cell_min > t) for t in thresholds]
         lowest, highest = min(thresholds), max(thresholds)
         k, a, b = nonzero((self.cell_min <= highest) & (self.cell_max > lowest) & kept)
         if len(k):
