@@ -10,7 +10,8 @@ FLOPs / median time. Printed:
 1. at 1024 px: vit_t (MobileSAM's TinyViT, random weights) as basam runs it (channels-last,
    BatchNorm folded) and as its modules are written (NCHW, convolution then BatchNorm), vit_b in
    fp32 and with bf16 weights; time ratios vit_b fp32 / vit_t, and each one's GFLOP/s;
-2. vit_b's rate at every size of --sizes against its rate at the first one, fp32 and bf16;
+2. vit_b's rate at every size of --sizes against its rate at the first one, fp32 and bf16 (the
+   larger sizes without a warm-up run: one forward there takes minutes on a small CPU);
 3. the rate of a 4096×4096 by 4096×4096 torch.mm (fp32 and bf16) for reference, the practical
    ceiling of this CPU, and each encoder's rate as a fraction of it.
 """
@@ -51,10 +52,10 @@ class Written:
             ConvBN.fold, TinyViT.channels_last = True, True
 
 
-def alternate(candidates: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
+def alternate(candidates: dict, x: torch.Tensor, repeats: int, warm_up: bool = True) -> dict[str, float]:
     times = {name: [] for name in candidates}
     with torch.no_grad():
-        for fn in candidates.values():  # warm-up (oneDNN primitives, allocator)
+        for fn in candidates.values() if warm_up else ():  # oneDNN primitives, allocator
             fn(x)
         for r in range(repeats):
             names = list(candidates)
@@ -112,7 +113,8 @@ def main() -> None:
     rates = {}
     for size in sizes:
         work_b = flops(vit_b, size)
-        times = t if size == side else alternate({"vit_b": vit_b, "vit_b bf16": vit_b_bf16}, C.image(size), args.repeats)
+        times = t if size == side else alternate({"vit_b": vit_b, "vit_b bf16": vit_b_bf16}, C.image(size),
+                                                        args.repeats, warm_up=False)
         rates[size] = {d: work_b / times[n] for d, n in (("fp32", "vit_b"), ("bf16", "vit_b bf16"))}
         print(f"vit_b {size} px: {work_b / 1e12:.2f} TFLOP; fp32 {times['vit_b']:.1f} s {rates[size]['fp32'] / 1e9:.1f} "
               f"GFLOP/s ({rates[size]['fp32'] / rates[side]['fp32']:.0%} of {side} px's rate); bf16 "

@@ -68,9 +68,6 @@ class LowResMasks:
         """(K, h+1, w+1) bool: cells with kept pixels whose corners straddle the threshold."""
         return (self.cell_min <= threshold) & (self.cell_max > threshold) & (self.pixels > 0)
 
-    def uncertain_fraction(self, threshold: float) -> float:
-        return self.uncertain(threshold).float().mean().item()
-
     def _width_interpolated(self, k: torch.Tensor, rows: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Padded low-res rows `rows` (U, R) of masks k (U,), interpolated to the f slot columns of
         column cell b (U,) -> (U, R, f); rows are clamped into the padded map (mask such rows)."""
