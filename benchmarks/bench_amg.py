@@ -1,4 +1,4 @@
-"""Time of "segment everything" against the official generator, and peak memory on one large image (docs/amg.md).
+"""Time of "segment everything" against the official generator; peak memory on one large image (docs/amg.md).
 
     python benchmarks/bench_amg.py --vs-official default --repeats 3   # embedded model, 256 px
     python benchmarks/bench_amg.py --vs-official vit_b --repeats 2     # random-weight vit_b, 1024 px

@@ -116,7 +116,8 @@ def main() -> None:
         times = t if size == side else alternate({"vit_b": vit_b, "vit_b bf16": vit_b_bf16}, C.image(size),
                                                         args.repeats, warm_up=False)
         rates[size] = {d: work_b / times[n] for d, n in (("fp32", "vit_b"), ("bf16", "vit_b bf16"))}
-        print(f"vit_b {size} px: {work_b / 1e12:.2f} TFLOP; fp32 {times['vit_b']:.1f} s {rates[size]['fp32'] / 1e9:.1f} "
+        print(f"vit_b {size} px: {work_b / 1e12:.2f} TFLOP; fp32 {times['vit_b']:.1f} s "
+              f"{rates[size]['fp32'] / 1e9:.1f} "
               f"GFLOP/s ({rates[size]['fp32'] / rates[side]['fp32']:.0%} of {side} px's rate); bf16 "
               f"{times['vit_b bf16']:.1f} s {rates[size]['bf16'] / 1e9:.1f} GFLOP/s "
               f"({rates[size]['bf16'] / rates[side]['bf16']:.0%})", flush=True)

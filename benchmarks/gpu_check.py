@@ -97,7 +97,8 @@ def large(device: torch.device, size: int = 4096) -> None:
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
     print(f"vit_b bf16 {size} px: {tuple(out.shape)} in {time.perf_counter() - start:.1f} s, peak CUDA memory "
-          f"{peak / 2**30:.2f} GiB; one heads×N×N fp32 score matrix would be {score_bytes / 2**30:.0f} GiB", flush=True)
+          f"{peak / 2**30:.2f} GiB; one heads×N×N fp32 score matrix would be {score_bytes / 2**30:.0f} GiB",
+          flush=True)
 
 
 def timing(model_type: str, device: torch.device, repeats: int, compile_too: bool) -> None:

@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from basam.inference.amg_utils import boxes_from_boundaries, masks_to_boxes, masks_to_rle, rles_from_boundaries, run_boundaries
+from basam.inference.amg_utils import (
+    boxes_from_boundaries,
+    masks_to_boxes,
+    masks_to_rle,
+    rles_from_boundaries,
+    run_boundaries,
+)
 from basam.inference.low_res_masks import LowResMasks, applies
 
 
