@@ -96,6 +96,93 @@ for _size in ("vit_b", "vit_l", "vit_h", "vit_t"):
     MODEL_CONFIGS[hq_config(MODEL_CONFIGS[_size]).name] = hq_config(MODEL_CONFIGS[_size])
 
 
+
+@dataclass(frozen=True)
+class Sam2Config:
+    """Architecture of one SAM 2 / 2.1 image model (Hiera trunk, FPN neck, SAM 2 decoder), with the
+    released configs' names. `img_size` is the training input side; the model runs at any H×W
+    whose sides are multiples of 32 (Hiera's total stride). Stage s of the trunk has
+    embed_dim·2^s channels, num_heads·2^s heads and a grid of (H/4)/2^s; its windowed blocks use
+    window_spec[s] (the first block of a stage still the previous stage's window, pooled by 2)."""
+
+    name: str
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (14, 14)
+    img_size: int = 1024
+    prompt_embed_dim: int = 256  # the neck's d_model and the decoder's width
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+    num_multimask_outputs: int = 3
+    fpn_top_down_levels: tuple[int, ...] = (2, 3)
+    # What build_sam2 sets for the image path (its apply_postprocessing=True): single-mask calls fall
+    # back to the best multimask output when the single mask is unstable.
+    dynamic_multimask_via_stability: bool = True
+    dynamic_multimask_stability_delta: float = 0.05
+    dynamic_multimask_stability_thresh: float = 0.98
+    decoder_norm_eps: float = 1e-5
+    encoder: str = "hiera"
+    patch_size: int = 16  # the stride of the image embedding (backbone_stride), as SAM's patch
+
+    @property
+    def train_grid(self) -> tuple[int, int]:
+        """The image embedding's grid at the training size (64×64 at 1024 px)."""
+        side = self.img_size // self.patch_size
+        return side, side
+
+    @property
+    def input_multiple(self) -> int:
+        """Model input sides must be multiples of this: 4 (patch embedding) × 2^(stages − 1)."""
+        return 4 * 2 ** (len(self.stages) - 1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sam2Config":
+        d = _known_fields(cls, d)
+        for key in ("stages", "global_att_blocks", "window_spec", "window_pos_embed_bkg_spatial_size",
+                    "fpn_top_down_levels"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def _sam2_sizes(version: str) -> dict[str, Sam2Config]:
+    """The four released sizes (identical image paths in SAM 2 and SAM 2.1)."""
+    return {
+        f"{version}_hiera_t": Sam2Config(f"{version}_hiera_t", 96, 1, (1, 2, 7, 2), (5, 7, 9),
+                                         window_pos_embed_bkg_spatial_size=(7, 7)),
+        f"{version}_hiera_s": Sam2Config(f"{version}_hiera_s", 96, 1, (1, 2, 11, 2), (7, 10, 13),
+                                         window_pos_embed_bkg_spatial_size=(7, 7)),
+        f"{version}_hiera_b+": Sam2Config(f"{version}_hiera_b+", 112, 2, (2, 3, 16, 3), (12, 16, 20)),
+        f"{version}_hiera_l": Sam2Config(f"{version}_hiera_l", 144, 2, (2, 6, 36, 4), (23, 33, 43),
+                                         window_spec=(8, 4, 16, 8), window_pos_embed_bkg_spatial_size=(7, 7)),
+    }
+
+
+SAM2_CONFIGS: dict[str, Sam2Config] = {
+    **_sam2_sizes("sam2.1"),
+    **_sam2_sizes("sam2"),
+    # For tests: hiera_t's layout at a quarter of the width, one block per stage but the third, a
+    # 32-wide decoder (the release fixes the decoder's other sizes in code).
+    "sam2_tiny": Sam2Config("sam2_tiny", 24, 1, (1, 1, 3, 1), (3,), window_pos_embed_bkg_spatial_size=(7, 7),
+                            img_size=256, prompt_embed_dim=32),
+}
+# The released config files' names (configs/sam2.1/sam2.1_hiera_t.yaml …) and checkpoints' stems.
+SAM2_ALIASES = {
+    **{f"configs/{v}/{v}_hiera_{s}.yaml": f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in ("t", "s", "b+", "l")},
+    **{f"{v}_hiera_{long}": f"{v}_hiera_{s}" for v in ("sam2", "sam2.1")
+       for s, long in (("t", "tiny"), ("s", "small"), ("b+", "base_plus"), ("l", "large"))},
+}
+
+
 # Presets of AttentionConfig, by name. `basam` is the paper's method, with the options chosen on
 # the validation split of the miniature study (docs/study.md, section b): λ(N) in every
 # block; ALiBi slopes / 4, acting only beyond the trained distances. At the training size `nsf`,

@@ -103,3 +103,22 @@ class LayerNorm2d(nn.Module):
         var = centred.pow(2).mean(dim=1, keepdim=True)
         x = centred / torch.sqrt(var + self.eps)
         return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class LayersMLP(nn.Module):
+    """Two-layer feed-forward block with SAM 2's parameter names (layers.0, layers.1), as in its
+    Hiera blocks and its two-way transformer: (..., C) -> (..., mlp_dim) -> (..., C)."""
+
+    def __init__(self, embedding_dim: int, mlp_dim: int, act: type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(embedding_dim, mlp_dim), nn.Linear(mlp_dim, embedding_dim)])
+        self.act = act()
+
+    @property
+    def hidden_features(self) -> int:
+        return self.layers[0].out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.act, nn.GELU) and self.act.approximate == "none":
+            return linear(self.layers[1], linear(self.layers[0], x, gelu=True))
+        return self.layers[1](self.act(self.layers[0](x)))

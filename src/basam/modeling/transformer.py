@@ -85,13 +85,14 @@ class TwoWayAttentionBlock(nn.Module):
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
         norm_eps: float = 1e-5,
+        mlp_block: type[nn.Module] = MLPBlock,
     ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim, eps=norm_eps)
-        self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
+        self.mlp = mlp_block(embedding_dim, mlp_dim, activation)
         self.norm3 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.norm4 = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
@@ -146,7 +147,9 @@ class TwoWayTransformer(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
         norm_eps: float = 1e-5,
+        mlp_block: type[nn.Module] = MLPBlock,
     ) -> None:
+        """mlp_block: the token MLP's class, MLPBlock (SAM's lin1/lin2 names) or LayersMLP (SAM 2's)."""
         super().__init__()
         self.depth = depth
         self.embedding_dim = embedding_dim
@@ -161,6 +164,7 @@ class TwoWayTransformer(nn.Module):
                 attention_downsample_rate=attention_downsample_rate,
                 skip_first_layer_pe=(i == 0),
                 norm_eps=norm_eps,
+                mlp_block=mlp_block,
             )
             for i in range(depth)
         )
