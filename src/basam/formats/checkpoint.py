@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from basam.config import MODEL_CONFIGS, AttentionConfig, ModelConfig, hq_config
+from basam.config import MODEL_CONFIGS, SAM2_ALIASES, SAM2_CONFIGS, AttentionConfig, ModelConfig, Sam2Config, hq_config
 from basam.formats.errors import CheckpointError
 from basam.modeling.attention import BASAM_PARAMETER
 from basam.modeling.sam import Sam
+from basam.modeling.sam2 import VIDEO_ONLY_PREFIXES, Sam2
 from basam.runtime.precision import PRECISIONS, set_precision
 
 ASSETS = Path(__file__).parent.parent / "assets"
@@ -40,9 +41,11 @@ def load_model(
 
     model_type: "vit_b" | "vit_l" | "vit_h" | "vit_t" (MobileSAM) | "tiny" | "default" (the embedded model);
         HQ-SAM: "hq_vit_b" | "hq_vit_l" | "hq_vit_h" | "hq_vit_tiny", or a SAM size with an HQ-SAM
-        checkpoint (recognised by its keys: sam_hq_vit_b.pth loads with "vit_b", sam_hq_vit_tiny.pth with "vit_t").
-    checkpoint: None → random init (the embedded weights for "default"); an official .pth, a
-        safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
+        checkpoint (recognised by its keys: sam_hq_vit_b.pth loads with "vit_b", sam_hq_vit_tiny.pth with "vit_t");
+        SAM 2: "sam2.1_hiera_t|s|b+|l" | "sam2_hiera_t|s|b+|l" (the released config paths, e.g.
+        "configs/sam2.1/sam2.1_hiera_t.yaml", and checkpoint stems, e.g. "sam2.1_hiera_tiny", name them too).
+    checkpoint: None → random init (the embedded weights for "default"); an official .pth or SAM 2
+        .pt, a safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
     dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.runtime.precision);
@@ -61,7 +64,7 @@ def load_model(
     if is_hq_state(state) and not cfg.hq and "model" not in saved:  # an HQ-SAM release named by its SAM size
         cfg = hq_config(cfg)
     attn_cfg = _attention_config(attn, saved, attn_overrides)
-    model = Sam(cfg, attn_cfg)
+    model = (Sam2 if isinstance(cfg, Sam2Config) else Sam)(cfg, attn_cfg)
     if checkpoint is not None:
         from basam.training.tuning import add_adapters_like
 
@@ -114,9 +117,16 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return state, saved
 
 
-def load_state(model: Sam, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Strict load, with one readable error naming what does not fit."""
+def load_state(model: Sam | Sam2, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Strict load, with one readable error naming what does not fit. A SAM 2 release's video-only
+    parameters are dropped, said in one line."""
     own = model.state_dict()
+    if isinstance(model, Sam2):
+        video = [k for k in state if k.startswith(VIDEO_ONLY_PREFIXES)]
+        if video:
+            print(f"basam: {source}: leaving out {len(video)} video-only tensors (memory encoder and attention, "
+                  "object pointers, temporal encodings), unused for images", file=sys.stderr)
+            state = {k: v for k, v in state.items() if k not in video}
     if model.cfg.encoder == "tiny_vit":
         head = [k for k in state if k.startswith(_UNUSED_HEAD)]
         if head:
@@ -157,6 +167,13 @@ def guess_model_type(state: dict[str, torch.Tensor]) -> str | None:
 def _guess_size(state: dict[str, torch.Tensor]) -> str | None:
     if "image_encoder.patch_embed.seq.0.c.weight" in state:
         return "vit_t"
+    hiera = state.get("image_encoder.trunk.pos_embed")
+    if hiera is not None and hiera.ndim == 4:
+        depth = len({k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")})
+        for name, cfg in SAM2_CONFIGS.items():
+            if (cfg.embed_dim, sum(cfg.stages)) == (hiera.shape[1], depth):
+                return name  # SAM 2 and 2.1 share the image path; the 2.1 name comes first
+        return f"an unknown SAM 2 size (width {hiera.shape[1]}, {depth} blocks)"
     pos = state.get("image_encoder.pos_embed")
     if pos is None or pos.ndim != 4:
         return None
@@ -193,15 +210,22 @@ def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Pa
     return path
 
 
-def _model_config(model_type: str, saved: dict, checkpoint) -> ModelConfig:
+def _model_config(model_type: str, saved: dict, checkpoint) -> ModelConfig | Sam2Config:
+    model_type = SAM2_ALIASES.get(model_type, model_type)
     if "model" in saved:
-        cfg = ModelConfig.from_dict(saved["model"])
-        named = MODEL_CONFIGS.get(model_type)
-        if named is not None and cfg.name not in (named.name, hq_config(named).name):  # vit_b opens an hq_vit_b export
+        is_sam2 = saved["model"].get("encoder") == "hiera"
+        cfg = (Sam2Config if is_sam2 else ModelConfig).from_dict(saved["model"])
+        named = MODEL_CONFIGS.get(model_type) or SAM2_CONFIGS.get(model_type)
+        hq = [hq_config(named).name] if isinstance(named, ModelConfig) else []
+        allowed = () if named is None else (named.name, *hq)
+        if named is not None and cfg.name not in allowed:  # vit_b opens an hq_vit_b export
             raise CheckpointError(f"{checkpoint} holds a {cfg.name} model, not {model_type}")
         return cfg
+    if model_type in SAM2_CONFIGS:
+        return SAM2_CONFIGS[model_type]
     if model_type not in MODEL_CONFIGS:
-        raise CheckpointError(f"unknown model type {model_type!r}; choose from {', '.join([*MODEL_CONFIGS, 'default'])}")
+        known = [*MODEL_CONFIGS, "default", *SAM2_CONFIGS]
+        raise CheckpointError(f"unknown model type {model_type!r}; choose from {', '.join(known)}")
     return MODEL_CONFIGS[model_type]
 
 

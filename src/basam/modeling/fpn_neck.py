@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import AttentionConfig, Sam2Config
-from .hiera import Hiera
+from basam.config import AttentionConfig, Sam2Config
+from basam.modeling.hiera import Hiera
 
 
 class FpnNeck(nn.Module):

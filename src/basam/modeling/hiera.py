@@ -3,7 +3,7 @@
 Parameter names and shapes are those of the SAM 2 / 2.1 releases (`image_encoder.trunk.*`). Nothing
 is tied to 1024 px: the background pos_embed is resized (bicubic) to the first stage's grid and the
 window position embedding tiled over it, as the release does at every size; the windowed and global
-blocks take their grid from the input. Attention goes through `basam.attention.attend`, where
+blocks take their grid from the input. Attention goes through `basam.modeling.attention.attend`, where
 BA-SAM lives: λ(N) and the distance bias in the global blocks, as in SAM's ViT.
 
 Scaled windows (windows="scaled"): every stage's window is the trained one × the content scale
@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import BlockAttentionMode, attend, scaled_window
-from ..config import AttentionConfig, Sam2Config
-from .common import LayersMLP, linear
-from .image_encoder import window_partition, window_unpartition
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
+from basam.config import AttentionConfig, Sam2Config
+from basam.modeling.common import LayersMLP, linear
+from basam.modeling.image_encoder import window_partition, window_unpartition
 
 Q_STRIDE = 2  # Hiera's stride between stages, in q-pooling and in the skip connection
 

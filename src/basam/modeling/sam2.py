@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import AttentionConfig, Sam2Config
-from ..transforms import PIXEL_MEAN, PIXEL_STD
-from .fpn_neck import Sam2ImageEncoder
-from .sam2_decoder import Sam2MaskDecoder
-from .sam2_prompt_encoder import Sam2PromptEncoder
+from basam.config import AttentionConfig, Sam2Config
+from basam.inference.transforms import PIXEL_MEAN, PIXEL_STD
+from basam.modeling.fpn_neck import Sam2ImageEncoder
+from basam.modeling.sam2_decoder import Sam2MaskDecoder
+from basam.modeling.sam2_prompt_encoder import Sam2PromptEncoder
 
 # Released parameters the image path never reads (the video model's), by prefix.
 VIDEO_ONLY_PREFIXES = (
@@ -30,7 +30,7 @@ class Sam2(nn.Module):
     def __init__(self, cfg: Sam2Config, attn_cfg: AttentionConfig | None = None):
         super().__init__()
         self.cfg = cfg
-        self.attn_cfg = attn_cfg or AttentionConfig()
+        self.attn_cfg = _check_attention(attn_cfg or AttentionConfig())
         self.precision = "fp32"  # of the image encoder; basam.precision.set_precision changes it
         dim = cfg.prompt_embed_dim
         self.image_encoder = Sam2ImageEncoder(cfg, self.attn_cfg)
@@ -55,7 +55,7 @@ class Sam2(nn.Module):
 
     def set_attention(self, attn_cfg: AttentionConfig) -> None:
         """Switch BA-SAM settings (preset or options) without touching the weights."""
-        self.attn_cfg = attn_cfg
+        self.attn_cfg = _check_attention(attn_cfg)
         self.image_encoder.set_attention(attn_cfg)
 
     def encode(self, images: torch.Tensor, windows: str | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -102,3 +102,10 @@ class Sam2(nn.Module):
         embeddings, high_res = self.encode(images)
         return self.decode(embeddings, tuple(images.shape[-2:]), points, boxes, mask_input, multimask_output,
                            high_res)
+
+
+def _check_attention(attn_cfg: AttentionConfig) -> AttentionConfig:
+    if attn_cfg.official:
+        raise ValueError("the 'official' attention preset mirrors the released BA-SAM code for SAM's ViT (its "
+                         "rel-pos gain and tables); Hiera has no rel-pos terms: choose sam, nsf, bm or basam")
+    return attn_cfg

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import Sam2Config
-from .common import LayerNorm2d, LayersMLP
-from .mask_decoder import MLP
-from .transformer import TwoWayTransformer
+from basam.config import Sam2Config
+from basam.modeling.common import LayerNorm2d, LayersMLP
+from basam.modeling.mask_decoder import MLP
+from basam.modeling.transformer import TwoWayTransformer
 
 
 class Sam2MaskDecoder(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .prompt_encoder import PromptEncoder
+from basam.modeling.prompt_encoder import PromptEncoder
 
 BOX_CORNER_LABELS = (2, 3)  # top-left, bottom-right
 
