@@ -22,6 +22,9 @@ $(VENV)/.test-deps: $(BIN)/basam
 	# the official HQ-SAM code (version in constraints.txt), without the torchvision it declares
 	# (tests/official_hq.py stands in for it)
 	$(PIP) --no-deps segment-anything-hq
+	# the official SAM 2 (Meta's code at 2b90b9f; version in constraints.txt): without its CUDA
+	# extension and without its torchvision requirement (tests/official_sam2.py stands in for it)
+	SAM2_BUILD_CUDA=0 $(PIP) --no-deps --no-build-isolation sam2
 	touch $(VENV)/.test-deps
 
 .PHONY: demo test test-fast lint
