@@ -46,14 +46,17 @@ class ImageEmbedding:
     padded_hw: tuple[int, int]
     note: str | None = None
     early_features: torch.Tensor | None = None  # HQ-SAM: the encoder's early feature (1, C_vit, Hg, Wg)
+    high_res: list[torch.Tensor] | None = None  # SAM 2: (1, C/8, 4Hg, 4Wg), (1, C/4, 2Hg, 2Wg)
 
 
 class Predictor:
-    """resolution: None → the model's pretraining side (SAM's resize-longest-side + pad: 1024 px
-    for SAM checkpoints, 256 px for the default model), any multiple of 16 (long side → N),
-    "native" (the image's own size rounded to a multiple of 16), or "auto" (smaller images resized
-    up to the pretraining side, larger ones at native size up to `max_side`, with scaled windows
-    whatever the model's own setting; at or below the pretraining side these equal fixed ones)."""
+    """resolution: None → the model's own preprocessing (SAM: resize-longest-side to the pretraining
+    side + pad, 1024 px for SAM checkpoints, 256 px for the default model; SAM 2: "square"), any
+    multiple of 16 (32 for SAM 2) (long side → N, padded), "native" (the image's own size rounded to
+    that multiple), "auto" (smaller images resized up to the pretraining side, larger ones at
+    native size up to `max_side`, with scaled windows whatever the model's own setting; at or below
+    the pretraining side these equal fixed ones) or "square" (both sides resized to the pretraining
+    side, the aspect ratio not kept, as SAM 2 does)."""
 
     mask_threshold = 0.0
 
@@ -62,9 +65,15 @@ class Predictor:
         """windows: "fixed" | "scaled" for this predictor's encodings; None → "scaled" under auto,
         else the model's setting. The model is never changed."""
         self.model = model.eval()
-        self.resolution = model.cfg.img_size if resolution is None else resolution
+        self.is_sam2 = getattr(model.cfg, "encoder", "vit") == "hiera"
+        if resolution is None:
+            resolution = "square" if self.is_sam2 else model.cfg.img_size
+        self.resolution = resolution
         self.max_side = max_side
-        self.transform = ResolutionTransform(self.resolution, model.cfg.img_size, max_side)
+        # SAM 2 resizes as its release does (float antialiased bilinear), at multiples of Hiera's stride.
+        self.transform = ResolutionTransform(self.resolution, model.cfg.img_size, max_side,
+                                             multiple=getattr(model.cfg, "input_multiple", 16),
+                                             float_resize=self.is_sam2)
         if windows not in (None, "fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
         self.windows = windows or ("scaled" if parse_resolution(self.resolution) == "auto" else None)
@@ -80,6 +89,7 @@ class Predictor:
         self.note: str | None = None
         self._features: torch.Tensor | None = None
         self.early_features: torch.Tensor | None = None
+        self.high_res: list[torch.Tensor] | None = None
         self.orig_hw = self.resized_hw = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None  # segment_anything's, never read
 
@@ -148,8 +158,7 @@ class Predictor:
             rgb, note = to_rgb_uint8(image)
             if image_format == "BGR":
                 rgb = np.ascontiguousarray(rgb[..., ::-1])
-            resized = self.transform.apply_image(rgb)
-            inputs.append((torch.from_numpy(resized).permute(2, 0, 1)[None], rgb.shape[:2]))
+            inputs.append((self.transform.image_tensor(rgb), rgb.shape[:2]))
             notes.append(note)
         embeddings = self._encode(inputs, batch_size)
         for embedding, note in zip(embeddings, notes):
@@ -159,6 +168,7 @@ class Predictor:
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Make an image encoded by `encode_images` the current one, as if `set_image` had run."""
         self._features, self.early_features = embedding.features, embedding.early_features
+        self.high_res = embedding.high_res
         self.orig_hw, self.resized_hw = embedding.orig_hw, embedding.resized_hw
         self.note = embedding.note
         self.is_image_set = True
@@ -182,10 +192,12 @@ class Predictor:
             for start in range(0, len(members), batch_size):
                 part = members[start : start + batch_size]
                 x = torch.cat([normalize_and_pad(inputs[i][0].to(self.device), padded_hw) for i in part])
-                features, early = self.model.encode(x, windows=self.windows)  # b, C, Hg, Wg
+                # the second output: HQ-SAM's early feature, SAM 2's high-resolution maps, else None
+                features, extra = self.model.encode(x, windows=self.windows)  # b, C, Hg, Wg
                 for j, i in enumerate(part):
-                    early_j = None if early is None else early[j : j + 1]
-                    out[i] = ImageEmbedding(features[j : j + 1], *sizes[i], early_features=early_j)
+                    early_j = None if extra is None or self.is_sam2 else extra[j : j + 1]
+                    maps = [level[j : j + 1] for level in extra] if self.is_sam2 else None
+                    out[i] = ImageEmbedding(features[j : j + 1], *sizes[i], early_features=early_j, high_res=maps)
         return out
 
     def get_image_embedding(self) -> torch.Tensor:
@@ -263,13 +275,22 @@ class Predictor:
             mask_input = self._mask_to_grid(mask_input.to(self.device, torch.float32))
         if hq_token_only and not self.model.is_hq:
             raise ValueError(f"hq_token_only needs an HQ-SAM model; {self.model.cfg.name} has no HQ token")
-        low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input, multimask_output,
-                                            self.early_features, hq_token_only)
+        if self.is_sam2:
+            low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input,
+                                                multimask_output, high_res_features=self.high_res)
+        else:
+            low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input,
+                                                multimask_output, self.early_features, hq_token_only)
         masks = self.postprocess_masks(low_res)
+        if self.is_sam2:  # SAM 2's predictor hands back clamped low-res logits (masks come from unclamped ones)
+            low_res = low_res.clamp(-32.0, 32.0)
         return (masks if return_logits else masks > self.mask_threshold), scores, low_res
 
     def postprocess_masks(self, low_res_logits: torch.Tensor) -> torch.Tensor:
-        """(B, M, h', w') low-res logits of the current image -> (B, M, H, W) logits at its original size."""
+        """(B, M, h', w') low-res logits of the current image -> (B, M, H, W) logits at its original size.
+        Under "square" (no padding, the image stretched) in one step, as SAM 2 does."""
+        if self.transform.square:
+            return F.interpolate(low_res_logits, tuple(self.orig_hw), mode="bilinear", align_corners=False)
         return masks_to_original(low_res_logits, self.padded_hw, self.resized_hw, self.orig_hw)
 
     @torch.no_grad()

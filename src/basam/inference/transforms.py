@@ -27,11 +27,11 @@ Resolution = int | str
 
 
 def parse_resolution(resolution: Resolution) -> int | str:
-    """Validate a resolution policy: an int N (or "N"), "native" or "auto". Returns N or the name."""
+    """Validate a resolution policy: an int N (or "N"), "native", "auto" or "square". Returns N or the name."""
     value = resolution
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("native", "auto"):
+        if text in ("native", "auto", "square"):
             return text
         if not text.isdigit():
             raise ValueError(f"resolution {resolution!r}: expected an integer like 1024, 'native' or 'auto'")
@@ -53,12 +53,13 @@ def get_preprocess_shape(oldh: int, oldw: int, long_side_length: int) -> tuple[i
     return int(oldh * scale + 0.5), int(oldw * scale + 0.5)
 
 
-def _round_to_multiple(x: int) -> int:
-    return max(MIN_SIDE, int(x / MULTIPLE + 0.5) * MULTIPLE)
+def _round_to_multiple(x: int, multiple: int = MULTIPLE) -> int:
+    return max(MIN_SIDE, int(x / multiple + 0.5) * multiple)
 
 
 def model_input_size(orig_hw: tuple[int, int], resolution: Resolution, train_side: int = 1024,
-                     max_side: int = AUTO_MAX_SIDE) -> tuple[tuple[int, int], tuple[int, int]]:
+                     max_side: int = AUTO_MAX_SIDE,
+                     multiple: int = MULTIPLE) -> tuple[tuple[int, int], tuple[int, int]]:
     """Sizes (resized_hw, padded_hw) of the model input for an image of orig_hw under a policy.
 
     N (int): longest side resized to N, zero-padded to N×N (SAM's behaviour; N = 1024 is SAM).
@@ -67,21 +68,28 @@ def model_input_size(orig_hw: tuple[int, int], resolution: Resolution, train_sid
     "auto":   an image whose long side is below `train_side` (the model's pretraining side) is
               resized up to it as SAM does (N = train_side); a larger one runs at its native size
               (long side at most `max_side`, else resized down to it), meant for scaled windows.
+    "square": both sides resized to `train_side`, the aspect ratio not kept (SAM 2's own resize).
+    multiple: what the sides must be multiples of (16 for SAM's ViT, 32 for SAM 2's Hiera).
     """
     h, w = int(orig_hw[0]), int(orig_hw[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"image size {h}x{w}: both sides must be positive")
     policy = parse_resolution(resolution)
+    if isinstance(policy, int) and policy % multiple:
+        raise ValueError(f"resolution {policy}: this model needs a multiple of {multiple}")
+    if policy == "square":
+        return (train_side, train_side), (train_side, train_side)
     if policy == "auto":
         parse_resolution(max_side)
         if max(h, w) < train_side:
             policy = train_side
         else:
             scale = min(1.0, max_side / max(h, w))
-            size = (min(max_side, _round_to_multiple(h * scale)), min(max_side, _round_to_multiple(w * scale)))
+            size = (min(max_side, _round_to_multiple(h * scale, multiple)),
+                    min(max_side, _round_to_multiple(w * scale, multiple)))
             return size, size
     if policy == "native":
-        size = (_round_to_multiple(h), _round_to_multiple(w))
+        size = (_round_to_multiple(h, multiple), _round_to_multiple(w, multiple))
         if max(size) > MAX_SIDE:
             raise ValueError(f"image {w}x{h} is larger than {MAX_SIDE} px on a side; use --resolution {MAX_SIDE} "
                              f"(or smaller) instead of native")
@@ -169,8 +177,13 @@ class ResolutionTransform:
     """SAM's ResizeLongestSide under a resolution policy (`Predictor.transform`): the sizes of the
     model input for an original image, and the maps of images, points and boxes into it."""
 
-    def __init__(self, resolution: Resolution, train_side: int = 1024, max_side: int = AUTO_MAX_SIDE):
+    def __init__(self, resolution: Resolution, train_side: int = 1024, max_side: int = AUTO_MAX_SIDE,
+                 multiple: int = MULTIPLE, float_resize: bool = False):
+        """multiple: what the model input's sides must be multiples of; float_resize: resize images
+        as SAM 2 does (antialiased bilinear on float values, `image_tensor`) instead of SAM's PIL
+        bilinear on uint8."""
         self.resolution, self.train_side, self.max_side = resolution, train_side, max_side
+        self.multiple, self.float_resize = multiple, float_resize
         self.sizes((64, 64))  # validate the policy now, not at the first image
 
     get_preprocess_shape = staticmethod(get_preprocess_shape)  # segment_anything's ResizeLongestSide has it
@@ -185,9 +198,25 @@ class ResolutionTransform:
                                  f"image; use transform.sizes(original_size)")
         return policy
 
+    @property
+    def square(self) -> bool:
+        """Whether images are resized to a square whatever their aspect ratio (SAM 2's default)."""
+        return parse_resolution(self.resolution) == "square"
+
     def sizes(self, original_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
         """(resized_hw, padded_hw) for an image of original_size (H, W)."""
-        return model_input_size(original_size, self.resolution, self.train_side, self.max_side)
+        return model_input_size(original_size, self.resolution, self.train_side, self.max_side, self.multiple)
+
+    def image_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, h, w) values 0..255 at the resized size: uint8 from PIL, or
+        float32 from SAM 2's resize (of the image scaled to [0, 1], then back to 0..255)."""
+        hw = self.sizes(image.shape[:2])[0]
+        if not self.float_resize:
+            return torch.from_numpy(resize_image(image, hw)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+        if tuple(hw) != tuple(image.shape[:2]):
+            x = F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)
+        return x * 255.0
 
     def apply_image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (h, w, 3) uint8 at the resized size."""

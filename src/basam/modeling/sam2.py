@@ -46,6 +46,11 @@ class Sam2(nn.Module):
         return self.pixel_mean.device
 
     @property
+    def is_hq(self) -> bool:
+        """SAM 2 has no HQ-SAM token (the predictor asks every model)."""
+        return False
+
+    @property
     def prompt_encoder(self) -> Sam2PromptEncoder:
         return self.sam_prompt_encoder
 
