@@ -73,6 +73,11 @@ class AutomaticMaskGenerator:
         model inputs have the same size; the masks are those of one-by-one encoding.
     hq_token_only: HQ-SAM models only, as Predictor.predict's. HQ-SAM gives one mask per point
         (segment_anything_hq's generator: SAM's best multimask output plus the HQ mask).
+
+    SAM 2 models take SAM2AutomaticMaskGenerator's parameters and defaults: pred_iou_thresh 0.8
+    (None → 0.88 for SAM, 0.8 for SAM 2), mask_threshold (the logit a mask is cut at) and use_m2m
+    (each mask decoded once more with its own low-res logits as the mask prompt, single-mask
+    output); the default resolution is then SAM 2's square resize of each crop.
     """
 
     def __init__(
@@ -80,7 +85,7 @@ class AutomaticMaskGenerator:
         model: Sam,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
+        pred_iou_thresh: float | None = None,
         stability_score_thresh: float = 0.95,
         stability_score_offset: float = 1.0,
         box_nms_thresh: float = 0.7,
@@ -100,6 +105,8 @@ class AutomaticMaskGenerator:
         multimask_output: bool = True,
         batch_size: int = 1,
         hq_token_only: bool = False,
+        mask_threshold: float = 0.0,
+        use_m2m: bool = False,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -129,6 +136,12 @@ class AutomaticMaskGenerator:
             raise ValueError(f"hq_token_only needs an HQ-SAM model; {model.cfg.name} has no HQ token")
         self.hq_token_only = hq_token_only
         self.predictor = Predictor(model, resolution, max_side)
+        self.predictor.mask_threshold = mask_threshold
+        if use_m2m and not self.predictor.is_sam2:
+            raise ValueError("use_m2m is SAM 2's mask-to-mask refinement: it needs a SAM 2 model")
+        self.use_m2m = use_m2m
+        if pred_iou_thresh is None:
+            pred_iou_thresh = 0.8 if self.predictor.is_sam2 else 0.88
         self.point_grids = point_grids
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
@@ -264,6 +277,8 @@ class AutomaticMaskGenerator:
         coords = torch.as_tensor(pred.transform.apply_coords(points, pred.original_size), dtype=torch.float32)
         coords = coords.to(pred.device)[:, None, :]
         labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=pred.device)
+        if pred.is_sam2:
+            return self._decode_points_sam2(coords, labels)
         sparse, dense = pred.model.prompt_encoder((coords, labels), None, None, pred.padded_hw)
         decoder = pred.model.mask_decoder
         if self._image_side is None:  # the same image and dense (no-mask) embedding for every point
@@ -290,6 +305,24 @@ class AutomaticMaskGenerator:
         low_res = decoder.hq_masks(mask_tokens[rows], keys[rows], self.predictor.features.shape[-2:], hq_features,
                                    None if self.hq_token_only else token[rows])
         return rows.cpu(), low_res.float().cpu(), score[rows].float().cpu()
+    def _decode_points_sam2(self, coords: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`_decode_points` for SAM 2 (coords (b, 1, 2) in model-input pixels): the decoder with the
+        image's high-resolution maps; with use_m2m every mask decoded again from its own clamped
+        low-res logits, single-mask output, before any filtering (as the release does)."""
+        pred = self.predictor
+        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels), None, None,
+                                               self.multimask_output, high_res_features=pred.high_res)
+        if self.use_m2m:
+            b, m = low_res.shape[:2]
+            prior = low_res.clamp(-32.0, 32.0).flatten(0, 1)[:, None]
+            points = (coords.repeat_interleave(m, 0), labels.repeat_interleave(m, 0))
+            low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, points, None, prior, False,
+                                                   high_res_features=pred.high_res)
+            low_res, iou_preds = low_res.view(b, m, *low_res.shape[-2:]), iou_preds.view(b, m)
+        rows = torch.ones(len(coords), dtype=torch.bool, device=iou_preds.device)
+        if self.pred_iou_thresh > 0:
+            rows = (iou_preds > self.pred_iou_thresh).any(1)
+        return rows.cpu(), low_res[rows].float().cpu(), iou_preds[rows].float().cpu()
 
     def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,
                            crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:
