@@ -13,9 +13,10 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "defaul
     """The flags every command that loads a model shares (--dtype only for inference)."""
     p.add_argument("--model", default=default_model,
                    help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | hq_vit_b | hq_vit_l | hq_vit_h | hq_vit_tiny "
-                        "(HQ-SAM) | tiny | default (embedded); an HQ-SAM checkpoint is recognised under its SAM size")
+                        "(HQ-SAM) | tiny | default (embedded) | sam2.1_hiera_t|s|b+|l | sam2_hiera_t|s|b+|l "
+                        "(SAM 2); an HQ-SAM checkpoint is recognised under its SAM size")
     p.add_argument("--checkpoint", default=None,
-                   help="official .pth (SAM, MobileSAM, HQ-SAM), safetensors or basam export")
+                   help="official .pth (SAM, MobileSAM, HQ-SAM) or .pt (SAM 2), safetensors or basam export")
     p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
     for f in AttentionConfig.override_fields():
         # --windows takes a comma-separated list in `basam sweep`; AttentionConfig checks every value
@@ -55,9 +56,9 @@ def add_progress_argument(p: argparse.ArgumentParser) -> None:
 
 def add_resolution_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", default=None,
-                   help="N (long side resized to N, padded; default: the model's pretraining side, 1024 for SAM) | "
-                     "native | auto (smaller images resized up to the pretraining side, larger ones native with "
-                     "scaled windows)")
+                   help="N (long side resized to N, padded; default: the model's own, 1024 for SAM, square for "
+                        "SAM 2) | native | auto (smaller images resized up to the pretraining side, larger ones "
+                        "native with scaled windows) | square (stretched to the pretraining side, as SAM 2)")
     p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px); larger "
                                                                        "images are resized down to it")
 

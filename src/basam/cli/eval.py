@@ -66,7 +66,10 @@ def run(args) -> int:
     check_hq_option(args, model)
     predictor = Predictor(model, args.resolution, args.max_side)
     args.resolution = predictor.resolution
-    dataset = open_eval_data(args.data, args.split, args.render_size or parse_resolution(args.resolution), args.n)
+    policy = parse_resolution(args.resolution)
+    # synthetic scenes under "square" (SAM 2's default) are rendered at the model's pretraining side
+    render = args.render_size or (model.cfg.img_size if policy == "square" else policy)
+    dataset = open_eval_data(args.data, args.split, render, args.n)
     settings = settings_from_args(args, dataset, args.prompt)
     result = merge_ranks(evaluate(predictor, dataset, settings, rank, world, progress=not args.no_progress,
                                   batch_size=args.batch_size))

@@ -160,6 +160,9 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
     external_data None → only when the tensors would come near protobuf's 2 GiB limit.
     hq_token_only, multimask: HQ-SAM models only (module docstring)."""
+    if getattr(model.cfg, "encoder", None) == "hiera":
+        raise ValueError(f"export-onnx does not export SAM 2 models ({model.cfg.name}): its encoder has three "
+                         "outputs and its decoder takes the high-resolution maps")
     if (hq_token_only or multimask) and not model.is_hq:
         raise ValueError(f"hq_token_only and multimask are HQ-SAM export options; {model.cfg.name} is not HQ-SAM")
     model = model.cpu().eval()

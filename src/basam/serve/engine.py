@@ -82,8 +82,8 @@ class Engine:
         self.settings = settings
         self.loaded_attn = model.attn_cfg
         self.attn_overrides = attn_overrides or {}
-        self.default_resolution = str(model.cfg.img_size if settings.resolution is None else
-                                      parse_resolution(settings.resolution))
+        own = "square" if getattr(model.cfg, "encoder", None) == "hiera" else model.cfg.img_size  # SAM 2 / SAM
+        self.default_resolution = str(own if settings.resolution is None else parse_resolution(settings.resolution))
         self.images = LRU(settings.cached_images)  # image id → (H, W, 3) uint8
         self.encodings = LRU(settings.cached_encodings)  # (image id, resolution, attention, windows) → Predictor
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="basam-inference")

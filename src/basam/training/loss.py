@@ -77,14 +77,22 @@ class TrainStep(nn.Module):
     def forward(self, images, targets, valid, groups, refine_u=None) -> tuple[torch.Tensor, torch.Tensor]:
         """images (b, 3, R, R), refine_u (b, refine_iters) in [0, 1) → (loss (b,), parts (b, 3)) in
         the batch's sample order."""
-        (emb, early), hw = self.model.encode(images), tuple(images.shape[-2:])
+        # the second output: HQ-SAM's early feature, SAM 2's high-resolution maps (list), else None
+        (emb, extra), hw = self.model.encode(images), tuple(images.shape[-2:])
+        sam2 = isinstance(extra, list)
+
+        def decode(idx, *args, **kwargs):
+            if sam2:
+                kwargs["high_res_features"] = [level[idx] for level in extra]
+            elif extra is not None:
+                kwargs["early_features"] = extra[idx]  # HQ-SAM's decoder reads the early feature
+            return self.model.decode(emb[idx], hw, *args, **kwargs)
+
         loss, parts = torch.zeros(len(images), device=images.device), torch.zeros(len(images), 3, device=images.device)
         for idx, points, labels, boxes in groups.values():
             t, v = targets[idx], valid[idx]
-            hq = {} if early is None else {"early_features": early[idx]}  # HQ-SAM's decoder reads the early feature
             multi = self.multimask and boxes is None and points is not None and points.shape[1] == 1
-            low, iou = self.model.decode(emb[idx], hw, None if points is None else (points, labels), boxes,
-                                         multimask_output=multi, **hq)
+            low, iou = decode(idx, None if points is None else (points, labels), boxes, multimask_output=multi)
             sample_loss, p = segmentation_loss(low, iou, t, v, self.pos_weight)
             clicks = self.refine_iters if points is not None or boxes is not None else 0
             for i in range(clicks):
@@ -92,8 +100,7 @@ class TrainStep(nn.Module):
                 previous = low.gather(1, iou.argmax(1)[:, None, None, None].expand(-1, 1, *low.shape[-2:])).detach()
                 xy, lab = error_points(previous, t, v, refine_u[idx, i])
                 points, labels = (xy, lab) if points is None else (torch.cat([points, xy], 1), torch.cat([labels, lab], 1))
-                low, iou = self.model.decode(emb[idx], hw, (points, labels), boxes, previous, multimask_output=False,
-                                             **hq)
+                low, iou = decode(idx, (points, labels), boxes, previous, multimask_output=False)
                 li, pi = segmentation_loss(low, iou, t, v, self.pos_weight)
                 sample_loss, p = sample_loss + li, p + pi
             loss, parts = loss.index_put((idx,), sample_loss / (clicks + 1)), parts.index_put((idx,), p / (clicks + 1))

@@ -120,6 +120,8 @@ def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapt
     (parameter counts). adapter_dim 0 → a quarter of the encoder width (MSA's ratio)."""
     if mode not in TUNE_MODES:
         raise ValueError(f"unknown tune mode {mode!r}; choose from {', '.join(TUNE_MODES)}")
+    if mode in ("adapter", "lora") and not hasattr(model.image_encoder, "blocks"):
+        raise ValueError(f"--tune {mode} is built for SAM's ViT blocks; {model.cfg.name} takes --tune decoder or full")
     if mode == "adapter":
         add_adapters(model, adapter_dim or max(1, model.cfg.encoder_embed_dim // 4))
     elif mode == "lora":
@@ -135,7 +137,8 @@ def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapt
 
 
 def is_trainable(name: str, mode: str, learnable_slopes: bool, prompt_encoder: bool = False) -> bool:
-    """The freezing rule, by parameter name."""
+    """The freezing rule, by parameter name (SAM 2's sam_prompt_encoder / sam_mask_decoder as SAM's)."""
+    name = name.removeprefix("sam_")
     if name.startswith("prompt_encoder."):
         return prompt_encoder
     if BASAM_PARAMETER in name:
