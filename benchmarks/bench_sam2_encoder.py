@@ -21,9 +21,8 @@ import time
 
 import torch
 
-from _common import _rss_now_kb, alternate, image, ratio  # importing _common puts src/ and tests/ on the path
-
 import basam  # noqa: E402
+from _common import _rss_now_kb, alternate, image, ratio  # importing _common puts src/ and tests/ on the path
 from basam.runtime.precision import native_bf16, set_precision  # noqa: E402
 
 CONFIGS = {f"sam2.1_hiera_{s}": f"configs/sam2.1/sam2.1_hiera_{s}.yaml" for s in ("t", "s", "b+", "l")}

@@ -6,7 +6,6 @@ ops.boxes.batched_nms / box_area (tests/official.py)."""
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import torch
@@ -56,7 +55,6 @@ def _install_stand_ins():
 
 _install_stand_ins()
 
-import sam2  # noqa: E402  (after the stand-ins: its modules import torchvision names)
 from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator  # noqa: E402,F401
 from sam2.build_sam import build_sam2  # noqa: E402
 from sam2.sam2_image_predictor import SAM2ImagePredictor  # noqa: E402,F401

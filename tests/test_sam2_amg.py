@@ -9,7 +9,7 @@ from PIL import Image
 
 import basam
 from basam.formats.checkpoint import ASSETS
-from official_sam2 import SAM2AutomaticMaskGenerator, TINY_OVERRIDES, official_sam2, release_state_dict
+from official_sam2 import TINY_OVERRIDES, SAM2AutomaticMaskGenerator, official_sam2, release_state_dict
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

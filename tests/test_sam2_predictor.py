@@ -9,8 +9,8 @@ from PIL import Image
 
 import basam
 from basam.formats.checkpoint import ASSETS
-from official_sam2 import SAM2ImagePredictor as OfficialPredictor
 from official_sam2 import TINY_OVERRIDES, official_sam2, release_state_dict
+from official_sam2 import SAM2ImagePredictor as OfficialPredictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

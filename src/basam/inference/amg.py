@@ -110,6 +110,8 @@ class AutomaticMaskGenerator:
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
+        if pred_iou_thresh is None:  # SAM2AutomaticMaskGenerator's default for SAM 2, SamAutomaticMaskGenerator's else
+            pred_iou_thresh = 0.8 if getattr(model.cfg, "encoder", None) == "hiera" else 0.88
         check_generator_options(
             points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
             stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,
@@ -140,8 +142,6 @@ class AutomaticMaskGenerator:
         if use_m2m and not self.predictor.is_sam2:
             raise ValueError("use_m2m is SAM 2's mask-to-mask refinement: it needs a SAM 2 model")
         self.use_m2m = use_m2m
-        if pred_iou_thresh is None:
-            pred_iou_thresh = 0.8 if self.predictor.is_sam2 else 0.88
         self.point_grids = point_grids
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh

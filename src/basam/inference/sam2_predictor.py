@@ -140,9 +140,9 @@ class SAM2ImagePredictor(Predictor):
         results = ([], [], [])
         for i, embedding in enumerate(self._batch):
             self.set_embedding(embedding)
-            pick = (lambda items: None if items is None else items[i])  # noqa: E731
-            out = self.predict(pick(point_coords_batch), pick(point_labels_batch), pick(box_batch),
-                               pick(mask_input_batch), multimask_output, return_logits, normalize_coords)
+            picked = [None if items is None else items[i]
+                      for items in (point_coords_batch, point_labels_batch, box_batch, mask_input_batch)]
+            out = self.predict(*picked, multimask_output, return_logits, normalize_coords)
             for store, value in zip(results, out):
                 store.append(value)
         return results

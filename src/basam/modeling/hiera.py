@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.config import AttentionConfig, Sam2Config
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.modeling.common import LayersMLP, linear
 from basam.modeling.image_encoder import window_partition, window_unpartition
 
@@ -81,7 +81,7 @@ class Hiera(nn.Module):
             block.attn.set_mode(attn_cfg)
         self.windows = attn_cfg.windows
 
-    def block_window(self, block: "MultiScaleBlock", grid_hw: tuple[int, int], windows: str) -> int:
+    def block_window(self, block: MultiScaleBlock, grid_hw: tuple[int, int], windows: str) -> int:
         """The window (tokens per side) of `block` on its input grid: 0 for a global block."""
         if block.window_size == 0 or windows == "fixed":
             return block.window_size
