@@ -16,7 +16,7 @@ from benchmarks.record import ROOT, Result, stamp
 
 SUITES = {
     "encoder": "image encoder: speed against the official code, BA-SAM's cost, linear layers, FLOPs, "
-               "batching, and where bf16/int8 move the masks",
+    "batching, and where bf16/int8 move the masks",
     "memory": "peak RSS of one encoder forward at large sizes, ours against the official code; malloc's cost",
     "amg": "segment everything: AutomaticMaskGenerator against the official generator; a large image natively",
     "serve": "the page: encode, decode and click latency through the HTTP API",
@@ -29,8 +29,11 @@ def run_suite(name: str, quick: bool, out: Path, argv: list[str]) -> Path:
     module = importlib.import_module(f"benchmarks.suites.{name}")
     result = Result()
     record = {"suite": name, "quick": quick, "command": "python -m benchmarks " + " ".join(argv), "stamp": stamp()}
-    print(f"# {name}{' (quick: smoke figures)' if quick else ''} — {record['stamp']['cpu']}, torch "
-          f"{record['stamp']['torch']}, basam {record['stamp']['basam_version']}", flush=True)
+    print(
+        f"# {name}{' (quick: smoke figures)' if quick else ''} — {record['stamp']['cpu']}, torch "
+        f"{record['stamp']['torch']}, basam {record['stamp']['basam_version']}",
+        flush=True,
+    )
     start = time.perf_counter()
     module.run(result, quick)
     record["seconds"] = round(time.perf_counter() - start, 1)
@@ -46,8 +49,11 @@ def run_suite(name: str, quick: bool, out: Path, argv: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split(":", 1)[0],
-                                epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split(":", 1)[0],
+        epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()),
+    )
     p.add_argument("suites", nargs="+", metavar="SUITE", help=f"one or more of {', '.join(SUITES)}, or all")
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds per suite: smoke figures only")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench", help="folder of the JSON files")

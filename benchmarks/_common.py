@@ -105,7 +105,7 @@ def alternate(candidates: dict, repeats: int, log=print, outputs: dict | None = 
     names = list(candidates)
     times = {n: [] for n in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             dt, out = timed(candidates[n])
             times[n].append(dt)
@@ -160,8 +160,9 @@ def _rss_now_kb(field: str = "VmRSS") -> int:
     return 0
 
 
-def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool = False, fused: bool = False,
-              dtype: str = "fp32") -> dict:
+def mem_child(
+    impl: str, size: int, attn: str, threads: int, keep_memory: bool = False, fused: bool = False, dtype: str = "fp32"
+) -> dict:
     """Body of the child process: build, record RSS, one forward under no_grad, record peak RSS.
     keep_memory: apply basam.keep_freed_memory() first; fused: basam.use_fused_attention(); dtype:
     load_model's (ours and vit_t)."""
@@ -187,26 +188,48 @@ def mem_child(impl: str, size: int, attn: str, threads: int, keep_memory: bool =
     dt = time.perf_counter() - t0
     peak = _rss_now_kb("VmHWM")
     return {
-        "impl": impl, "attn": attn, "size": size, "ok": True, "seconds": dt, "keep_memory": keep_memory, "fused": fused,
+        "impl": impl,
+        "attn": attn,
+        "size": size,
+        "ok": True,
+        "seconds": dt,
+        "keep_memory": keep_memory,
+        "fused": fused,
         "dtype": dtype,
-        "rss_after_build_gb": build_now / 2**20, "peak_after_build_gb": build_peak / 2**20,
-        "peak_rss_gb": peak / 2**20, "out_shape": list(y.shape), "finite": bool(torch.isfinite(y).all()),
+        "rss_after_build_gb": build_now / 2**20,
+        "peak_after_build_gb": build_peak / 2**20,
+        "peak_rss_gb": peak / 2**20,
+        "out_shape": list(y.shape),
+        "finite": bool(torch.isfinite(y).all()),
     }
 
 
-def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 2, limit_gb: float | None = None,
-                        nice: int = 0, timeout: float | None = None, keep_memory: bool = False,
-                        fused: bool = False, dtype: str = "fp32") -> dict:
+def peak_rss_subprocess(
+    impl: str,
+    size: int,
+    attn: str = "sam",
+    threads: int = 2,
+    limit_gb: float | None = None,
+    nice: int = 0,
+    timeout: float | None = None,
+    keep_memory: bool = False,
+    fused: bool = False,
+    dtype: str = "fp32",
+) -> dict:
     """Run mem_child in a fresh interpreter. limit_gb caps the child's address space (RLIMIT_AS) so
     that a forward that does not fit fails with an allocation error instead of waking the OOM killer."""
     code = (
         f"import sys, json, resource; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        + (f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gb * 2**30)}, {int(limit_gb * 2**30)}))\n" if limit_gb else "")
+        + (
+            f"resource.setrlimit(resource.RLIMIT_AS, ({int(limit_gb * 2**30)}, {int(limit_gb * 2**30)}))\n"
+            if limit_gb
+            else ""
+        )
         + "import _common\n"
         + "try:\n"
         + f"    r = _common.mem_child({impl!r}, {size}, {attn!r}, {threads}, {keep_memory}, {fused}, {dtype!r})\n"
         + "except (RuntimeError, MemoryError) as e:\n"
-        + f"    r = {{'impl': {impl!r}, 'attn': {attn!r}, 'size': {size}, 'ok': False, 'error': type(e).__name__ + ': ' + str(e).splitlines()[0][:160],\n"
+        + f"    r = {{'impl': {impl!r}, 'attn': {attn!r}, 'size': {size}, 'ok': False, 'error': type(e).__name__ + ': ' + str(e).splitlines()[0][:160],\n"  # noqa: E501 (one line of the child program)
         + "         'peak_rss_gb': _common._rss_now_kb('VmHWM') / 2**20}\n"
         + "print('RESULT ' + json.dumps(r), flush=True)\n"
     )
@@ -219,22 +242,31 @@ def peak_rss_subprocess(impl: str, size: int, attn: str = "sam", threads: int = 
         return {"impl": impl, "attn": attn, "size": size, "ok": False, "error": f"timeout after {timeout}s"}
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    return {"impl": impl, "attn": attn, "size": size, "ok": False,
-            "error": f"child exited {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:200]}"}
+            return json.loads(line[len("RESULT ") :])
+    return {
+        "impl": impl,
+        "attn": attn,
+        "size": size,
+        "ok": False,
+        "error": f"child exited {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:200]}",
+    }
 
 
 def mem_row(r: dict) -> str:
     name = r["impl"] + ("" if r["impl"] == "official" else f" attn={r['attn']}")
     if r.get("ok"):
-        return (f"| {name:<18} | {r['size']:>5} | {r['rss_after_build_gb']:6.2f} | {r['peak_rss_gb']:6.2f} | "
-                f"{r['seconds']:8.1f} |")
+        return (
+            f"| {name:<18} | {r['size']:>5} | {r['rss_after_build_gb']:6.2f} | {r['peak_rss_gb']:6.2f} | "
+            f"{r['seconds']:8.1f} |"
+        )
     peak = r.get("peak_rss_gb")
-    return f"| {name:<18} | {r['size']:>5} | {'-':>6} | {(f'{peak:.2f}' if peak else '-'):>6} | {'-':>8} | FAILED: {r['error']}"
+    return f"| {name:<18} | {r['size']:>5} | {'-':>6} | {(f'{peak:.2f}' if peak else '-'):>6} | {'-':>8} | FAILED: {r['error']}"  # noqa: E501 (a table row)
 
 
-MEM_HEADER = ("| model              |  px   | build  | peak   | fwd (s)  |\n"
-              "|--------------------|-------|--------|--------|----------|")
+MEM_HEADER = (
+    "| model              |  px   | build  | peak   | fwd (s)  |\n"
+    "|--------------------|-------|--------|--------|----------|"
+)
 
 
 def mem_cli(argv: list[str]) -> None:
@@ -244,9 +276,15 @@ def mem_cli(argv: list[str]) -> None:
     impl, size = argv[0], int(argv[1])
     attn = argv[2] if len(argv) > 2 else "sam"
     options = argv[4].split(",") if len(argv) > 4 else []
-    r = peak_rss_subprocess(impl, size, attn, threads=int(argv[3]) if len(argv) > 3 else 2,
-                            keep_memory="keep" in options, fused="fused" in options,
-                            dtype=next((o for o in options if o in ("bf16", "int8")), "fp32"))
+    r = peak_rss_subprocess(
+        impl,
+        size,
+        attn,
+        threads=int(argv[3]) if len(argv) > 3 else 2,
+        keep_memory="keep" in options,
+        fused="fused" in options,
+        dtype=next((o for o in options if o in ("bf16", "int8")), "fp32"),
+    )
     print(MEM_HEADER)
     print(mem_row(r), flush=True)
     print(json.dumps(r))

@@ -60,16 +60,22 @@ def log_steps(gen: basam.AutomaticMaskGenerator, start: float) -> None:
     def timed_set_image(image, *args, **kwargs):
         t = time.perf_counter()
         set_image(image, *args, **kwargs)
-        print(f"encoded {image.shape[1]}x{image.shape[0]} to {tuple(gen.predictor.features.shape)} in "
-              f"{time.perf_counter() - t:.0f} s; peak RSS {peak_rss_gib():.2f} GiB", flush=True)
+        print(
+            f"encoded {image.shape[1]}x{image.shape[0]} to {tuple(gen.predictor.features.shape)} in "
+            f"{time.perf_counter() - t:.0f} s; peak RSS {peak_rss_gib():.2f} GiB",
+            flush=True,
+        )
 
     def timed_batch(points, *args, **kwargs):
         t = time.perf_counter()
         out = process_batch(points, *args, **kwargs)
         done["batches"] += 1
-        print(f"point batch {done['batches']}: {len(points)} points in {time.perf_counter() - t:.0f} s, "
-              f"{len(out['rles'])} masks kept; {time.perf_counter() - start:.0f} s elapsed, "
-              f"peak RSS {peak_rss_gib():.2f} GiB", flush=True)
+        print(
+            f"point batch {done['batches']}: {len(points)} points in {time.perf_counter() - t:.0f} s, "
+            f"{len(out['rles'])} masks kept; {time.perf_counter() - start:.0f} s elapsed, "
+            f"peak RSS {peak_rss_gib():.2f} GiB",
+            flush=True,
+        )
         return out
 
     gen.predictor.set_image, gen._process_batch = timed_set_image, timed_batch
@@ -80,10 +86,9 @@ def against_official(model_type: str, repeats: int, points_per_side: int) -> Non
     import statistics
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from official import official_predictor_and_generator, official_sam, randomize
-
     from basam.config import MODEL_CONFIGS
     from basam.data.synth import make_scene, render
+    from official import official_predictor_and_generator, official_sam, randomize
 
     if model_type == "default":
         ours = basam.load_model("default")
@@ -95,14 +100,19 @@ def against_official(model_type: str, repeats: int, points_per_side: int) -> Non
         ours.load_state_dict(official.state_dict())
     side = ours.cfg.img_size
     image = render(make_scene(3, "salient"), side, side).image
-    settings = dict(points_per_side=points_per_side, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-                    output_mode="binary_mask")
+    settings = dict(
+        points_per_side=points_per_side, pred_iou_thresh=0.0, stability_score_thresh=0.0, output_mode="binary_mask"
+    )
     _, OfficialGenerator = official_predictor_and_generator()
-    generators = {"official": OfficialGenerator(official.eval(), **settings),
-                  "basam": basam.AutomaticMaskGenerator(ours, **settings)}
-    print(f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, "
-          f"{torch.get_num_threads()} threads; {model_type} at {side} px, {points_per_side}² points, filters off",
-          flush=True)
+    generators = {
+        "official": OfficialGenerator(official.eval(), **settings),
+        "basam": basam.AutomaticMaskGenerator(ours, **settings),
+    }
+    print(
+        f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, "
+        f"{torch.get_num_threads()} threads; {model_type} at {side} px, {points_per_side}² points, filters off",
+        flush=True,
+    )
     times, records = {n: [] for n in generators}, {}
     for r in range(repeats):
         order = list(generators) if r % 2 == 0 else list(generators)[::-1]
@@ -111,27 +121,41 @@ def against_official(model_type: str, repeats: int, points_per_side: int) -> Non
             with torch.no_grad():
                 records[name] = generators[name].generate(image)
             times[name].append(time.perf_counter() - start)
-        print(f"  round {r + 1}: official {times['official'][-1]:.2f} s, basam {times['basam'][-1]:.2f} s, "
-              f"ratio {times['official'][-1] / times['basam'][-1]:.2f}", flush=True)
+        print(
+            f"  round {r + 1}: official {times['official'][-1]:.2f} s, basam {times['basam'][-1]:.2f} s, "
+            f"ratio {times['official'][-1] / times['basam'][-1]:.2f}",
+            flush=True,
+        )
     got, expected = records["basam"], records["official"]
     same = len(got) == len(expected) and all(
-        g["bbox"] == e["bbox"] and g["point_coords"] == e["point_coords"] for g, e in zip(got, expected))
-    ious = [1.0 if not (g["segmentation"] | e["segmentation"]).any() else
-            (g["segmentation"] & e["segmentation"]).sum() / (g["segmentation"] | e["segmentation"]).sum()
-            for g, e in zip(got, expected)]
+        g["bbox"] == e["bbox"] and g["point_coords"] == e["point_coords"] for g, e in zip(got, expected)
+    )
+    ious = [
+        1.0
+        if not (g["segmentation"] | e["segmentation"]).any()
+        else (g["segmentation"] & e["segmentation"]).sum() / (g["segmentation"] | e["segmentation"]).sum()
+        for g, e in zip(got, expected)
+    ]
     score = max((abs(g["predicted_iou"] - e["predicted_iou"]) for g, e in zip(got, expected)), default=0.0)
-    print(f"records: basam {len(got)}, official {len(expected)}; boxes and points equal: {same}; "
-          f"mask IoU min {min(ious, default=1):.4f}; predicted_iou max diff {score:.1e}")
+    print(
+        f"records: basam {len(got)}, official {len(expected)}; boxes and points equal: {same}; "
+        f"mask IoU min {min(ious, default=1):.4f}; predicted_iou max diff {score:.1e}"
+    )
     ratio = statistics.median(o / b for o, b in zip(times["official"], times["basam"]))
-    print(f"median time official/basam: {ratio:.2f}× (official {statistics.median(times['official']):.2f} s, "
-          f"basam {statistics.median(times['basam']):.2f} s)")
+    print(
+        f"median time official/basam: {ratio:.2f}× (official {statistics.median(times['official']):.2f} s, "
+        f"basam {statistics.median(times['basam']):.2f} s)"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", nargs="?")
-    p.add_argument("--vs-official", choices=["default", "vit_b", "vit_l", "vit_h"],
-                   help="time basam against the official generator on this model (no image needed)")
+    p.add_argument(
+        "--vs-official",
+        choices=["default", "vit_b", "vit_l", "vit_h"],
+        help="time basam against the official generator on this model (no image needed)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     p.add_argument("--make", metavar="WxH", help="write a synthetic WxH image to IMAGE and stop")
@@ -153,19 +177,27 @@ def main() -> None:
         return
     image = np.asarray(Image.open(args.image).convert("RGB"))
     model = basam.load_model("default")
-    gen = basam.AutomaticMaskGenerator(model, points_per_side=args.points_per_side, resolution=args.resolution,
-                                       tile_size=args.tile_size, pred_iou_thresh=args.pred_iou_thresh,
-                                       stability_score_thresh=args.stability_score_thresh, output_mode="coco_rle")
+    gen = basam.AutomaticMaskGenerator(
+        model,
+        points_per_side=args.points_per_side,
+        resolution=args.resolution,
+        tile_size=args.tile_size,
+        pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh,
+        output_mode="coco_rle",
+    )
     print(f"cpu {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads", flush=True)
     start = time.perf_counter()
     log_steps(gen, start)
     records = gen.generate(image)
     seconds = time.perf_counter() - start
     peak_gib = peak_rss_gib()
-    print(f"{image.shape[1]}x{image.shape[0]} resolution={gen.predictor.resolution} tile_size={args.tile_size} "
-          f"points={args.points_per_side}² thresholds={args.pred_iou_thresh}/{args.stability_score_thresh}: "
-          f"{len(records)} records, {seconds:.0f} s, peak RSS {peak_gib:.2f} GiB, "
-          f"{torch.get_num_threads()} threads, cpu {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"{image.shape[1]}x{image.shape[0]} resolution={gen.predictor.resolution} tile_size={args.tile_size} "
+        f"points={args.points_per_side}² thresholds={args.pred_iou_thresh}/{args.stability_score_thresh}: "
+        f"{len(records)} records, {seconds:.0f} s, peak RSS {peak_gib:.2f} GiB, "
+        f"{torch.get_num_threads()} threads, cpu {torch.backends.cpu.get_cpu_capability()}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,11 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def speed(args) -> None:
-    print(f"\n## 1. Encoder speed at 1024 px (torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.repeats} alternating rounds)\n", flush=True)
+    print(
+        f"\n## 1. Encoder speed at 1024 px (torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.repeats} alternating rounds)\n",
+        flush=True,
+    )
     from basam.runtime.precision import describe_cpu
 
     print(f"cpu: {describe_cpu()}\n")
@@ -114,19 +117,29 @@ def speed(args) -> None:
     print()
     if compile_note:
         print(compile_note + "\n")
-    print("| encoder (1024 px)   | median s | speed-up vs official fp32 (min–max) | max abs diff vs official fp32 | cosine  |")
-    print("|---------------------|----------|-------------------------------------|-------------------------------|---------|")
+    print(
+        "| encoder (1024 px)   | median s | speed-up vs official fp32 (min–max) | max abs diff vs official fp32 | cosine  |"  # noqa: E501 (a table row)
+    )
+    print(
+        "|---------------------|----------|-------------------------------------|-------------------------------|---------|"
+    )
     print(f"| {base:<19} | {C.med(times[base]):8.2f} | {'1.00':>35} | {'-':>29} | {'-':>7} |")
     for name in cands:
         if name == base:
             continue
         r, lo, hi = C.ratio(times, base, name)
-        diff, cos = (f"{max_abs(outs[name], ref):29.3e}", f"{cosine(outs[name], ref):.5f}") if name in outs else ("-", "-")
-        print(f"| {name:<19} | {C.med(times[name]):8.2f} | {f'{r:.2f}× ({lo:.2f}–{hi:.2f})':>35} | {diff:>29} | {cos:>7} |")
+        diff, cos = (
+            (f"{max_abs(outs[name], ref):29.3e}", f"{cosine(outs[name], ref):.5f}") if name in outs else ("-", "-")
+        )
+        print(
+            f"| {name:<19} | {C.med(times[name]):8.2f} | {f'{r:.2f}× ({lo:.2f}–{hi:.2f})':>35} | {diff:>29} | {cos:>7} |"  # noqa: E501 (a table row)
+        )
     r, lo, hi = C.ratio(times, "ours fp32", "ours bf16 weights")
-    print(f"\nbf16 weights cast once vs bf16 autocast: {C.ratio(times, 'ours bf16 autocast', 'ours bf16 weights')[0]:.2f}× "
-          f"faster; bf16 weights vs ours fp32: {r:.2f}× ({lo:.2f}–{hi:.2f}); "
-          f"vit_t fp32 vs ours vit_b fp32: {C.ratio(times, 'ours fp32', 'vit_t fp32')[0]:.2f}×")
+    print(
+        f"\nbf16 weights cast once vs bf16 autocast: {C.ratio(times, 'ours bf16 autocast', 'ours bf16 weights')[0]:.2f}× "  # noqa: E501 (a table row)
+        f"faster; bf16 weights vs ours fp32: {r:.2f}× ({lo:.2f}–{hi:.2f}); "
+        f"vit_t fp32 vs ours vit_b fp32: {C.ratio(times, 'ours fp32', 'vit_t fp32')[0]:.2f}×"
+    )
     print(f"\nembedding scale: max |official fp32| = {ref.abs().max().item():.3f}, std = {ref.std().item():.3f}")
     for name in outs:
         if name != "ours fp32":
@@ -139,13 +152,18 @@ def scaling(args) -> None:
     alternating sizes within each round."""
     from basam.runtime.precision import describe_cpu
 
-    print(f"\n## 1b. time(2048)/time(1024) ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
-          flush=True)
+    print(
+        f"\n## 1b. time(2048)/time(1024) ({args.scaling_repeats} alternating rounds; cpu: {describe_cpu()})\n",
+        flush=True,
+    )
     official = C.official_encoder()
     encoders = {"vit_b": C.ours_from(official), "vit_t": C.basam.load_model("vit_t").image_encoder}
     x1, x2 = C.image(1024), C.image(2048)
-    cands = {f"{name} {size}": (lambda e=enc, x=x: _call(e, x)) for name, enc in encoders.items()
-             for size, x in ((1024, x1), (2048, x2))}
+    cands = {
+        f"{name} {size}": (lambda e=enc, x=x: _call(e, x))
+        for name, enc in encoders.items()
+        for size, x in ((1024, x1), (2048, x2))
+    }
     names = list(encoders)
     if C.fused_kernel_builds():
         vit_b_bf16 = C.ours_from(official, dtype="bf16")
@@ -156,8 +174,10 @@ def scaling(args) -> None:
     times = C.alternate(cands, args.scaling_repeats)
     for name in names:
         r, lo, hi = C.ratio(times, f"{name} 2048", f"{name} 1024")
-        print(f"{name}: time(2048)/time(1024) = {r:.2f} ({lo:.2f}–{hi:.2f}); median {C.med(times[f'{name} 1024']):.1f} s "
-              f"and {C.med(times[f'{name} 2048']):.1f} s")
+        print(
+            f"{name}: time(2048)/time(1024) = {r:.2f} ({lo:.2f}–{hi:.2f}); median {C.med(times[f'{name} 1024']):.1f} s "
+            f"and {C.med(times[f'{name} 2048']):.1f} s"
+        )
     sys.stdout.flush()
 
 
@@ -200,8 +220,13 @@ def synthetic_image(size: int = 1024) -> torch.Tensor:
 BOXES = [[200, 250, 520, 570], [560, 560, 880, 830], [100, 100, 900, 900], [400, 50, 700, 300]]
 
 
-MASK_VARIANTS = (("fp32", "fp32", False), ("fp32 fused", "fp32", True), ("bf16", "bf16", False),
-                 ("bf16 fused", "bf16", True), ("int8", "int8", False))
+MASK_VARIANTS = (
+    ("fp32", "fp32", False),
+    ("fp32 fused", "fp32", True),
+    ("bf16", "bf16", False),
+    ("bf16 fused", "bf16", True),
+    ("int8", "int8", False),
+)
 
 
 def dtype_mask_table(load, scenes, prompts, resolution) -> list:
@@ -230,8 +255,11 @@ def dtype_mask_table(load, scenes, prompts, resolution) -> list:
         if reference is None:
             reference, reference_logits = masks, logits
         ious = [mask_iou(a, b) for a, b in zip(reference, masks)]
-        print(f"| {predictor.resolution:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
-              f"{C.med(seconds):18.3f} |", flush=True)
+        print(
+            f"| {predictor.resolution:>4} | {label:<10} | {len(masks):>5} | {min(ious):.4f}  | {np.mean(ious):.4f}   | "
+            f"{C.med(seconds):18.3f} |",
+            flush=True,
+        )
     return reference_logits
 
 
@@ -249,11 +277,14 @@ def trained_masks(args) -> None:
 
         def prompts(i):
             ys, xs = np.nonzero(scenes[i][1])
-            return [dict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]), multimask_output=False),
-                    dict(point_coords=np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]]), point_labels=np.array([1]))]
+            return [
+                dict(box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]), multimask_output=False),
+                dict(point_coords=np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]]), point_labels=np.array([1])),
+            ]
 
-        dtype_mask_table(lambda dtype: C.basam.load_model("default", dtype=dtype), [image for image, _ in scenes],
-                         prompts, size)
+        dtype_mask_table(
+            lambda dtype: C.basam.load_model("default", dtype=dtype), [image for image, _ in scenes], prompts, size
+        )
 
 
 def checkpoint_masks(args) -> None:
@@ -265,21 +296,27 @@ def checkpoint_masks(args) -> None:
     from basam.runtime.precision import describe_cpu
 
     scenes = [read_image(path) for path in args.image]
-    print(f"\n## 2c. Masks of {args.model} from {args.checkpoint} on {len(scenes)} image(s): each dtype vs fp32 "
-          f"(cpu: {describe_cpu()})\n", flush=True)
+    print(
+        f"\n## 2c. Masks of {args.model} from {args.checkpoint} on {len(scenes)} image(s): each dtype vs fp32 "
+        f"(cpu: {describe_cpu()})\n",
+        flush=True,
+    )
 
     def prompts(i):
         h, w = scenes[i].shape[:2]
         grid = [((x + 0.5) * w / 4, (y + 0.5) * h / 4) for y in range(4) for x in range(4)]
         return [dict(point_coords=np.array([xy]), point_labels=np.array([1])) for xy in grid]
 
-    logits = dtype_mask_table(lambda dtype: C.basam.load_model(args.model, checkpoint=args.checkpoint, dtype=dtype),
-                              scenes, prompts, None)
+    logits = dtype_mask_table(
+        lambda dtype: C.basam.load_model(args.model, checkpoint=args.checkpoint, dtype=dtype), scenes, prompts, None
+    )
     print()
     for path, image, scene_logits in zip(args.image, scenes, logits):  # how decisive the fp32 logits are
-        print(f"{path}: {image.shape[1]}×{image.shape[0]} px, fp32 mask logits: fraction with |logit| < 0.5 "
-              f"{(np.abs(scene_logits) < 0.5).mean():.4f}, median |logit| {np.median(np.abs(scene_logits)):.2f} "
-              f"(the decoder's low-res logits)")
+        print(
+            f"{path}: {image.shape[1]}×{image.shape[0]} px, fp32 mask logits: fraction with |logit| < 0.5 "
+            f"{(np.abs(scene_logits) < 0.5).mean():.4f}, median |logit| {np.median(np.abs(scene_logits)):.2f} "
+            f"(the decoder's low-res logits)"
+        )
 
 
 def masks(args) -> None:
@@ -313,14 +350,24 @@ def masks(args) -> None:
     e32, l32, u32 = results["fp32"]
     m32 = u32 > 0
     for name in list(variants)[1:]:
-        print(f"{name}: embeddings max abs diff vs fp32 = {max_abs(results[name][0], e32):.3e} "
-              f"(max |fp32| = {e32.abs().max().item():.3f}), cosine = {cosine(results[name][0], e32):.5f}")
-    print(f"fp32 low-res logits: std {l32.std().item():.3e}, max |.| {l32.abs().max().item():.3e}; "
-          f"fraction of upsampled pixels with |logit| < 5e-3: {(u32.abs() < 5e-3).float().mean().item():.4f}")
-    print("note: random weights make the masks arbitrary and their logits tiny, so many pixels sit at the\n"
-          "threshold; IoU and pixel agreement say how far each precision moves them.\n")
-    print("| variant               | box (xyxy)           | fg fp32 | fg other | IoU     | pixels agreeing | max abs logit diff |")
-    print("|-----------------------|----------------------|---------|----------|---------|-----------------|--------------------|")
+        print(
+            f"{name}: embeddings max abs diff vs fp32 = {max_abs(results[name][0], e32):.3e} "
+            f"(max |fp32| = {e32.abs().max().item():.3f}), cosine = {cosine(results[name][0], e32):.5f}"
+        )
+    print(
+        f"fp32 low-res logits: std {l32.std().item():.3e}, max |.| {l32.abs().max().item():.3e}; "
+        f"fraction of upsampled pixels with |logit| < 5e-3: {(u32.abs() < 5e-3).float().mean().item():.4f}"
+    )
+    print(
+        "note: random weights make the masks arbitrary and their logits tiny, so many pixels sit at the\n"
+        "threshold; IoU and pixel agreement say how far each precision moves them.\n"
+    )
+    print(
+        "| variant               | box (xyxy)           | fg fp32 | fg other | IoU     | pixels agreeing | max abs logit diff |"  # noqa: E501 (a table row)
+    )
+    print(
+        "|-----------------------|----------------------|---------|----------|---------|-----------------|--------------------|"
+    )
     summary = []
     for variant in list(variants)[1:]:
         _, l16, u16 = results[variant]
@@ -330,8 +377,10 @@ def masks(args) -> None:
             a, b = m32[i, 0], m16[i, 0]
             ious.append(mask_iou(a, b))
             agree = (a == b).float().mean().item()
-            print(f"| {variant:<21} | {str(box):<20} | {a.float().mean().item():7.3f} | {b.float().mean().item():8.3f} | "
-                  f"{ious[-1]:.5f} | {agree:15.5f} | {max_abs(l16[i], l32[i]):18.3e} |")
+            print(
+                f"| {variant:<21} | {str(box):<20} | {a.float().mean().item():7.3f} | {b.float().mean().item():8.3f} | "
+                f"{ious[-1]:.5f} | {agree:15.5f} | {max_abs(l16[i], l32[i]):18.3e} |"
+            )
         summary.append(f"{variant}: mask IoU vs fp32 min {min(ious):.5f}, mean {sum(ious) / len(ious):.5f}")
     print("\n" + "\n".join(summary))
     sys.stdout.flush()
@@ -340,8 +389,10 @@ def masks(args) -> None:
 def memory(args) -> None:
     print("\n## 3. Peak RSS of one encoder forward (fresh interpreter each, no_grad, batch 1)\n", flush=True)
     print("build = RSS after building the model (baseline); peak = VmHWM after the forward (GB = 2^30 B)")
-    print("official above 1024 px: pos_embed parameter bicubic-resized to the token grid before the run; "
-          f"address space capped at {args.official_cap_gb} GB\n")
+    print(
+        "official above 1024 px: pos_embed parameter bicubic-resized to the token grid before the run; "
+        f"address space capped at {args.official_cap_gb} GB\n"
+    )
     rows = []
     for size in args.sizes:
         rows.append(C.peak_rss_subprocess("ours", size, "sam", args.threads))
@@ -358,8 +409,10 @@ def memory(args) -> None:
         print(C.mem_row(r))
     for size in args.official_sizes:
         n = (size // 16) ** 2
-        print(f"official at {size} px: one global block's score tensor is 12×{n}×{n} fp32 = "
-              f"{12 * n * n * 4 / 2**30:.1f} GB (the official code holds up to ~3 of them at once)")
+        print(
+            f"official at {size} px: one global block's score tensor is 12×{n}×{n} fp32 = "
+            f"{12 * n * n * 4 / 2**30:.1f} GB (the official code holds up to ~3 of them at once)"
+        )
     sys.stdout.flush()
 
 

@@ -59,12 +59,14 @@ def alternate(candidates: dict, x: torch.Tensor, repeats: int, warm_up: bool = T
             fn(x)
         for r in range(repeats):
             names = list(candidates)
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 candidates[name](x)
                 times[name].append(time.perf_counter() - start)
-            print(f"  {x.shape[-1]} px round {r + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()),
-                  flush=True)
+            print(
+                f"  {x.shape[-1]} px round {r + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()),
+                flush=True,
+            )
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -98,29 +100,48 @@ def main() -> None:
     side = sizes[0]
     work = {"vit_t": flops(vit_t, side), "vit_b": flops(vit_b, side)}
     x = C.image(side)
-    t = alternate({"vit_t": vit_t, "vit_t written": Written(vit_t), "vit_t bf16": vit_t_bf16, "vit_b": vit_b,
-                   "vit_b bf16": vit_b_bf16}, x, args.repeats)
-    print(f"\n{side} px: vit_t {work['vit_t'] / 1e9:.1f} GFLOP, vit_b {work['vit_b'] / 1e9:.1f} GFLOP "
-          f"(work ratio {work['vit_b'] / work['vit_t']:.1f}×)")
+    t = alternate(
+        {
+            "vit_t": vit_t,
+            "vit_t written": Written(vit_t),
+            "vit_t bf16": vit_t_bf16,
+            "vit_b": vit_b,
+            "vit_b bf16": vit_b_bf16,
+        },
+        x,
+        args.repeats,
+    )
+    print(
+        f"\n{side} px: vit_t {work['vit_t'] / 1e9:.1f} GFLOP, vit_b {work['vit_b'] / 1e9:.1f} GFLOP "
+        f"(work ratio {work['vit_b'] / work['vit_t']:.1f}×)"
+    )
     for name in t:
         model = name.split()[0]
         dtype = "bf16" if "bf16" in name else "fp32"
         rate = work[model] / t[name]
         print(f"  {name:14s} {t[name]:7.2f} s  {rate / 1e9:6.1f} GFLOP/s  ({rate / peak[dtype]:.0%} of {dtype} mm)")
-    print(f"  vit_b fp32 / vit_t fp32: {t['vit_b'] / t['vit_t']:.2f}×; vit_b bf16 / vit_t bf16: "
-          f"{t['vit_b bf16'] / t['vit_t bf16']:.2f}×; vit_t written / vit_t: {t['vit_t written'] / t['vit_t']:.2f}×")
+    print(
+        f"  vit_b fp32 / vit_t fp32: {t['vit_b'] / t['vit_t']:.2f}×; vit_b bf16 / vit_t bf16: "
+        f"{t['vit_b bf16'] / t['vit_t bf16']:.2f}×; vit_t written / vit_t: {t['vit_t written'] / t['vit_t']:.2f}×"
+    )
 
     rates = {}
     for size in sizes:
         work_b = flops(vit_b, size)
-        times = t if size == side else alternate({"vit_b": vit_b, "vit_b bf16": vit_b_bf16}, C.image(size),
-                                                        args.repeats, warm_up=False)
+        times = (
+            t
+            if size == side
+            else alternate({"vit_b": vit_b, "vit_b bf16": vit_b_bf16}, C.image(size), args.repeats, warm_up=False)
+        )
         rates[size] = {d: work_b / times[n] for d, n in (("fp32", "vit_b"), ("bf16", "vit_b bf16"))}
-        print(f"vit_b {size} px: {work_b / 1e12:.2f} TFLOP; fp32 {times['vit_b']:.1f} s "
-              f"{rates[size]['fp32'] / 1e9:.1f} "
-              f"GFLOP/s ({rates[size]['fp32'] / rates[side]['fp32']:.0%} of {side} px's rate); bf16 "
-              f"{times['vit_b bf16']:.1f} s {rates[size]['bf16'] / 1e9:.1f} GFLOP/s "
-              f"({rates[size]['bf16'] / rates[side]['bf16']:.0%})", flush=True)
+        print(
+            f"vit_b {size} px: {work_b / 1e12:.2f} TFLOP; fp32 {times['vit_b']:.1f} s "
+            f"{rates[size]['fp32'] / 1e9:.1f} "
+            f"GFLOP/s ({rates[size]['fp32'] / rates[side]['fp32']:.0%} of {side} px's rate); bf16 "
+            f"{times['vit_b bf16']:.1f} s {rates[size]['bf16'] / 1e9:.1f} GFLOP/s "
+            f"({rates[size]['bf16'] / rates[side]['bf16']:.0%})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

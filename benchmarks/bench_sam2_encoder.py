@@ -53,8 +53,11 @@ def speed(model_type: str, dtype: str, repeats: int, size: int = 1024) -> None:
     with torch.no_grad():
         times = alternate({"official": run_official, "basam": lambda: ours.encode(x)}, repeats)
     r, lo, hi = ratio(times, "official", "basam")
-    print(f"{model_type} {dtype} {size} px: official {min(times['official']):.2f} s, basam {min(times['basam']):.2f} s "
-          f"(best of {repeats}); basam speed-up {r:.2f}× (rounds {lo:.2f}–{hi:.2f})", flush=True)
+    print(
+        f"{model_type} {dtype} {size} px: official {min(times['official']):.2f} s, basam {min(times['basam']):.2f} s "
+        f"(best of {repeats}); basam speed-up {r:.2f}× (rounds {lo:.2f}–{hi:.2f})",
+        flush=True,
+    )
 
 
 def rss_child(model_type: str, size: int, attn: str, windows: str) -> None:
@@ -64,8 +67,16 @@ def rss_child(model_type: str, size: int, attn: str, windows: str) -> None:
     t0 = time.perf_counter()
     with torch.no_grad():
         embed, _ = model.encode(image(size))
-    print(json.dumps({"seconds": time.perf_counter() - t0, "build_gb": build / 2**20,
-                      "peak_gb": _rss_now_kb("VmHWM") / 2**20, "shape": list(embed.shape)}))
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t0,
+                "build_gb": build / 2**20,
+                "peak_gb": _rss_now_kb("VmHWM") / 2**20,
+                "shape": list(embed.shape),
+            }
+        )
+    )
 
 
 def rss(model_type: str, size: int, attn: str, windows: str, timeout: float) -> None:
@@ -73,8 +84,11 @@ def rss(model_type: str, size: int, attn: str, windows: str, timeout: float) -> 
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"{model_type} {size} px, {attn}/{windows}: peak RSS {r['peak_gb']:.2f} GiB (after build "
-              f"{r['build_gb']:.2f}), {r['seconds']:.1f} s, embedding {r['shape']}", flush=True)
+        print(
+            f"{model_type} {size} px, {attn}/{windows}: peak RSS {r['peak_gb']:.2f} GiB (after build "
+            f"{r['build_gb']:.2f}), {r['seconds']:.1f} s, embedding {r['shape']}",
+            flush=True,
+        )
     except subprocess.TimeoutExpired:
         print(f"{model_type} {size} px, {attn}/{windows}: did not finish in {timeout:.0f} s", flush=True)
 
@@ -92,8 +106,11 @@ def main() -> None:
     p.add_argument("--rss-timeout", type=float, default=3600)
     args = p.parse_args()
     torch.set_num_threads(2)
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, basam "
-          f"{basam.__version__}, native bf16 {native_bf16()}, threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, basam "
+        f"{basam.__version__}, native bf16 {native_bf16()}, threads {torch.get_num_threads()}",
+        flush=True,
+    )
     for model_type in args.models if args.repeats > 0 else []:  # --repeats 0: the RSS section only
         speed(model_type, "fp32", args.repeats)
         if native_bf16():

@@ -32,8 +32,10 @@ def main() -> None:
             encoder(torch.empty(1, 3, size, size, device="meta"))
         ops = {str(k).removeprefix("aten."): v / 1e12 for k, v in counter.get_flop_counts()["Global"].items()}
         totals[size] = counter.get_total_flops() / 1e12
-        print(f"| {size} px | {ops.get('addmm', 0):.3f} | {ops.get('bmm', 0):.3f} | {ops.get('convolution', 0):.3f} | "
-              f"{totals[size]:.3f} | {totals[size] / totals[sizes[0]]:.2f}× |")
+        print(
+            f"| {size} px | {ops.get('addmm', 0):.3f} | {ops.get('bmm', 0):.3f} | {ops.get('convolution', 0):.3f} | "
+            f"{totals[size]:.3f} | {totals[size] / totals[sizes[0]]:.2f}× |"
+        )
 
 
 if __name__ == "__main__":

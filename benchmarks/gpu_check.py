@@ -66,8 +66,9 @@ def agreement(model_type: str, device: torch.device) -> bool:
     official, ours, ours_bf16 = models(model_type, device)
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(1, 3, 1024, 1024, generator=g).to(device)
-    boxes = torch.tensor([[100, 120, 600, 700], [300, 300, 900, 800], [0, 0, 1023, 1023]], device=device,
-                         dtype=torch.float32)
+    boxes = torch.tensor(
+        [[100, 120, 600, 700], [300, 300, 900, 800], [0, 0, 1023, 1023]], device=device, dtype=torch.float32
+    )
     with torch.no_grad():
         reference = official.image_encoder(x)
         fp32 = ours.image_encoder(x)
@@ -78,8 +79,11 @@ def agreement(model_type: str, device: torch.device) -> bool:
     inter, union = (expected & got).flatten(1).sum(1).float(), (expected | got).flatten(1).sum(1).float()
     iou = torch.where(union > 0, inter / union.clamp(min=1), 1.0).mean().item()
     ok = diff <= 1e-4 and iou >= 0.99
-    print(f"{model_type} 1024 px: fp32 embeddings max |diff| {diff:.2e} (bound 1e-4); bf16 box masks mean IoU "
-          f"{iou:.4f} vs official fp32 (bound 0.99): {'ok' if ok else 'FAILED'}", flush=True)
+    print(
+        f"{model_type} 1024 px: fp32 embeddings max |diff| {diff:.2e} (bound 1e-4); bf16 box masks mean IoU "
+        f"{iou:.4f} vs official fp32 (bound 0.99): {'ok' if ok else 'FAILED'}",
+        flush=True,
+    )
     return ok
 
 
@@ -96,9 +100,11 @@ def large(device: torch.device, size: int = 4096) -> None:
         out = encoder(x)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
-    print(f"vit_b bf16 {size} px: {tuple(out.shape)} in {time.perf_counter() - start:.1f} s, peak CUDA memory "
-          f"{peak / 2**30:.2f} GiB; one heads×N×N fp32 score matrix would be {score_bytes / 2**30:.0f} GiB",
-          flush=True)
+    print(
+        f"vit_b bf16 {size} px: {tuple(out.shape)} in {time.perf_counter() - start:.1f} s, peak CUDA memory "
+        f"{peak / 2**30:.2f} GiB; one heads×N×N fp32 score matrix would be {score_bytes / 2**30:.0f} GiB",
+        flush=True,
+    )
 
 
 def timing(model_type: str, device: torch.device, repeats: int, compile_too: bool) -> None:
@@ -109,8 +115,12 @@ def timing(model_type: str, device: torch.device, repeats: int, compile_too: boo
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return official.image_encoder(image)
 
-    candidates = {"official fp32": official.image_encoder, "official bf16 autocast": official_bf16,
-                  "basam fp32": ours.image_encoder, "basam bf16": ours_bf16.image_encoder}
+    candidates = {
+        "official fp32": official.image_encoder,
+        "official bf16 autocast": official_bf16,
+        "basam fp32": ours.image_encoder,
+        "basam bf16": ours_bf16.image_encoder,
+    }
     if compile_too:
         candidates["basam fp32 compiled"] = torch.compile(ours.image_encoder)
         candidates["basam bf16 compiled"] = torch.compile(ours_bf16.image_encoder)
@@ -120,7 +130,7 @@ def timing(model_type: str, device: torch.device, repeats: int, compile_too: boo
             fn(x)
         for r in range(repeats):
             names = list(candidates)
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 torch.cuda.synchronize(device)
                 start = time.perf_counter()
                 candidates[name](x)
@@ -128,8 +138,11 @@ def timing(model_type: str, device: torch.device, repeats: int, compile_too: boo
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["official fp32"])
     for name, t in times.items():
-        print(f"  {model_type} 1024 px {name:22s} {statistics.median(t) * 1e3:8.1f} ms  "
-              f"{base / statistics.median(t):5.2f}× official fp32", flush=True)
+        print(
+            f"  {model_type} 1024 px {name:22s} {statistics.median(t) * 1e3:8.1f} ms  "
+            f"{base / statistics.median(t):5.2f}× official fp32",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -143,8 +156,10 @@ def main() -> int:
         print(f"gpu_check: skipped: no CUDA device (torch {torch.__version__}, CUDA build {torch.version.cuda})")
         return 0
     device = torch.device("cuda")
-    print(f"gpu_check: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}",
-          flush=True)
+    print(
+        f"gpu_check: {torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}",
+        flush=True,
+    )
     ok = all([agreement(m, device) for m in args.models.split(",")])
     if not args.skip_4096:
         large(device)

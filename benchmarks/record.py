@@ -46,6 +46,7 @@ def load_average() -> list[float]:
 def git_commit() -> tuple[str, str, bool]:
     """(commit of the working tree, git's id of its src/ tree, whether tracked files have uncommitted
     changes). The src/ tree id names the measured library even after the commit is rebased."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True)
         return done.stdout.strip()
@@ -64,10 +65,18 @@ def stamp() -> dict:
 
     commit, src_tree, dirty = git_commit()
     return {
-        "basam_version": basam.__version__, "commit": commit, "src_tree": src_tree, "dirty": dirty,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": describe_cpu(), "cpu_model": cpu_model(),
-        "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "basam_version": basam.__version__,
+        "commit": commit,
+        "src_tree": src_tree,
+        "dirty": dirty,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": describe_cpu(),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "load_average": load_average(),
     }
 
@@ -88,6 +97,7 @@ class Section:
 @dataclass
 class Result:
     """What a suite builds: sections (tables) and figures, with a name prefix per section."""
+
     sections: list[Section] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
 

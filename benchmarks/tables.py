@@ -62,14 +62,18 @@ def describe(record: dict) -> str:
     load = ", ".join(f"{v:g}" for v in st.get("load_average", []))
     dirty = " (with uncommitted changes)" if st.get("dirty") else ""
     tree = f" (src/ tree `{st['src_tree'][:12]}`)" if st.get("src_tree") else ""
-    lines = [f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{tree}{dirty}, "
-             f"basam {st['basam_version']}, "
-             f"torch {st['torch']}, Python {st['python']}, on {st['cpu_model']} ({st['cpu']}; {st['cores']} cores), "
-             f"{st['date']}, load average {load or 'unknown'} at the start; the suite took {record['seconds']:.0f} s."]
+    lines = [
+        f"Measured with `{record['command']}` at commit `{st['commit'][:12]}`{tree}{dirty}, "
+        f"basam {st['basam_version']}, "
+        f"torch {st['torch']}, Python {st['python']}, on {st['cpu_model']} ({st['cpu']}; {st['cores']} cores), "
+        f"{st['date']}, load average {load or 'unknown'} at the start; the suite took {record['seconds']:.0f} s."
+    ]
     if record.get("quick"):
-        lines.append("**Smoke figures** (`--quick`: tiny models and sizes, one or two rounds): they show that the "
-                     "suite runs and what it reports, not how fast basam is. Run the suite without `--quick` for "
-                     "figures to quote.")
+        lines.append(
+            "**Smoke figures** (`--quick`: tiny models and sizes, one or two rounds): they show that the "
+            "suite runs and what it reports, not how fast basam is. Run the suite without `--quick` for "
+            "figures to quote."
+        )
     return "\n\n".join(lines)
 
 

@@ -16,20 +16,33 @@ def build_by_hand(sa, checkpoint, size):
     m, grid = sa.modeling, size["img_size"] // 16
     sam = m.Sam(
         image_encoder=m.ImageEncoderViT(
-            depth=size["depth"], embed_dim=size["embed_dim"], img_size=size["img_size"], mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=size["num_heads"], patch_size=16,
-            qkv_bias=True, use_rel_pos=True, global_attn_indexes=size["global_attn_indexes"],
-            window_size=size["window_size"], out_chans=size["prompt_dim"],
+            depth=size["depth"],
+            embed_dim=size["embed_dim"],
+            img_size=size["img_size"],
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=size["num_heads"],
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=size["global_attn_indexes"],
+            window_size=size["window_size"],
+            out_chans=size["prompt_dim"],
         ),
         prompt_encoder=m.PromptEncoder(
-            embed_dim=size["prompt_dim"], image_embedding_size=(grid, grid),
-            input_image_size=(size["img_size"], size["img_size"]), mask_in_chans=size["mask_in_chans"],
+            embed_dim=size["prompt_dim"],
+            image_embedding_size=(grid, grid),
+            input_image_size=(size["img_size"], size["img_size"]),
+            mask_in_chans=size["mask_in_chans"],
         ),
         mask_decoder=m.MaskDecoder(
             num_multimask_outputs=3,
-            transformer=m.TwoWayTransformer(depth=2, embedding_dim=size["prompt_dim"], mlp_dim=size["mlp_dim"],
-                                            num_heads=size["decoder_heads"]),
-            transformer_dim=size["prompt_dim"], iou_head_depth=3, iou_head_hidden_dim=size["iou_hidden"],
+            transformer=m.TwoWayTransformer(
+                depth=2, embedding_dim=size["prompt_dim"], mlp_dim=size["mlp_dim"], num_heads=size["decoder_heads"]
+            ),
+            transformer_dim=size["prompt_dim"],
+            iou_head_depth=3,
+            iou_head_hidden_dim=size["iou_hidden"],
         ),
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
@@ -53,22 +66,27 @@ def predictor_notebook(sa, sam, image):
 
     points, labels = np.array([[w * 0.4, h * 0.45], [w * 0.7, h * 0.3]]), np.array([1, 1])
     mask_input = logits[np.argmax(scores), :, :]
-    masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, mask_input=mask_input[None, :, :],
-                                         multimask_output=False)
+    masks, scores, _ = predictor.predict(
+        point_coords=points, point_labels=labels, mask_input=mask_input[None, :, :], multimask_output=False
+    )
     out["points+mask"] = (masks, scores)
 
     box = np.array([w * 0.1, h * 0.2, w * 0.6, h * 0.9])
     masks, scores, _ = predictor.predict(point_coords=None, point_labels=None, box=box[None, :], multimask_output=False)
     out["box"] = (masks, scores)
-    masks, scores, _ = predictor.predict(point_coords=np.array([[w * 0.3, h * 0.5]]), point_labels=np.array([0]),
-                                         box=box, multimask_output=False)
+    masks, scores, _ = predictor.predict(
+        point_coords=np.array([[w * 0.3, h * 0.5]]), point_labels=np.array([0]), box=box, multimask_output=False
+    )
     out["box+point"] = (masks, scores)
 
-    boxes = torch.tensor([[w * 0.1, h * 0.1, w * 0.5, h * 0.5], [w * 0.4, h * 0.3, w * 0.9, h * 0.8],
-                          [0, 0, w - 1, h - 1]], device=predictor.device)
+    boxes = torch.tensor(
+        [[w * 0.1, h * 0.1, w * 0.5, h * 0.5], [w * 0.4, h * 0.3, w * 0.9, h * 0.8], [0, 0, w - 1, h - 1]],
+        device=predictor.device,
+    )
     transformed = predictor.transform.apply_boxes_torch(boxes, image.shape[:2])
-    masks, scores, _ = predictor.predict_torch(point_coords=None, point_labels=None, boxes=transformed,
-                                               multimask_output=False)
+    masks, scores, _ = predictor.predict_torch(
+        point_coords=None, point_labels=None, boxes=transformed, multimask_output=False
+    )
     out["batched boxes"] = (masks.cpu().numpy(), scores.cpu().numpy())
 
     resize = sa.ResizeLongestSide(sam.image_encoder.img_size)
@@ -78,8 +96,11 @@ def predictor_notebook(sa, sam, image):
 
     second = np.ascontiguousarray(image[::-1])
     batched_input = [
-        {"image": prepare_image(img), "boxes": resize.apply_boxes_torch(boxes, img.shape[:2]),
-         "original_size": img.shape[:2]}
+        {
+            "image": prepare_image(img),
+            "boxes": resize.apply_boxes_torch(boxes, img.shape[:2]),
+            "original_size": img.shape[:2],
+        }
         for img in (image, second)
     ]
     for i, result in enumerate(sam(batched_input, multimask_output=False)):
@@ -116,11 +137,19 @@ def onnx_notebook(sa, sam, image, path):
     with torch.no_grad():
         # dynamo=False: the TorchScript exporter the notebook was written for (torch 2.13's default
         # exporter needs onnxscript)
-        torch.onnx.export(onnx_model, tuple(dummy_inputs.values()), str(path), export_params=True, verbose=False,
-                          opset_version=17, do_constant_folding=True, input_names=list(dummy_inputs.keys()),
-                          output_names=["masks", "iou_predictions", "low_res_masks"],
-                          dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
-                          dynamo=False)
+        torch.onnx.export(
+            onnx_model,
+            tuple(dummy_inputs.values()),
+            str(path),
+            export_params=True,
+            verbose=False,
+            opset_version=17,
+            do_constant_folding=True,
+            input_names=list(dummy_inputs.keys()),
+            output_names=["masks", "iou_predictions", "low_res_masks"],
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+            dynamo=False,
+        )
     session = onnxruntime.InferenceSession(str(path))
     predictor = sa.SamPredictor(sam)
     predictor.set_image(image)
@@ -129,9 +158,14 @@ def onnx_notebook(sa, sam, image, path):
 
     def run(coords, labels, mask_input, has_mask):
         coords = predictor.transform.apply_coords(coords, image.shape[:2]).astype(np.float32)
-        inputs = {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels.astype(np.float32),
-                  "mask_input": mask_input.astype(np.float32), "has_mask_input": np.array([has_mask], np.float32),
-                  "orig_im_size": np.array(image.shape[:2], dtype=np.float32)}
+        inputs = {
+            "image_embeddings": embedding,
+            "point_coords": coords,
+            "point_labels": labels.astype(np.float32),
+            "mask_input": mask_input.astype(np.float32),
+            "has_mask_input": np.array([has_mask], np.float32),
+            "orig_im_size": np.array(image.shape[:2], dtype=np.float32),
+        }
         masks, scores, low_res = session.run(None, inputs)
         return masks > predictor.model.mask_threshold, scores, low_res
 

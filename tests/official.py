@@ -29,21 +29,38 @@ def official_sam(cfg):
     m = official_modeling()
     grid = cfg.img_size // cfg.patch_size
     encoder = m.ImageEncoderViT(
-        depth=cfg.encoder_depth, embed_dim=cfg.encoder_embed_dim, img_size=cfg.img_size, mlp_ratio=4,
-        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=cfg.encoder_num_heads,
-        patch_size=cfg.patch_size, qkv_bias=True, use_rel_pos=True,
-        global_attn_indexes=cfg.encoder_global_attn_indexes, window_size=cfg.window_size,
+        depth=cfg.encoder_depth,
+        embed_dim=cfg.encoder_embed_dim,
+        img_size=cfg.img_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=cfg.encoder_num_heads,
+        patch_size=cfg.patch_size,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=cfg.encoder_global_attn_indexes,
+        window_size=cfg.window_size,
         out_chans=cfg.prompt_embed_dim,
     )
     prompt_encoder = m.PromptEncoder(
-        embed_dim=cfg.prompt_embed_dim, image_embedding_size=(grid, grid),
-        input_image_size=(cfg.img_size, cfg.img_size), mask_in_chans=cfg.mask_in_chans,
+        embed_dim=cfg.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(cfg.img_size, cfg.img_size),
+        mask_in_chans=cfg.mask_in_chans,
     )
-    transformer = m.TwoWayTransformer(depth=cfg.decoder_depth, embedding_dim=cfg.prompt_embed_dim,
-                                      mlp_dim=cfg.decoder_mlp_dim, num_heads=cfg.decoder_num_heads)
-    decoder = m.MaskDecoder(num_multimask_outputs=cfg.num_multimask_outputs, transformer=transformer,
-                            transformer_dim=cfg.prompt_embed_dim, iou_head_depth=3,
-                            iou_head_hidden_dim=cfg.iou_head_hidden_dim)
+    transformer = m.TwoWayTransformer(
+        depth=cfg.decoder_depth,
+        embedding_dim=cfg.prompt_embed_dim,
+        mlp_dim=cfg.decoder_mlp_dim,
+        num_heads=cfg.decoder_num_heads,
+    )
+    decoder = m.MaskDecoder(
+        num_multimask_outputs=cfg.num_multimask_outputs,
+        transformer=transformer,
+        transformer_dim=cfg.prompt_embed_dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+    )
     return m.Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder).eval()
 
 
@@ -89,12 +106,12 @@ def _torchvision_stand_in():
             if not alive[pos]:
                 continue
             keep.append(i)
-            other = boxes[order[pos + 1:]]
+            other = boxes[order[pos + 1 :]]
             lt = torch.maximum(boxes[i, :2], other[:, :2])
             rb = torch.minimum(boxes[i, 2:], other[:, 2:])
             inter = (rb - lt).clamp(min=0).prod(1)
             iou = inter / (box_area(boxes[i][None]) + box_area(other) - inter)
-            alive[pos + 1:] &= ~(iou.double() > iou_threshold)
+            alive[pos + 1 :] &= ~(iou.double() > iou_threshold)
         return torch.tensor(keep, dtype=torch.int64)
 
     def batched_nms(boxes, scores, idxs, iou_threshold):
@@ -107,9 +124,16 @@ def _torchvision_stand_in():
         h, w = size
         return image.resize((w, h), Image.BILINEAR)
 
-    mods = {name: types.ModuleType(name) for name in (
-        "torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
-        "torchvision.transforms.functional")}
+    mods = {
+        name: types.ModuleType(name)
+        for name in (
+            "torchvision",
+            "torchvision.ops",
+            "torchvision.ops.boxes",
+            "torchvision.transforms",
+            "torchvision.transforms.functional",
+        )
+    }
     mods["torchvision.ops.boxes"].batched_nms = batched_nms
     mods["torchvision.ops.boxes"].box_area = box_area
     mods["torchvision.transforms.functional"].resize = resize
@@ -145,9 +169,15 @@ def official_package():
     import segment_anything.utils.transforms as transforms
 
     return types.SimpleNamespace(
-        name="segment_anything", sam_model_registry=build_sam.sam_model_registry, SamPredictor=SamPredictor,
-        SamAutomaticMaskGenerator=SamAutomaticMaskGenerator, modeling=official_modeling(),
-        ResizeLongestSide=transforms.ResizeLongestSide, amg=amg, SamOnnxModel=onnx.SamOnnxModel, build_sam=build_sam,
+        name="segment_anything",
+        sam_model_registry=build_sam.sam_model_registry,
+        SamPredictor=SamPredictor,
+        SamAutomaticMaskGenerator=SamAutomaticMaskGenerator,
+        modeling=official_modeling(),
+        ResizeLongestSide=transforms.ResizeLongestSide,
+        amg=amg,
+        SamOnnxModel=onnx.SamOnnxModel,
+        build_sam=build_sam,
     )
 
 
@@ -160,8 +190,13 @@ def basam_package():
     import basam.utils.transforms
 
     return types.SimpleNamespace(
-        name="basam", sam_model_registry=basam.sam_model_registry, SamPredictor=basam.SamPredictor,
-        SamAutomaticMaskGenerator=basam.SamAutomaticMaskGenerator, modeling=basam.modeling,
-        ResizeLongestSide=basam.utils.transforms.ResizeLongestSide, amg=basam.utils.amg,
-        SamOnnxModel=basam.utils.onnx.SamOnnxModel, build_sam=basam.build_sam,
+        name="basam",
+        sam_model_registry=basam.sam_model_registry,
+        SamPredictor=basam.SamPredictor,
+        SamAutomaticMaskGenerator=basam.SamAutomaticMaskGenerator,
+        modeling=basam.modeling,
+        ResizeLongestSide=basam.utils.transforms.ResizeLongestSide,
+        amg=basam.utils.amg,
+        SamOnnxModel=basam.utils.onnx.SamOnnxModel,
+        build_sam=basam.build_sam,
     )

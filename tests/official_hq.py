@@ -28,8 +28,9 @@ def _timm_stand_in():
     def to_2tuple(x):
         return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
 
-    mods = {name: types.ModuleType(name) for name in ("timm", "timm.models", "timm.models.layers",
-                                                       "timm.models.registry")}
+    mods = {
+        name: types.ModuleType(name) for name in ("timm", "timm.models", "timm.models.layers", "timm.models.registry")
+    }
     mods["timm.models.layers"].DropPath = DropPath
     mods["timm.models.layers"].to_2tuple = to_2tuple
     mods["timm.models.layers"].trunc_normal_ = nn.init.trunc_normal_
@@ -67,19 +68,37 @@ def official_hq_sam(cfg):
     m = official_hq().modeling
     grid = cfg.img_size // cfg.patch_size
     encoder = m.ImageEncoderViT(
-        depth=cfg.encoder_depth, embed_dim=cfg.encoder_embed_dim, img_size=cfg.img_size, mlp_ratio=4,
-        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=cfg.encoder_num_heads,
-        patch_size=cfg.patch_size, qkv_bias=True, use_rel_pos=True,
-        global_attn_indexes=cfg.encoder_global_attn_indexes, window_size=cfg.window_size,
+        depth=cfg.encoder_depth,
+        embed_dim=cfg.encoder_embed_dim,
+        img_size=cfg.img_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=cfg.encoder_num_heads,
+        patch_size=cfg.patch_size,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=cfg.encoder_global_attn_indexes,
+        window_size=cfg.window_size,
         out_chans=cfg.prompt_embed_dim,
     )
     prompt_encoder = m.PromptEncoder(
-        embed_dim=cfg.prompt_embed_dim, image_embedding_size=(grid, grid),
-        input_image_size=(cfg.img_size, cfg.img_size), mask_in_chans=cfg.mask_in_chans,
+        embed_dim=cfg.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(cfg.img_size, cfg.img_size),
+        mask_in_chans=cfg.mask_in_chans,
     )
-    transformer = m.TwoWayTransformer(depth=cfg.decoder_depth, embedding_dim=cfg.prompt_embed_dim,
-                                      mlp_dim=cfg.decoder_mlp_dim, num_heads=cfg.decoder_num_heads)
-    decoder = m.MaskDecoderHQ(num_multimask_outputs=cfg.num_multimask_outputs, transformer=transformer,
-                              transformer_dim=cfg.prompt_embed_dim, iou_head_depth=3,
-                              iou_head_hidden_dim=cfg.iou_head_hidden_dim, vit_dim=cfg.encoder_embed_dim)
+    transformer = m.TwoWayTransformer(
+        depth=cfg.decoder_depth,
+        embedding_dim=cfg.prompt_embed_dim,
+        mlp_dim=cfg.decoder_mlp_dim,
+        num_heads=cfg.decoder_num_heads,
+    )
+    decoder = m.MaskDecoderHQ(
+        num_multimask_outputs=cfg.num_multimask_outputs,
+        transformer=transformer,
+        transformer_dim=cfg.prompt_embed_dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=cfg.iou_head_hidden_dim,
+        vit_dim=cfg.encoder_embed_dim,
+    )
     return m.Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=decoder).eval()

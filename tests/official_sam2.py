@@ -73,8 +73,9 @@ TINY_OVERRIDES = [
 ]
 
 
-def official_sam2(config: str = "configs/sam2.1/sam2.1_hiera_t.yaml", overrides: list[str] | None = None,
-                  seed: int = 0):
+def official_sam2(
+    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml", overrides: list[str] | None = None, seed: int = 0
+):
     """The official SAM2Base with random weights (zero-initialised tables made non-zero)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import basam
-from basam.inference.amg import AutomaticMaskGenerator
-from basam.inference.amg_utils import box_nms, masks_to_rle, rle_to_mask, stability_score, tile_boxes
 from basam.config import MODEL_CONFIGS
 from basam.data.synth import make_scene, render
+from basam.inference.amg import AutomaticMaskGenerator
+from basam.inference.amg_utils import box_nms, masks_to_rle, rle_to_mask, stability_score, tile_boxes
 from official import official_predictor_and_generator, official_sam
 
 # At the official thresholds the shipped weights keep few masks on a small scene (their IoU
@@ -43,14 +43,17 @@ def _mask(segmentation):
     return rle_to_mask(segmentation)
 
 
-@pytest.mark.parametrize("settings, output_mode, official_thresholds", [
-    (dict(LOW), "binary_mask", False),
-    (dict(LOW, crop_n_layers=1, crop_n_points_downscale_factor=2), "coco_rle", False),
-    (dict(LOW, min_mask_region_area=40, box_nms_thresh=0.5), "uncompressed_rle", False),
-    # The official thresholds, on a scene where the shipped weights pass them (no crops: the
-    # official generator fails on a crop without masks).
-    (dict(points_per_side=8, min_mask_region_area=30), "binary_mask", True),
-])
+@pytest.mark.parametrize(
+    "settings, output_mode, official_thresholds",
+    [
+        (dict(LOW), "binary_mask", False),
+        (dict(LOW, crop_n_layers=1, crop_n_points_downscale_factor=2), "coco_rle", False),
+        (dict(LOW, min_mask_region_area=40, box_nms_thresh=0.5), "uncompressed_rle", False),
+        # The official thresholds, on a scene where the shipped weights pass them (no crops: the
+        # official generator fails on a crop without masks).
+        (dict(points_per_side=8, min_mask_region_area=30), "binary_mask", True),
+    ],
+)
 def test_records_match_the_official_generator(models, settings, output_mode, official_thresholds):
     official, ours = models
     _, OfficialGenerator = official_predictor_and_generator()
@@ -152,8 +155,9 @@ def test_an_object_across_a_tile_border_comes_out_as_one_mask(models):
     disc = (xx - 256) ** 2 + (yy - 128) ** 2 < 45**2
     image = np.full((h, w, 3), 40, np.uint8)
     image[disc] = (230, 200, 40)
-    gen = AutomaticMaskGenerator(ours, points_per_side=8, pred_iou_thresh=0.5,
-                                 stability_score_thresh=0.5, tile_size=256, tile_overlap=128)
+    gen = AutomaticMaskGenerator(
+        ours, points_per_side=8, pred_iou_thresh=0.5, stability_score_thresh=0.5, tile_size=256, tile_overlap=128
+    )
     assert gen.crop_boxes((h, w))[0] == [[0, 0, 256, 256], [128, 0, 384, 256], [256, 0, 512, 256]]
     records = gen.generate(image)
     hits = [r for r in records if (r["segmentation"] & disc).sum() / (r["segmentation"] | disc).sum() > 0.8]
@@ -176,8 +180,19 @@ def test_bad_arguments_are_refused(models):
 
 # --- `basam amg` ----------------------------------------------------------------------------------
 
-CLI_SETTINGS = ["--resolution", "256", "--points-per-side", "4", "--pred-iou-thresh", "0.05",
-                "--stability-score-thresh", "0.2", "--stability-score-offset", "0.05", "--no-progress"]
+CLI_SETTINGS = [
+    "--resolution",
+    "256",
+    "--points-per-side",
+    "4",
+    "--pred-iou-thresh",
+    "0.05",
+    "--stability-score-thresh",
+    "0.2",
+    "--stability-score-offset",
+    "0.05",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +217,15 @@ def test_cli_writes_json_overlay_and_mask_folders_and_names_the_broken_file(fold
     assert "skipped 1 unreadable" in captured.out and "broken.jpg" in captured.out and "broken.jpg" in captured.err
     for i in range(3):
         records = json.loads((tmp_path / f"scene{i}.json").read_text())
-        assert records and set(records[0]) == {"segmentation", "area", "bbox", "predicted_iou", "point_coords",
-                                               "stability_score", "crop_box"}
+        assert records and set(records[0]) == {
+            "segmentation",
+            "area",
+            "bbox",
+            "predicted_iou",
+            "point_coords",
+            "stability_score",
+            "crop_box",
+        }
         assert Image.open(tmp_path / f"scene{i}_overlay.png").size == (256, 192)
         rows = (tmp_path / f"scene{i}" / "metadata.csv").read_text().splitlines()
         assert rows[0].startswith("id,area,bbox_x0") and len(rows) == len(records) + 1
@@ -232,9 +254,27 @@ def test_two_torchrun_processes_write_what_one_process_writes(folder, tmp_path, 
 
     port = free_port()
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(port), "-m", "basam.cli", "amg", str(folder), "--out", str(tmp_path / "two"),
-         *CLI_SETTINGS], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=200)
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "-m",
+            "basam.cli",
+            "amg",
+            str(folder),
+            "--out",
+            str(tmp_path / "two"),
+            *CLI_SETTINGS,
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("segmented 3 image(s)") == 1  # rank 0 alone reports, for every rank
     from basam.cli import main
@@ -252,8 +292,10 @@ def test_auto_resolution_encodes_each_crop_at_its_own_size_with_scaled_windows(m
     _, ours = models
     gen = AutomaticMaskGenerator(ours, points_per_side=2, resolution="auto", crop_n_layers=1)
     sizes = []
-    gen.predictor.set_embedding = lambda e, _set=gen.predictor.set_embedding: (_set(e), sizes.append(
-        (e.orig_hw, gen.predictor.padded_hw, gen.predictor.windows)))[0]
+    gen.predictor.set_embedding = lambda e, _set=gen.predictor.set_embedding: (
+        _set(e),
+        sizes.append((e.orig_hw, gen.predictor.padded_hw, gen.predictor.windows)),
+    )[0]
     gen.generate(scene(1, h=384, w=512))
     assert sizes[0] == ((384, 512), (384, 512), "scaled")  # the whole image: native, scaled windows
     # Layer-1 crops of about 258×322 px, above the 256 px pretraining side: native too.

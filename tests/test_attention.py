@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import basam
-from basam.modeling.attention import BlockAttentionMode, alibi_slopes, attend, excess_distance, grid_diameter, nsf_scale
 from basam.config import MODEL_CONFIGS, AttentionConfig
+from basam.modeling.attention import BlockAttentionMode, alibi_slopes, attend, excess_distance, grid_diameter, nsf_scale
 from official import official_sam, randomize
 
 TINY = MODEL_CONFIGS["tiny"]
@@ -264,7 +264,9 @@ def test_rel_pos_of_some_query_rows_equals_those_rows_of_the_whole_term():
     whole_h, whole_w = rel_pos(slice(0, 84))
     for rows in (slice(5, 30), slice(77, 84)):  # across grid rows, and the last chunk
         rel_h, rel_w = rel_pos(rows)
-        assert torch.allclose(rel_h, whole_h[:, :, rows], atol=1e-6) and torch.allclose(rel_w, whole_w[:, :, rows], atol=1e-6)
+        assert torch.allclose(rel_h, whole_h[:, :, rows], atol=1e-6) and torch.allclose(
+            rel_w, whole_w[:, :, rows], atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("preset", ["sam", "basam"])

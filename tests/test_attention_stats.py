@@ -19,13 +19,21 @@ def test_recorder_returns_attention_and_measures_entropy_and_reach():
     q, k, v = (torch.randn(1, 2, n, 8, generator=torch.Generator().manual_seed(s)) for s in range(3))
     mask = torch.randn(1, 2, n, n, generator=torch.Generator().manual_seed(3))
     recorder.block = None  # a windowed block passes through unrecorded
-    assert torch.allclose(recorder.scaled_dot_product_attention(q, k, v, mask, 0.3),
-                          F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3), atol=1e-6)
+    assert torch.allclose(
+        recorder.scaled_dot_product_attention(q, k, v, mask, 0.3),
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3),
+        atol=1e-6,
+    )
     assert recorder.stats == {}
     recorder.block = 1  # a global block, in two query chunks, with uniform attention (q = 0)
     zeros = torch.zeros_like(q)
-    out = torch.cat([recorder.scaled_dot_product_attention(zeros[:, :, rows], k, v, None, 0.3)
-                     for rows in (slice(0, 7), slice(7, n))], dim=2)
+    out = torch.cat(
+        [
+            recorder.scaled_dot_product_attention(zeros[:, :, rows], k, v, None, 0.3)
+            for rows in (slice(0, 7), slice(7, n))
+        ],
+        dim=2,
+    )
     assert torch.allclose(out, v.mean(2, keepdim=True).expand_as(v), atol=1e-6)
     entropy, distance, count = recorder.stats[1]
     assert count == 2 * n and recorder.row == 0
@@ -33,4 +41,3 @@ def test_recorder_returns_attention_and_measures_entropy_and_reach():
     ys, xs = torch.meshgrid(torch.arange(4.0), torch.arange(5.0), indexing="ij")
     pos = torch.stack([ys.flatten(), xs.flatten()], 1)
     assert distance / count == pytest.approx(float(torch.cdist(pos, pos).mean()), rel=1e-5)
-

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 import basam
-from basam.inference.amg import AutomaticMaskGenerator
 from basam.cli import main
 from basam.config import MODEL_CONFIGS, AttentionConfig
 from basam.data.synth import make_scene, render, write_benchmark
+from basam.inference.amg import AutomaticMaskGenerator
 from basam.inference.predictor import Predictor
 from official import official_sam, randomize
 
@@ -78,16 +78,42 @@ def test_eval_scores_are_the_same_with_a_batch_size(mixed_sizes, tmp_path, one_t
 
     summaries, forwards = {}, []
     hook = torch.nn.modules.module.register_module_forward_hook(
-        lambda m, args, out: forwards.append(out.shape[0]) if isinstance(m, ImageEncoderViT) else None)
+        lambda m, args, out: forwards.append(out.shape[0]) if isinstance(m, ImageEncoderViT) else None
+    )
     for batch in (1, 3):
         out = tmp_path / str(batch)
-        assert main(["eval", "--data", f"generic:{mixed_sizes}", "--model", "default", "--resolution", "native",
-                     "--prompt", "box", "--batch-size", str(batch), "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--data",
+                    f"generic:{mixed_sizes}",
+                    "--model",
+                    "default",
+                    "--resolution",
+                    "native",
+                    "--prompt",
+                    "box",
+                    "--batch-size",
+                    str(batch),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         summaries[batch] = json.loads((out / "summary.json").read_text())["metrics"]
         rows = (out / "per_image.csv").read_text().splitlines()
         summaries[batch]["ious"] = [r.split(",")[:3] for r in rows]
     hook.remove()
-    assert forwards[:8] == [1] * 8 and sorted(forwards[8:]) == [1, 1, 1, 1, 2, 2]  # batches of 3 with a resized image each
+    assert forwards[:8] == [1] * 8 and sorted(forwards[8:]) == [
+        1,
+        1,
+        1,
+        1,
+        2,
+        2,
+    ]  # batches of 3 with a resized image each
     assert summaries[1]["count"] == summaries[3]["count"] == 8
     assert 0.3 < summaries[1]["mIoU"] < 1  # a trained model: the scores say something about each image
     assert summaries[1]["mIoU"] == pytest.approx(summaries[3]["mIoU"], abs=1e-9)
@@ -105,8 +131,14 @@ def test_cli_batch_size_zero_is_one_line(command, tmp_path, capsys):
 
 def test_amg_batch_equals_one_image_at_a_time(one_thread):
     model = basam.load_model("default")
-    settings = dict(points_per_side=4, pred_iou_thresh=0.05, stability_score_thresh=0.3,
-                    stability_score_offset=0.05, crop_n_layers=1, output_mode="uncompressed_rle")
+    settings = dict(
+        points_per_side=4,
+        pred_iou_thresh=0.05,
+        stability_score_thresh=0.3,
+        stability_score_offset=0.05,
+        crop_n_layers=1,
+        output_mode="uncompressed_rle",
+    )
     images = [scene(seed, (96, 128), "lesion") for seed in (3, 5)] + [scene(8, (128, 96), "lesion")]
     one = [AutomaticMaskGenerator(model, **settings).generate(image) for image in images]
     calls, handle = count_forwards(model)

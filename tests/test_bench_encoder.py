@@ -30,14 +30,31 @@ def test_masks_of_a_user_checkpoint_per_dtype(bench_encoder, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.pth"
     torch.save(basam.load_model("tiny").state_dict(), checkpoint)
     threads = torch.get_num_threads()
-    bench_encoder.main(["--skip-speed", "--scaling-repeats", "0", "--skip-mask", "--skip-mem", "--threads", "1",
-                        "--model", "tiny", "--checkpoint", str(checkpoint), "--image", str(SAMPLE)])
+    bench_encoder.main(
+        [
+            "--skip-speed",
+            "--scaling-repeats",
+            "0",
+            "--skip-mask",
+            "--skip-mem",
+            "--threads",
+            "1",
+            "--model",
+            "tiny",
+            "--checkpoint",
+            str(checkpoint),
+            "--image",
+            str(SAMPLE),
+        ]
+    )
     torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert f"Masks of tiny from {checkpoint} on 1 image(s)" in out
     assert re.search(r"sample\.jpg: 384×384 px, fp32 mask logits: fraction with \|logit\| < 0\.5 [01]\.\d{4}", out)
-    rows = {m[1]: (int(m[2]), float(m[3]), float(m[4]))
-            for m in re.finditer(r"\|  256 \| (\S+(?: fused)?) *\| +(\d+) \| ([\d.]+) +\| ([\d.]+) ", out)}
+    rows = {
+        m[1]: (int(m[2]), float(m[3]), float(m[4]))
+        for m in re.finditer(r"\|  256 \| (\S+(?: fused)?) *\| +(\d+) \| ([\d.]+) +\| ([\d.]+) ", out)
+    }
     ran = {"fp32", "bf16", "int8"} | ({"fp32 fused", "bf16 fused"} if "skipped" not in out else set())
     assert set(rows) == ran, out
     assert all(n == 48 for n, _, _ in rows.values())  # 16 clicks, three masks each

@@ -65,12 +65,28 @@ def test_tables_refuses_a_file_that_is_not_a_result(tmp_path, capsys):
 
 
 def test_tables_render_a_table_and_a_full_run_unlabelled():
-    record = {"suite": "windows", "quick": False, "command": "python -m benchmarks windows", "seconds": 5.0,
-              "stamp": {"commit": "a" * 40, "dirty": False, "basam_version": "0", "torch": "t", "python": "3",
-                        "cpu_model": "CPU X", "cpu": "AVX2 (no bf16/vnni), 2 threads", "cores": 2, "date": "2026",
-                        "load_average": [1.0]},
-              "sections": [{"name": "w", "title": "Windows", "text": "a note", "columns": ["a", "b"],
-                            "rows": [["1", "x|y"]]}], "figures": {"w.a": 1.0}}
+    record = {
+        "suite": "windows",
+        "quick": False,
+        "command": "python -m benchmarks windows",
+        "seconds": 5.0,
+        "stamp": {
+            "commit": "a" * 40,
+            "dirty": False,
+            "basam_version": "0",
+            "torch": "t",
+            "python": "3",
+            "cpu_model": "CPU X",
+            "cpu": "AVX2 (no bf16/vnni), 2 threads",
+            "cores": 2,
+            "date": "2026",
+            "load_average": [1.0],
+        },
+        "sections": [
+            {"name": "w", "title": "Windows", "text": "a note", "columns": ["a", "b"], "rows": [["1", "x|y"]]}
+        ],
+        "figures": {"w.a": 1.0},
+    }
     page = tables.render([record])
     assert "### Windows\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\na note" in page
     assert "Smoke figures" not in page and "on CPU X (AVX2 (no bf16/vnni), 2 threads; 2 cores)" in page
@@ -78,10 +94,24 @@ def test_tables_render_a_table_and_a_full_run_unlabelled():
 
 def test_a_full_run_supersedes_the_smoke_run_of_its_suite():
     def record(quick, title):
-        return {"suite": "serve", "quick": quick, "command": "c", "seconds": 1.0, "figures": {},
-                "stamp": {"commit": "b" * 40, "basam_version": "0", "torch": "t", "python": "3", "cpu_model": "m",
-                          "cpu": "c", "cores": 2, "date": "d"},
-                "sections": [{"name": "s", "title": title, "text": "", "columns": ["a"], "rows": [["1"]]}]}
+        return {
+            "suite": "serve",
+            "quick": quick,
+            "command": "c",
+            "seconds": 1.0,
+            "figures": {},
+            "stamp": {
+                "commit": "b" * 40,
+                "basam_version": "0",
+                "torch": "t",
+                "python": "3",
+                "cpu_model": "m",
+                "cpu": "c",
+                "cores": 2,
+                "date": "d",
+            },
+            "sections": [{"name": "s", "title": title, "text": "", "columns": ["a"], "rows": [["1"]]}],
+        }
 
     page = tables.render([record(True, "Smoke title"), record(False, "Full title")])
     assert "### Full title" in page and "Smoke title" not in page
@@ -91,10 +121,15 @@ def test_a_full_run_supersedes_the_smoke_run_of_its_suite():
 def test_markdown_tables_come_apart_when_printed_back_to_back():
     from benchmarks.suites._capture import leading_number, markdown_tables
 
-    text = ("## 2a. title\n| size | IoU |\n|---|---|\n| 256 | 0.99 |\n| 256 | 0.98 |\n| size | IoU |\n|------|-----|\n"
-            "| 1024 | 0.97 |\nnot a table\n| a |\n| b |\n\n| x | y |\n|:-:|---|\n| 1.5e-3 | 2× (1–3) |\n")
-    assert markdown_tables(text) == [(["size", "IoU"], [["256", "0.99"], ["256", "0.98"]]),
-                                     (["size", "IoU"], [["1024", "0.97"]]), (["x", "y"], [["1.5e-3", "2× (1–3)"]])]
+    text = (
+        "## 2a. title\n| size | IoU |\n|---|---|\n| 256 | 0.99 |\n| 256 | 0.98 |\n| size | IoU |\n|------|-----|\n"
+        "| 1024 | 0.97 |\nnot a table\n| a |\n| b |\n\n| x | y |\n|:-:|---|\n| 1.5e-3 | 2× (1–3) |\n"
+    )
+    assert markdown_tables(text) == [
+        (["size", "IoU"], [["256", "0.99"], ["256", "0.98"]]),
+        (["size", "IoU"], [["1024", "0.97"]]),
+        (["x", "y"], [["1.5e-3", "2× (1–3)"]]),
+    ]
     assert leading_number("2× (1–3)") == 2.0 and leading_number("1.5e-3") == 0.0015
     with pytest.raises(ValueError):
         leading_number("IoU min")

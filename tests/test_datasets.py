@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from basam.data.datasets import (SampleError, binarize, open_dataset, read_image, read_mask)
+from basam.data.datasets import SampleError, binarize, open_dataset, read_image, read_mask
 
 RNG = np.random.default_rng(0)
 
@@ -53,7 +53,8 @@ def test_duts_parent_subset_and_problems(tmp_path):
     te_i, te_m = root / "DUTS-TE" / "DUTS-TE-Image", root / "DUTS-TE" / "DUTS-TE-Mask"
     _pairs(te_i, te_m, ["ILSVRC2012_test_00000003", "sun_a", "sun_b"])
     _pairs(root / "DUTS-TR" / "DUTS-TR-Image", root / "DUTS-TR" / "DUTS-TR-Mask", ["tr1", "tr2"])
-    _truncate(_img(te_i / "broken.jpg")); _mask(te_m / "broken.png")
+    _truncate(_img(te_i / "broken.jpg"))
+    _mask(te_m / "broken.png")
     # cut inside the scan data: the header still parses, only a decode or the EOI check sees it
     _truncate(_img(te_i / "cut_late.jpg", (64, 48)), keep=0.9)
     _mask(te_m / "cut_late.png", (64, 48))
@@ -61,7 +62,8 @@ def test_duts_parent_subset_and_problems(tmp_path):
         f.write(b"\x00" * 7)  # padding after the end-of-image marker is legal
     _img(te_i / "lonely_image.jpg")
     _mask(te_m / "lonely_mask.png")
-    _img(te_i / "wrong_size.jpg", (16, 16)); _mask(te_m / "wrong_size.png", (16, 12))
+    _img(te_i / "wrong_size.jpg", (16, 16))
+    _mask(te_m / "wrong_size.png", (16, 12))
     (te_i / ".DS_Store").write_bytes(b"junk")
 
     ds = open_dataset(str(root))  # auto-detected, default split test
@@ -96,9 +98,11 @@ def test_dis5k_splits_and_grayscale(tmp_path):
     for sub in ["DIS-TR", "DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4"]:
         _img(root / sub / "im" / f"1#Accessories#1#Bag#{sub}.jpg")
         _mask(root / sub / "gt" / f"1#Accessories#1#Bag#{sub}.png", gray=True)
-    _img(root / "DIS-TE2" / "im" / "shared.jpg"); _mask(root / "DIS-TE2" / "gt" / "shared.png")
+    _img(root / "DIS-TE2" / "im" / "shared.jpg")
+    _mask(root / "DIS-TE2" / "gt" / "shared.png")
     _img(root / "DIS-TE3" / "im" / "shared.jpg")
-    _mask(root / "DIS-TE3" / "gt" / "shared.png"); _truncate(root / "DIS-TE3" / "gt" / "shared.png")
+    _mask(root / "DIS-TE3" / "gt" / "shared.png")
+    _truncate(root / "DIS-TE3" / "gt" / "shared.png")
     _img(root / "DIS-TE4" / "im" / "lonely.jpg")
 
     test = open_dataset(f"dis5k:{root}", split="test")
@@ -133,8 +137,7 @@ def test_cod10k_raw_layout(tmp_path):
     ds = open_dataset(root)
     assert ds.layout == "cod10k" and ds.split == "test"
     assert [s.name for s in ds.samples] == cam
-    assert set(_reasons(ds)) == {"COD10K-CAM-2-Amphibian-23-Frog-1337",
-                                 "COD10K-CAM-3-Flying-53-Bird-3000"}
+    assert set(_reasons(ds)) == {"COD10K-CAM-2-Amphibian-23-Frog-1337", "COD10K-CAM-3-Flying-53-Bird-3000"}
     assert ds.summary()["skipped"] == {"excluded by layout rule in Image/": 1}
     assert len(open_dataset(root, split="train")) == 1
     assert len(open_dataset(root / "Test")) == 2
@@ -142,13 +145,15 @@ def test_cod10k_raw_layout(tmp_path):
 
 def test_cod10k_reorganised_layout(tmp_path):
     root = tmp_path / "data"
-    _pairs(root / "TrainDataset" / "Imgs", root / "TrainDataset" / "GT",
-           ["COD10K-CAM-1-Aquatic-1-BatFish-2", "camourflage_00012"])
+    _pairs(
+        root / "TrainDataset" / "Imgs",
+        root / "TrainDataset" / "GT",
+        ["COD10K-CAM-1-Aquatic-1-BatFish-2", "camourflage_00012"],
+    )
     te = root / "TestDataset" / "COD10K"
     _pairs(te / "Imgs", te / "GT", ["COD10K-CAM-1-Aquatic-1-BatFish-1"])
     _mask(te / "GT" / "COD10K-CAM-9-orphan.png")
-    _pairs(root / "TestDataset" / "CAMO" / "Imgs", root / "TestDataset" / "CAMO" / "GT",
-           ["camourflage_00001"])
+    _pairs(root / "TestDataset" / "CAMO" / "Imgs", root / "TestDataset" / "CAMO" / "GT", ["camourflage_00001"])
 
     ds = open_dataset(f"cod10k:{root}")
     assert ds.split == "test"
@@ -162,9 +167,12 @@ def test_cod10k_reorganised_layout(tmp_path):
 def test_isic2016_layout(tmp_path):
     root = tmp_path / "ISIC2016"
     for part in ["Training", "Test"]:
-        _pairs(root / f"ISBI2016_ISIC_Part1_{part}_Data",
-               root / f"ISBI2016_ISIC_Part1_{part}_GroundTruth",
-               ["ISIC_0000000", "ISIC_0000001"], mask_suffix="_Segmentation")
+        _pairs(
+            root / f"ISBI2016_ISIC_Part1_{part}_Data",
+            root / f"ISBI2016_ISIC_Part1_{part}_GroundTruth",
+            ["ISIC_0000000", "ISIC_0000001"],
+            mask_suffix="_Segmentation",
+        )
     (root / "ISBI2016_ISIC_Part1_Test_Data" / "metadata.csv").write_text("a,b\n")
     _img(root / "ISBI2016_ISIC_Part1_Test_Data" / "ISIC_0000009.jpg")
     _truncate(_img(root / "ISBI2016_ISIC_Part1_Test_Data" / "ISIC_0000010.jpg"))
@@ -181,13 +189,19 @@ def test_isic2016_layout(tmp_path):
 
 def test_generic_layout_formats_and_load_errors(tmp_path):
     root = tmp_path / "synth"
-    _img(root / "images" / "a.png"); _mask(root / "masks" / "a.png")
-    _img(root / "images" / "b.BMP"); _mask(root / "masks" / "b.tif")
-    _img(root / "images" / "c.TIFF"); _mask(root / "masks" / "c.bmp")
-    _img(root / "images" / "d.png"); _img(root / "images" / "d.jpg")
+    _img(root / "images" / "a.png")
+    _mask(root / "masks" / "a.png")
+    _img(root / "images" / "b.BMP")
+    _mask(root / "masks" / "b.tif")
+    _img(root / "images" / "c.TIFF")
+    _mask(root / "masks" / "c.bmp")
+    _img(root / "images" / "d.png")
+    _img(root / "images" / "d.jpg")
     _mask(root / "masks" / "d.png")
-    _truncate(_img(root / "images" / "e.png")); _mask(root / "masks" / "e.png")
-    _truncate(_img(root / "images" / "f.bmp")); _mask(root / "masks" / "f.png")
+    _truncate(_img(root / "images" / "e.png"))
+    _mask(root / "masks" / "e.png")
+    _truncate(_img(root / "images" / "f.bmp"))
+    _mask(root / "masks" / "f.png")
 
     ds = open_dataset(root)
     assert ds.layout == "generic" and [s.name for s in ds.samples] == ["a", "b", "c"]
@@ -204,7 +218,8 @@ def test_generic_layout_formats_and_load_errors(tmp_path):
     assert info.value.name == "e" and "unreadable image e.png" in info.value.reason
     again = pickle.loads(pickle.dumps(info.value))
     assert (again.name, again.reason) == (info.value.name, info.value.reason)
-    _img(root / "images" / "g.png", (16, 16)); _mask(root / "masks" / "g.png")
+    _img(root / "images" / "g.png", (16, 16))
+    _mask(root / "masks" / "g.png")
     g = next(s for s in open_dataset(root, verify=False).samples if s.name == "g")
     with pytest.raises(SampleError, match="size mismatch"):
         g.load()
@@ -223,15 +238,38 @@ def test_coco_instances(tmp_path):
     _img(root / "val2017" / "000000000002.jpg", (16, 16))
     poly = [[2, 2, 8, 2, 8, 6, 2, 6]]  # the rectangle x 2..8, y 2..6
     ann = {
-        "images": [{"id": 1, "file_name": "000000000001.jpg", "width": 20, "height": 10},
-                   {"id": 2, "file_name": "000000000002.jpg", "width": 16, "height": 16}],
+        "images": [
+            {"id": 1, "file_name": "000000000001.jpg", "width": 20, "height": 10},
+            {"id": 2, "file_name": "000000000002.jpg", "width": 16, "height": 16},
+        ],
         "annotations": [
-            {"id": 11, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 24.0,
-             "bbox": [2, 2, 6, 4], "segmentation": poly},
-            {"id": 12, "image_id": 1, "category_id": 1, "iscrowd": 1, "area": 4.0,
-             "bbox": [0, 0, 2, 2], "segmentation": {"size": [10, 20], "counts": [0, 2, 8, 2, 188]}},
-            {"id": 21, "image_id": 2, "category_id": 2, "iscrowd": 0, "area": 9.0,
-             "bbox": [10.5, 3, 3, 3], "segmentation": [[10.5, 3, 13.5, 3, 13.5, 6, 10.5, 6]]},
+            {
+                "id": 11,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": 24.0,
+                "bbox": [2, 2, 6, 4],
+                "segmentation": poly,
+            },
+            {
+                "id": 12,
+                "image_id": 1,
+                "category_id": 1,
+                "iscrowd": 1,
+                "area": 4.0,
+                "bbox": [0, 0, 2, 2],
+                "segmentation": {"size": [10, 20], "counts": [0, 2, 8, 2, 188]},
+            },
+            {
+                "id": 21,
+                "image_id": 2,
+                "category_id": 2,
+                "iscrowd": 0,
+                "area": 9.0,
+                "bbox": [10.5, 3, 3, 3],
+                "segmentation": [[10.5, 3, 13.5, 3, 13.5, 6, 10.5, 6]],
+            },
         ],
         "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
     }

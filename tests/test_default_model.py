@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import basam
-from basam.formats.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
 from basam.data.specs import SynthDataset
 from basam.evaluation.evaluate import EvalSettings, evaluate
+from basam.formats.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
 
 
 def test_shipped_weights_load_strictly_and_are_small():
@@ -48,8 +48,12 @@ def test_shipped_weights_are_trained():
 
 @pytest.mark.subprocess
 def test_demo_runs_end_to_end(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "basam.cli", "demo", "--quick", "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "basam.cli", "demo", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     table, *per_family = (tmp_path / "sweep.md").read_text().split("\n\n")
     table = table.splitlines()

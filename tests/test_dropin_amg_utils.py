@@ -9,8 +9,13 @@ import basam.utils.amg as ours
 from official import official_package
 
 theirs = official_package().amg
-OFFICIAL_NAMES = sorted(n for n in vars(theirs) if not n.startswith("_") and callable(getattr(theirs, n))
-                        and getattr(getattr(theirs, n), "__module__", "") == theirs.__name__)
+OFFICIAL_NAMES = sorted(
+    n
+    for n in vars(theirs)
+    if not n.startswith("_")
+    and callable(getattr(theirs, n))
+    and getattr(getattr(theirs, n), "__module__", "") == theirs.__name__
+)
 
 
 def random_masks(seed, shape=(5, 23, 31), density=0.5):
@@ -58,8 +63,10 @@ def test_batched_mask_to_box(shape):
 def test_stability_score(shape):
     logits = torch.randn(shape, generator=torch.Generator().manual_seed(4)) * 3
     for threshold, offset in ((0.0, 1.0), (0.5, 0.25), (-1.0, 0.0)):
-        same(ours.calculate_stability_score(logits, threshold, offset),
-             theirs.calculate_stability_score(logits, threshold, offset))
+        same(
+            ours.calculate_stability_score(logits, threshold, offset),
+            theirs.calculate_stability_score(logits, threshold, offset),
+        )
 
 
 def test_point_grids_and_crops():
@@ -81,7 +88,9 @@ def test_uncrop_and_edges():
     same(ours.uncrop_boxes_xyxy(boxes[None], crop), theirs.uncrop_boxes_xyxy(boxes[None], crop))
     same(ours.uncrop_points(points, crop), theirs.uncrop_points(points, crop))
     same(ours.is_box_near_crop_edge(boxes, crop, image), theirs.is_box_near_crop_edge(boxes, crop, image))
-    same(ours.is_box_near_crop_edge(boxes, crop, image, atol=5), theirs.is_box_near_crop_edge(boxes, crop, image, atol=5))
+    same(
+        ours.is_box_near_crop_edge(boxes, crop, image, atol=5), theirs.is_box_near_crop_edge(boxes, crop, image, atol=5)
+    )
     masks = random_masks(6, (3, 150, 200))
     same(ours.uncrop_masks(masks, crop, 250, 300), theirs.uncrop_masks(masks, crop, 250, 300))
     same(ours.uncrop_masks(masks, [0, 0, 200, 150], 150, 200), theirs.uncrop_masks(masks, [0, 0, 200, 150], 150, 200))
@@ -114,8 +123,9 @@ def test_batch_iterator():
 def test_mask_data():
     def make(mod, seed):
         g = torch.Generator().manual_seed(seed)
-        return mod.MaskData(boxes=torch.rand(6, 4, generator=g), scores=np.arange(6.0) + seed,
-                            rles=[f"r{seed}{i}" for i in range(6)])
+        return mod.MaskData(
+            boxes=torch.rand(6, 4, generator=g), scores=np.arange(6.0) + seed, rles=[f"r{seed}{i}" for i in range(6)]
+        )
 
     results = []
     for mod in (ours, theirs):
@@ -135,8 +145,9 @@ def test_mask_data():
 
 
 def test_postprocess_small_regions():
-    import basam
     from scipy import ndimage
+
+    import basam
 
     rng = np.random.default_rng(8)
     masks = []
@@ -146,10 +157,13 @@ def test_postprocess_small_regions():
         masks.append(mask)
     masks = torch.as_tensor(np.stack(masks))
     results = []
-    for generator, mod in ((official_package().SamAutomaticMaskGenerator, theirs),
-                           (basam.SamAutomaticMaskGenerator, ours)):
-        data = mod.MaskData(rles=mod.mask_to_rle_pytorch(masks), boxes=mod.batched_mask_to_box(masks),
-                            iou_preds=torch.arange(6.0))
+    for generator, mod in (
+        (official_package().SamAutomaticMaskGenerator, theirs),
+        (basam.SamAutomaticMaskGenerator, ours),
+    ):
+        data = mod.MaskData(
+            rles=mod.mask_to_rle_pytorch(masks), boxes=mod.batched_mask_to_box(masks), iou_preds=torch.arange(6.0)
+        )
         results.append(generator.postprocess_small_regions(data, 25, 0.7))
     expected, got = results
     assert got["rles"] == expected["rles"] and len(got["rles"]) > 0

@@ -3,7 +3,6 @@ provide says so in one line; bad generator and prompt arguments are refused wher
 
 import subprocess
 import sys
-from functools import partial
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from torch import nn
 
 import basam
 import basam.modeling
-from basam.config import MODEL_CONFIGS, AttentionConfig
+from basam.config import MODEL_CONFIGS
 from official import official_package, official_sam, randomize
 
 TINY = MODEL_CONFIGS["tiny"]
@@ -44,7 +43,10 @@ def test_registry_keys_build_the_official_sizes(official, monkeypatch):
         cfg = MODEL_CONFIGS[basam.sam_model_registry[key].model_type]
         args = seen["args"]
         assert (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.encoder_num_heads) == (
-            args["encoder_embed_dim"], args["encoder_depth"], args["encoder_num_heads"])
+            args["encoder_embed_dim"],
+            args["encoder_depth"],
+            args["encoder_num_heads"],
+        )
         assert list(cfg.encoder_global_attn_indexes) == list(args["encoder_global_attn_indexes"])
     assert basam.sam_model_registry["default"] is basam.build_sam is basam.build_sam_vit_h
     assert basam.sam_model_registry["vit_t"].model_type == "vit_t"
@@ -85,12 +87,22 @@ def test_model_methods_match_the_official_ones(pair):
         assert torch.equal(pe.get_dense_pe(), theirs.prompt_encoder.get_dense_pe())
         points = (torch.tensor([[[30.0, 40.0], [100.0, 20.0]]]), torch.tensor([[1, 0]]))
         boxes, masks = torch.tensor([[10.0, 20.0, 200.0, 150.0]]), torch.randn(1, 1, 64, 64)
-        for prompts in (dict(points=points, boxes=None, masks=None), dict(points=None, boxes=boxes, masks=masks),
-                        dict(points=None, boxes=None, masks=None)):
+        for prompts in (
+            dict(points=points, boxes=None, masks=None),
+            dict(points=None, boxes=boxes, masks=masks),
+            dict(points=None, boxes=None, masks=None),
+        ):
             (s_a, d_a), (s_b, d_b) = pe(**prompts), theirs.prompt_encoder(**prompts)
-            assert s_a.shape == s_b.shape and torch.allclose(s_a, s_b, atol=1e-5) and torch.allclose(d_a, d_b, atol=1e-5)
-            args = dict(image_embeddings=emb_b[:1], image_pe=theirs.prompt_encoder.get_dense_pe(),
-                        sparse_prompt_embeddings=s_b, dense_prompt_embeddings=d_b, multimask_output=True)
+            assert (
+                s_a.shape == s_b.shape and torch.allclose(s_a, s_b, atol=1e-5) and torch.allclose(d_a, d_b, atol=1e-5)
+            )
+            args = dict(
+                image_embeddings=emb_b[:1],
+                image_pe=theirs.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=s_b,
+                dense_prompt_embeddings=d_b,
+                multimask_output=True,
+            )
             (m_a, i_a), (m_b, i_b) = ours.mask_decoder(**args), theirs.mask_decoder(**args)
             assert (m_a - m_b).abs().max() <= 1e-4 and (i_a - i_b).abs().max() <= 1e-5
             big_a = ours.postprocess_masks(m_a, (180, 256), (360, 512))
@@ -101,8 +113,20 @@ def test_model_methods_match_the_official_ones(pair):
 def test_modeling_classes_take_the_official_arguments(official):
     """The official constructors' arguments give the same parameters (names and shapes); the
     window helpers partition and restore as the official ones."""
-    kwargs = dict(depth=3, embed_dim=48, img_size=128, mlp_ratio=2, norm_layer=nn.LayerNorm, num_heads=3,
-                  patch_size=16, qkv_bias=True, use_rel_pos=True, global_attn_indexes=[2], window_size=5, out_chans=24)
+    kwargs = dict(
+        depth=3,
+        embed_dim=48,
+        img_size=128,
+        mlp_ratio=2,
+        norm_layer=nn.LayerNorm,
+        num_heads=3,
+        patch_size=16,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=[2],
+        window_size=5,
+        out_chans=24,
+    )
     ours, theirs = basam.modeling.ImageEncoderViT(**kwargs), official.modeling.ImageEncoderViT(**kwargs)
     shapes = {k: v.shape for k, v in theirs.state_dict().items()}
     assert {k: v.shape for k, v in ours.state_dict().items()} == shapes
@@ -134,8 +158,11 @@ class LoRA(nn.Module):
 
 
 def lora_targets(model):
-    return sorted((name, m.in_features, m.out_features) for name, m in model.image_encoder.named_modules()
-                  if isinstance(m, nn.Linear) and name.endswith(("attn.qkv", "mlp.lin1", "mlp.lin2")))
+    return sorted(
+        (name, m.in_features, m.out_features)
+        for name, m in model.image_encoder.named_modules()
+        if isinstance(m, nn.Linear) and name.endswith(("attn.qkv", "mlp.lin1", "mlp.lin2"))
+    )
 
 
 def patch(model):
@@ -190,29 +217,34 @@ def test_what_basam_lacks_says_so_in_one_line(pair):
     with pytest.raises(ValueError, match="use_rel_pos=True"):
         basam.modeling.ImageEncoderViT(depth=2, embed_dim=32, num_heads=2)  # the official default: no rel-pos
     with pytest.raises(ValueError, match="pixel_mean"):
-        basam.Sam(*[getattr(pair[1], n) for n in ("image_encoder", "prompt_encoder", "mask_decoder")],
-                  pixel_mean=[0.0, 0.0, 0.0])
+        basam.Sam(
+            *[getattr(pair[1], n) for n in ("image_encoder", "prompt_encoder", "mask_decoder")],
+            pixel_mean=[0.0, 0.0, 0.0],
+        )
     with pytest.raises(TypeError, match="by keyword"):
         basam.modeling.PromptEncoder(32, (16, 16), (256, 256), 4)
     with pytest.raises(AttributeError, match="transform.sizes"):
-        basam.SamPredictor(pair[1], resolution="auto").transform.target_length
+        basam.SamPredictor(pair[1], resolution="auto").transform.target_length  # noqa: B018 (the access itself raises)
     assert basam.SamPredictor(pair[1]).transform.target_length == TINY.img_size
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("pred_iou_thresh", float("nan"), "finite"),
-    ("stability_score_thresh", float("nan"), "finite"),
-    ("stability_score_thresh", 1.5, r"\[0, 1\]"),
-    ("box_nms_thresh", 7, r"\[0, 1\]"),
-    ("crop_nms_thresh", -0.1, r"\[0, 1\]"),
-    ("crop_overlap_ratio", 1.0, r"\[0, 1\)"),
-    ("stability_score_offset", -1.0, "∞"),
-    ("min_mask_region_area", -5, "∞"),
-    ("crop_n_layers", -1, "≥ 0"),
-    ("crop_n_layers", 1.5, "integer"),
-    ("points_per_batch", 0, "≥ 1"),
-    ("crop_n_points_downscale_factor", 0, "≥ 1"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("pred_iou_thresh", float("nan"), "finite"),
+        ("stability_score_thresh", float("nan"), "finite"),
+        ("stability_score_thresh", 1.5, r"\[0, 1\]"),
+        ("box_nms_thresh", 7, r"\[0, 1\]"),
+        ("crop_nms_thresh", -0.1, r"\[0, 1\]"),
+        ("crop_overlap_ratio", 1.0, r"\[0, 1\)"),
+        ("stability_score_offset", -1.0, "∞"),
+        ("min_mask_region_area", -5, "∞"),
+        ("crop_n_layers", -1, "≥ 0"),
+        ("crop_n_layers", 1.5, "integer"),
+        ("points_per_batch", 0, "≥ 1"),
+        ("crop_n_points_downscale_factor", 0, "≥ 1"),
+    ],
+)
 def test_generator_options_are_checked(pair, option, value, message):
     with pytest.raises(ValueError, match=message) as e:
         basam.SamAutomaticMaskGenerator(pair[1], **{option: value})
@@ -224,8 +256,9 @@ def test_generator_crop_layers_need_points(pair):
         basam.SamAutomaticMaskGenerator(pair[1], points_per_side=4, crop_n_layers=3, crop_n_points_downscale_factor=2)
     with pytest.raises(ValueError, match=r"point_grids\[0\]"):
         basam.SamAutomaticMaskGenerator(pair[1], points_per_side=None, point_grids=[np.array([[0.5, 1.5]])])
-    generator = basam.SamAutomaticMaskGenerator(pair[1], points_per_side=4, crop_n_layers=2,
-                                                crop_n_points_downscale_factor=2, box_nms_thresh=1.0)
+    generator = basam.SamAutomaticMaskGenerator(
+        pair[1], points_per_side=4, crop_n_layers=2, crop_n_points_downscale_factor=2, box_nms_thresh=1.0
+    )
     assert [len(g) for g in generator.point_grids] == [16, 4, 1]
 
 
@@ -248,8 +281,23 @@ def test_prompt_shapes_are_checked(pair):
 
 def test_cli_amg_refuses_bad_options_in_one_line(tmp_path):
     for flags in (["--crop-n-layers", "-1"],):  # a traceback before these checks; the others are tested above
-        r = subprocess.run([sys.executable, "-m", "basam.cli", "amg", str(SAMPLE), "--out", str(tmp_path / "o"),
-                            "--model", "tiny", *flags], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "basam.cli",
+                "amg",
+                str(SAMPLE),
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                "tiny",
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and flags[0][2:].replace("-", "_") in r.stderr, r.stderr
 

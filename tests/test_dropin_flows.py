@@ -12,18 +12,27 @@ import torch
 
 import basam
 import basam.utils.onnx
+import client_flows as flows
 from basam.config import MODEL_CONFIGS
 from basam.data.synth import make_scene, render
-import client_flows as flows
 from official import basam_package, official_package, official_sam, randomize
 
 
 def size_of(cfg):
     """The by-hand constructor arguments of a basam ModelConfig."""
-    return dict(img_size=cfg.img_size, depth=cfg.encoder_depth, embed_dim=cfg.encoder_embed_dim,
-                num_heads=cfg.encoder_num_heads, global_attn_indexes=list(cfg.encoder_global_attn_indexes),
-                window_size=cfg.window_size, prompt_dim=cfg.prompt_embed_dim, mask_in_chans=cfg.mask_in_chans,
-                mlp_dim=cfg.decoder_mlp_dim, decoder_heads=cfg.decoder_num_heads, iou_hidden=cfg.iou_head_hidden_dim)
+    return dict(
+        img_size=cfg.img_size,
+        depth=cfg.encoder_depth,
+        embed_dim=cfg.encoder_embed_dim,
+        num_heads=cfg.encoder_num_heads,
+        global_attn_indexes=list(cfg.encoder_global_attn_indexes),
+        window_size=cfg.window_size,
+        prompt_dim=cfg.prompt_embed_dim,
+        mask_in_chans=cfg.mask_in_chans,
+        mlp_dim=cfg.decoder_mlp_dim,
+        decoder_heads=cfg.decoder_num_heads,
+        iou_hidden=cfg.iou_head_hidden_dim,
+    )
 
 
 TINY, MINI = size_of(MODEL_CONFIGS["tiny"]), size_of(MODEL_CONFIGS["mini"])
@@ -126,8 +135,14 @@ def test_generator_notebook_tuned(packages, mini_checkpoint):
     image = lesion()
     # the notebook's tuned generator: crops, fewer points in them, small regions removed (its
     # thresholds lowered to what these small trained weights reach)
-    tuned = dict(points_per_side=12, pred_iou_thresh=0.5, stability_score_thresh=0.8, crop_n_layers=1,
-                 crop_n_points_downscale_factor=2, min_mask_region_area=100)
+    tuned = dict(
+        points_per_side=12,
+        pred_iou_thresh=0.5,
+        stability_score_thresh=0.8,
+        crop_n_layers=1,
+        crop_n_points_downscale_factor=2,
+        min_mask_region_area=100,
+    )
     got = flows.generator_notebook(packages["basam"], sams["basam"], image, **tuned)
     expected = flows.generator_notebook(packages["official"], sams["official"], image, **tuned)
     assert any(r["crop_box"] != [0, 0, image.shape[1], image.shape[0]] for r in expected)  # masks from the crops
@@ -185,23 +200,43 @@ def test_basam_onnx_decoder_takes_any_image_size(mini_checkpoint, tmp_path):
     1500 × 2250 dummy, it gives the predictor's masks on an image of another aspect ratio."""
     onnxruntime = pytest.importorskip("onnxruntime")
     sam = flows.build_by_hand(basam_package(), mini_checkpoint, MINI)
-    dummy = dict(image_embeddings=torch.randn(1, 128, 16, 16), point_coords=torch.rand(1, 5, 2) * 256,
-                 point_labels=torch.randint(0, 4, (1, 5)).float(), mask_input=torch.randn(1, 1, 64, 64),
-                 has_mask_input=torch.tensor([1.0]), orig_im_size=torch.tensor([1500.0, 2250.0]))
-    torch.onnx.export(basam.utils.onnx.SamOnnxModel(sam, return_single_mask=True), tuple(dummy.values()),
-                      str(tmp_path / "d.onnx"), input_names=list(dummy), output_names=["masks", "iou", "low_res"],
-                      dynamic_axes={"point_coords": {1: "n"}, "point_labels": {1: "n"}}, opset_version=17, dynamo=False)
+    dummy = dict(
+        image_embeddings=torch.randn(1, 128, 16, 16),
+        point_coords=torch.rand(1, 5, 2) * 256,
+        point_labels=torch.randint(0, 4, (1, 5)).float(),
+        mask_input=torch.randn(1, 1, 64, 64),
+        has_mask_input=torch.tensor([1.0]),
+        orig_im_size=torch.tensor([1500.0, 2250.0]),
+    )
+    torch.onnx.export(
+        basam.utils.onnx.SamOnnxModel(sam, return_single_mask=True),
+        tuple(dummy.values()),
+        str(tmp_path / "d.onnx"),
+        input_names=list(dummy),
+        output_names=["masks", "iou", "low_res"],
+        dynamic_axes={"point_coords": {1: "n"}, "point_labels": {1: "n"}},
+        opset_version=17,
+        dynamo=False,
+    )
     session = onnxruntime.InferenceSession(str(tmp_path / "d.onnx"))
     image = lesion(5, 150, 256)
     predictor = basam.SamPredictor(sam)
     predictor.set_image(image)
     coords = predictor.transform.apply_coords(np.array([[[100.0, 60.0], [0.0, 0.0]]]), image.shape[:2])
-    masks, scores, _ = session.run(None, dict(
-        image_embeddings=predictor.features.numpy(), point_coords=coords.astype(np.float32),
-        point_labels=np.array([[1, -1]], np.float32), mask_input=np.zeros((1, 1, 64, 64), np.float32),
-        has_mask_input=np.zeros(1, np.float32), orig_im_size=np.array(image.shape[:2], np.float32)))
-    expected, expected_scores, _ = predictor.predict(point_coords=np.array([[100.0, 60.0]]), point_labels=np.array([1]),
-                                                     return_logits=True)
+    masks, scores, _ = session.run(
+        None,
+        dict(
+            image_embeddings=predictor.features.numpy(),
+            point_coords=coords.astype(np.float32),
+            point_labels=np.array([[1, -1]], np.float32),
+            mask_input=np.zeros((1, 1, 64, 64), np.float32),
+            has_mask_input=np.zeros(1, np.float32),
+            orig_im_size=np.array(image.shape[:2], np.float32),
+        ),
+    )
+    expected, expected_scores, _ = predictor.predict(
+        point_coords=np.array([[100.0, 60.0]]), point_labels=np.array([1]), return_logits=True
+    )
     best = int(np.argmax(expected_scores))
     assert masks.shape == (1, 1, 150, 256)
     assert np.abs(masks[0, 0] - expected[best]).max() <= 1e-4 and abs(scores[0, 0] - expected_scores[best]) <= 1e-5

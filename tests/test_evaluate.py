@@ -43,9 +43,22 @@ def cli(*args):
 
 
 def test_eval_writes_per_image_csv_and_summary_and_names_problems(bench, tmp_path):
-    r = cli("eval", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
-            str(bench / "tiny.safetensors"), "--resolution", "128", "--prompt", "center", "--group-by-prefix",
-            "--out", str(tmp_path))
+    r = cli(
+        "eval",
+        "--data",
+        f"generic:{bench / 'data'}",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(bench / "tiny.safetensors"),
+        "--resolution",
+        "128",
+        "--prompt",
+        "center",
+        "--group-by-prefix",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     with open(tmp_path / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
@@ -67,29 +80,71 @@ def test_eval_bad_data_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("command,prompt", [("eval", "box,none"), ("sweep", "box,boxes"), ("sweep", "")])
 def test_unknown_prompt_kind_is_one_line_not_a_skipped_file(command, prompt, tmp_path):
-    r = cli(command, "--data", "synth:salient", "--n", "1", "--model", "tiny", "--resolution", "64",
-            "--prompt", prompt, "--out", str(tmp_path))
+    r = cli(
+        command,
+        "--data",
+        "synth:salient",
+        "--n",
+        "1",
+        "--model",
+        "tiny",
+        "--resolution",
+        "64",
+        "--prompt",
+        prompt,
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "unknown prompt kind" in r.stderr
     assert not (tmp_path / "summary.json").exists() and not (tmp_path / "sweep.md").exists()
 
 
 def test_sweep_writes_table_csv_and_plot(bench, tmp_path):
-    r = cli("sweep", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
-            str(bench / "tiny.safetensors"), "--attn", "sam,basam", "--resolution", "64,128,native",
-            "--limit", "3", "--out", str(tmp_path))
+    r = cli(
+        "sweep",
+        "--data",
+        f"generic:{bench / 'data'}",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(bench / "tiny.safetensors"),
+        "--attn",
+        "sam,basam",
+        "--resolution",
+        "64,128,native",
+        "--limit",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     table = (tmp_path / "sweep.md").read_text().splitlines()
     assert table[0] == "| mIoU | 64 | 128 | native |" and len(table) == 4
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["preset"], r["resolution"]) for r in rows] == [
-        (p, s) for p in ("sam", "basam") for s in ("64", "128", "native")]
+        (p, s) for p in ("sam", "basam") for s in ("64", "128", "native")
+    ]
     png = Image.open(tmp_path / "sweep.png")
     assert png.size[0] > 300
     # A cell of the sweep is what `basam eval` gives for that preset and resolution alone.
-    single = cli("eval", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
-                 str(bench / "tiny.safetensors"), "--attn", "basam", "--resolution", "128", "--limit", "3",
-                 "--out", str(tmp_path / "single"))
+    single = cli(
+        "eval",
+        "--data",
+        f"generic:{bench / 'data'}",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(bench / "tiny.safetensors"),
+        "--attn",
+        "basam",
+        "--resolution",
+        "128",
+        "--limit",
+        "3",
+        "--out",
+        str(tmp_path / "single"),
+    )
     assert single.returncode == 0, single.stderr
     metrics = json.loads((tmp_path / "single" / "summary.json").read_text())["metrics"]
     cell = next(r for r in rows if (r["preset"], r["resolution"]) == ("basam", "128"))
@@ -98,19 +153,52 @@ def test_sweep_writes_table_csv_and_plot(bench, tmp_path):
 
 def test_sweep_several_prompts_encodes_once_and_matches_eval(bench, tmp_path):
     # The embedded trained model: a random one answers every prompt with the same near-constant map.
-    r = cli("sweep", "--data", f"generic:{bench / 'data'}", "--model", "default", "--attn", "sam,bm", "--resolution", "96,128", "--prompt", "box,none",
-            "--group-by-prefix", "--out", str(tmp_path))
+    r = cli(
+        "sweep",
+        "--data",
+        f"generic:{bench / 'data'}",
+        "--model",
+        "default",
+        "--attn",
+        "sam,bm",
+        "--resolution",
+        "96,128",
+        "--prompt",
+        "box,none",
+        "--group-by-prefix",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     tables = (tmp_path / "sweep.md").read_text().split("\n\n")
     assert tables[0].splitlines()[2:] and [line.split(" |")[0] for line in tables[0].splitlines()[2:]] == [
-        "| sam, box", "| bm, box", "| sam, none", "| bm, none"]
+        "| sam, box",
+        "| bm, box",
+        "| sam, none",
+        "| bm, none",
+    ]
     assert [t.splitlines()[0] for t in tables[1:]] == [
-        f"| mIoU, {g} | 96 | 128 |" for g in ("camouflaged", "lesion", "salient", "thin")]
+        f"| mIoU, {g} | 96 | 128 |" for g in ("camouflaged", "lesion", "salient", "thin")
+    ]
     records = json.loads((tmp_path / "sweep.json").read_text())
     assert len(records) == 8
     for kind in ("box", "none"):
-        single = cli("eval", "--data", f"generic:{bench / 'data'}", "--model", "default", "--attn", "bm", "--resolution", "128", "--prompt", kind,
-                     "--group-by-prefix", "--out", str(tmp_path / kind))
+        single = cli(
+            "eval",
+            "--data",
+            f"generic:{bench / 'data'}",
+            "--model",
+            "default",
+            "--attn",
+            "bm",
+            "--resolution",
+            "128",
+            "--prompt",
+            kind,
+            "--group-by-prefix",
+            "--out",
+            str(tmp_path / kind),
+        )
         assert single.returncode == 0, single.stderr
         metrics = json.loads((tmp_path / kind / "summary.json").read_text())["metrics"]
         cell = next(r for r in records if (r["preset"], r["prompt"], r["resolution"]) == ("bm", kind, "128"))
@@ -132,7 +220,10 @@ def test_render_size_fixes_the_scenes_while_the_input_resolution_varies(tmp_path
         e = cli("eval", *common, "--resolution", "64", *(["--render-size", size] if size else []), "--out", str(out))
         assert e.returncode == 0, e.stderr
         summaries[size] = json.loads((out / "summary.json").read_text())
-    assert summaries["160"]["dataset"]["name"] == "synth-test@160" and summaries[None]["dataset"]["name"] == "synth-test@64"
+    assert (
+        summaries["160"]["dataset"]["name"] == "synth-test@160"
+        and summaries[None]["dataset"]["name"] == "synth-test@64"
+    )
     cell = next(r for r in records if r["resolution"] == "64")
     assert cell["MAE"] == pytest.approx(summaries["160"]["metrics"]["MAE"], abs=1e-12)
     assert cell["MAE"] != summaries[None]["metrics"]["MAE"]  # other pixels: scored against a 160 px ground truth
@@ -141,14 +232,44 @@ def test_render_size_fixes_the_scenes_while_the_input_resolution_varies(tmp_path
 @pytest.mark.torchrun
 def test_torchrun_two_processes_equal_one(bench, tmp_path, free_port):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    common = ["eval", "--data", f"generic:{bench / 'data'}", "--model", "tiny", "--checkpoint",
-              str(bench / "tiny.safetensors"), "--resolution", "96", "--prompt", "points", "--n-neg", "1"]
+    common = [
+        "eval",
+        "--data",
+        f"generic:{bench / 'data'}",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(bench / "tiny.safetensors"),
+        "--resolution",
+        "96",
+        "--prompt",
+        "points",
+        "--n-neg",
+        "1",
+    ]
     one = cli(*common, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-                          str(free_port()), "-m", "basam.cli", *common, "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=600, env=env)
+    two = subprocess.run(
+        [
+            torchrun,
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "basam.cli",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())

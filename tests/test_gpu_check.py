@@ -9,8 +9,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
 def test_gpu_check_says_it_is_skipped_without_cuda():
-    run = subprocess.run([sys.executable, str(SCRIPT)], env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines() == [run.stdout.strip()]  # one line
     assert run.stdout.startswith("gpu_check: skipped: no CUDA device")

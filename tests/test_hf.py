@@ -18,8 +18,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A small architecture at SAM's 1024 px (HF's SamModel runs at its configured size only): a 64×64
 # grid of 32-wide tokens, one windowed and one global block, a small decoder.
-SMALL_1024 = ModelConfig("small1024", 32, 2, 2, (1,), window_size=14, img_size=1024, prompt_embed_dim=32,
-                         mask_in_chans=4, decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32)
+SMALL_1024 = ModelConfig(
+    "small1024",
+    32,
+    2,
+    2,
+    (1,),
+    window_size=14,
+    img_size=1024,
+    prompt_embed_dim=32,
+    mask_in_chans=4,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
 
 
 def random_hf_model(cfg: ModelConfig, seed: int = 0):
@@ -41,9 +53,13 @@ def random_hf_model(cfg: ModelConfig, seed: int = 0):
 def hf_forward(model, image, points=None, labels=None, box=None):
     """HF's whole forward: (image embeddings, multimask low-res logits (1, 3, h, w))."""
     with torch.no_grad():
-        out = model(pixel_values=image, input_points=None if points is None else points[:, None],
-                    input_labels=None if labels is None else labels[:, None],
-                    input_boxes=None if box is None else box[:, None], multimask_output=True)
+        out = model(
+            pixel_values=image,
+            input_points=None if points is None else points[:, None],
+            input_labels=None if labels is None else labels[:, None],
+            input_boxes=None if box is None else box[:, None],
+            multimask_output=True,
+        )
         embeddings = model.get_image_embeddings(image)
     return embeddings, out.pred_masks[:, 0]
 

@@ -60,8 +60,11 @@ def compare(hf_model, ours, atol=1e-4):
     assert (early - release_interm[0].permute(0, 3, 1, 2)).abs().max() <= atol
     departures = []
     for prompt in ({"boxes": box}, {"points": (points, labels)}):
-        hf_prompt = ({"input_boxes": box[:, None]} if "boxes" in prompt else
-                     {"input_points": points[:, None], "input_labels": labels[:, None]})
+        hf_prompt = (
+            {"input_boxes": box[:, None]}
+            if "boxes" in prompt
+            else {"input_points": points[:, None], "input_labels": labels[:, None]}
+        )
         with torch.no_grad():
             sparse, dense = ours.prompt_encoder(prompt.get("points"), prompt.get("boxes"), None, (256, 256))
             iou_all, tokens, _ = decoder.run_transformer(emb, ours.prompt_encoder.get_dense_pe((16, 16)), sparse, dense)
@@ -70,14 +73,28 @@ def compare(hf_model, ours, atol=1e-4):
         for multimask in (False, True):
             for hq_token_only in (False, True):
                 with torch.no_grad():
-                    low, iou = ours.decode(emb, (256, 256), multimask_output=multimask, early_features=early,
-                                           hq_token_only=hq_token_only, **prompt)
-                    out = hf_model(pixel_values=image, multimask_output=multimask, hq_token_only=hq_token_only,
-                                   **hf_prompt)
+                    low, iou = ours.decode(
+                        emb,
+                        (256, 256),
+                        multimask_output=multimask,
+                        early_features=early,
+                        hq_token_only=hq_token_only,
+                        **prompt,
+                    )
+                    out = hf_model(
+                        pixel_values=image, multimask_output=multimask, hq_token_only=hq_token_only, **hf_prompt
+                    )
                     token, _ = decoder.select_sam_mask(iou_all, multimask)
                     as_hf = decoder.hq_masks(tokens, hf_keys, (16, 16), hq, None if hq_token_only else token)
-                    theirs = release.mask_decoder(release_emb, release.prompt_encoder.get_dense_pe(), sparse, dense,
-                                                  multimask, hq_token_only, release_interm)
+                    theirs = release.mask_decoder(
+                        release_emb,
+                        release.prompt_encoder.get_dense_pe(),
+                        sparse,
+                        dense,
+                        multimask,
+                        hq_token_only,
+                        release_interm,
+                    )
                 hf_low, hf_iou = out.pred_masks[:, 0, :1], out.iou_scores[:, 0, :1]
                 assert low.shape == hf_low.shape == (1, 1, 64, 64)
                 assert (iou - hf_iou).abs().max() <= atol and (as_hf - hf_low).abs().max() <= atol

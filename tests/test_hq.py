@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import basam
+from basam.config import ATTENTION_PRESETS, MODEL_CONFIGS, AttentionConfig, hq_config
 from basam.formats.checkpoint import CheckpointError, load_state
 from basam.inference.transforms import normalize_and_pad
-from basam.config import ATTENTION_PRESETS, MODEL_CONFIGS, AttentionConfig, hq_config
 from official import randomize
 from official_hq import official_hq, official_hq_sam
 
@@ -58,8 +58,10 @@ def test_the_released_vit_b_state_dict_loads_strictly(tmp_path):
     assert basam.load_model("hq_vit_tiny").cfg.encoder == "tiny_vit"  # the names segment_anything_hq uses
 
 
-HQ_PREFIXES = tuple(f"mask_decoder.{p}." for p in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder",
-                                                      "embedding_maskfeature"))
+HQ_PREFIXES = tuple(
+    f"mask_decoder.{p}."
+    for p in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
+)
 
 
 def official_predictor(model, img):
@@ -72,8 +74,9 @@ PROMPTS = {
     "point": dict(point_coords=np.array([[120.0, 60.0]]), point_labels=np.array([1])),
     "points": dict(point_coords=np.array([[120.0, 60.0], [30.0, 100.0]]), point_labels=np.array([1, 0])),
     "box": dict(box=np.array([40.0, 20.0, 250.0, 150.0])),
-    "box+point": dict(box=np.array([40.0, 20.0, 250.0, 150.0]), point_coords=np.array([[100.0, 80.0]]),
-                      point_labels=np.array([1])),
+    "box+point": dict(
+        box=np.array([40.0, 20.0, 250.0, 150.0]), point_coords=np.array([[100.0, 80.0]]), point_labels=np.array([1])
+    ),
 }
 
 
@@ -144,8 +147,9 @@ def test_vit_tiny_hq_matches_the_official_at_1024(tmp_path):
     mine = basam.Predictor(ours, resolution=1024)
     mine.set_image(img)
     torch.testing.assert_close(mine.features, official.features, atol=2e-4, rtol=1e-3)
-    torch.testing.assert_close(mine.early_features, official.interm_features[0].permute(0, 3, 1, 2),
-                               atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(
+        mine.early_features, official.interm_features[0].permute(0, 3, 1, 2), atol=2e-4, rtol=1e-3
+    )
     for hq_token_only in (False, True):
         kw = dict(PROMPTS["box+point"], multimask_output=True, hq_token_only=hq_token_only)
         assert_same(official.predict(**kw), mine.predict(**kw), low_res_atol=1e-3)
@@ -184,8 +188,7 @@ def test_hq_at_2048(models):
     ours = models[1]
     ours.set_attention(AttentionConfig.from_preset("basam", windows="scaled"))
     try:
-        check_any_resolution(models, smooth_image(2048, 2048, seed=8), "native", grid=(128, 128),
-                             against_plain=False)
+        check_any_resolution(models, smooth_image(2048, 2048, seed=8), "native", grid=(128, 128), against_plain=False)
     finally:
         ours.set_attention(AttentionConfig())
 
@@ -214,8 +217,14 @@ def check_any_resolution(models, img, resolution, grid, against_plain=True):
             assert masks.shape == (1, *img.shape[:2]) and low_res.shape == (1, 4 * grid[0], 4 * grid[1])
             with torch.no_grad():
                 lr, iou_pred = off.mask_decoder(
-                    pred.features, ours.prompt_encoder.get_dense_pe(grid), sparse, dense, multimask, hq_token_only,
-                    [pred.early_features.permute(0, 2, 3, 1)])
+                    pred.features,
+                    ours.prompt_encoder.get_dense_pe(grid),
+                    sparse,
+                    dense,
+                    multimask,
+                    hq_token_only,
+                    [pred.early_features.permute(0, 2, 3, 1)],
+                )
             np.testing.assert_allclose(scores, iou_pred[0].numpy(), atol=1e-5)
             np.testing.assert_allclose(low_res, lr[0].numpy(), atol=1e-4, rtol=1e-4)
 

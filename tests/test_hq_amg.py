@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import basam
-from basam.inference.amg import AutomaticMaskGenerator
 from basam.config import MODEL_CONFIGS, hq_config
 from basam.data.synth import make_scene, render
+from basam.inference.amg import AutomaticMaskGenerator
 from official_hq import official_hq, official_hq_sam
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
@@ -39,11 +39,14 @@ def scene(seed, h=192, w=256):
     return render(make_scene(seed, "salient"), h, w).image
 
 
-@pytest.mark.parametrize("settings, multimask", [
-    (dict(LOW), True),
-    (dict(LOW, crop_n_layers=1, crop_n_points_downscale_factor=2, min_mask_region_area=30), True),
-    (dict(LOW), False),
-])
+@pytest.mark.parametrize(
+    "settings, multimask",
+    [
+        (dict(LOW), True),
+        (dict(LOW, crop_n_layers=1, crop_n_points_downscale_factor=2, min_mask_region_area=30), True),
+        (dict(LOW), False),
+    ],
+)
 def test_records_match_the_official_hq_generator(models, settings, multimask):
     official, ours = models
     image = scene(3)
@@ -76,8 +79,9 @@ def test_hq_token_only_gives_the_hq_masks(models):
     pred = basam.Predictor(ours, resolution=256)
     pred.set_image(image)
     for r in records[:3]:
-        mask, score, _ = pred.predict(point_coords=np.array(r["point_coords"]), point_labels=np.array([1]),
-                                      hq_token_only=True)
+        mask, score, _ = pred.predict(
+            point_coords=np.array(r["point_coords"]), point_labels=np.array([1]), hq_token_only=True
+        )
         assert abs(score[0] - r["predicted_iou"]) <= 1e-4
         assert (mask[0] & r["segmentation"]).sum() / max(1, (mask[0] | r["segmentation"]).sum()) >= 0.99
     with pytest.raises(ValueError, match="needs an HQ-SAM model"):

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import basam
-from basam.inference.amg import AutomaticMaskGenerator
 from basam.cli import main
 from basam.config import MODEL_CONFIGS, hq_config
 from basam.data.synth import make_scene, render
+from basam.inference.amg import AutomaticMaskGenerator
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
 
@@ -53,8 +53,22 @@ def test_the_export_reloads_as_hq(hq_ckpt, hq_model):
 
 def test_predict(hq_ckpt, hq_model, image_file, tmp_path, capsys):
     box = [40, 30, 200, 170]
-    assert main(["predict", str(image_file), "--checkpoint", str(hq_ckpt), "--box", ",".join(map(str, box)),
-                 "--hq-token-only", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(image_file),
+                "--checkpoint",
+                str(hq_ckpt),
+                "--box",
+                ",".join(map(str, box)),
+                "--hq-token-only",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "hq_mini, HQ token only" in capsys.readouterr().out
     written = np.asarray(Image.open(tmp_path / "scene_mask.png")) > 0
     pred = basam.Predictor(hq_model)
@@ -70,11 +84,26 @@ def test_predict(hq_ckpt, hq_model, image_file, tmp_path, capsys):
 
 def test_amg(hq_ckpt, hq_model, image_file, tmp_path):
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in AMG.items()]
-    assert main(["amg", str(image_file), "--checkpoint", str(hq_ckpt), "--out", str(tmp_path), "--no-progress",
-                 "--hq-token-only", *flags]) == 0
+    assert (
+        main(
+            [
+                "amg",
+                str(image_file),
+                "--checkpoint",
+                str(hq_ckpt),
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+                "--hq-token-only",
+                *flags,
+            ]
+        )
+        == 0
+    )
     records = json.loads((tmp_path / "scene.json").read_text())
     expected = AutomaticMaskGenerator(hq_model, output_mode="coco_rle", hq_token_only=True, **AMG).generate(
-        np.asarray(Image.open(image_file)))
+        np.asarray(Image.open(image_file))
+    )
     assert len(records) == len(expected) > 0
     assert [r["bbox"] for r in records] == [r["bbox"] for r in expected]
 
@@ -94,8 +123,10 @@ def test_eval_and_sweep_put_hq_beside_plain(hq_ckpt, tmp_path):
     plain = json.loads((plain_out / "summary.json").read_text())["metrics"]
 
     out = tmp_path / "sweep"
-    assert main(["sweep", *data, "--compare", str(hq_ckpt), "--attn", "sam", "--resolution", "256",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["sweep", *data, "--compare", str(hq_ckpt), "--attn", "sam", "--resolution", "256", "--out", str(out)])
+        == 0
+    )
     rows = {r["preset"]: r for r in json.loads((out / "sweep.json").read_text())}
     assert set(rows) == {"mini, sam", "hq_mini, sam"}
     assert rows["hq_mini, sam"]["model"] == "hq_mini" and rows["mini, sam"]["model"] == "mini"
@@ -135,8 +166,21 @@ def test_export_onnx(tmp_path, capsys):
     import onnx
 
     tiny_hq = basam.save_model(basam.Sam(hq_config(MODEL_CONFIGS["tiny"])).eval(), tmp_path / "tiny_hq.safetensors")
-    assert main(["export-onnx", "--checkpoint", str(tiny_hq), "--resolution", "256", "--hq-token-only",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "export-onnx",
+                "--checkpoint",
+                str(tiny_hq),
+                "--resolution",
+                "256",
+                "--hq-token-only",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     encoder, decoder = (onnx.load(str(tmp_path / f"{n}.onnx")) for n in ("encoder", "decoder"))
     assert [o.name for o in encoder.graph.output] == ["image_embeddings", "early_features"]
     assert [i.name for i in decoder.graph.input][:2] == ["image_embeddings", "early_features"]

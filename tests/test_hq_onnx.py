@@ -56,8 +56,7 @@ def test_decoder_is_the_official_hq_export(models, tmp_path, hq_token_only, mult
     official_hq()
     from segment_anything_hq.utils.onnx import SamOnnxModel
 
-    onnx_model = SamOnnxModel(official, hq_token_only=hq_token_only,
-                              multimask_output=multimask)
+    onnx_model = SamOnnxModel(official, hq_token_only=hq_token_only, multimask_output=multimask)
     args = {k: torch.from_numpy(v) for k, v in feed.items()}
     args["interm_embeddings"] = args.pop("early_features").permute(0, 2, 3, 1)[None]  # the release's layout
     with torch.no_grad():
@@ -83,13 +82,22 @@ def test_encoder_and_decoder_at_a_non_square_input_with_basam(tmp_path):
     assert early.shape == (1, 64, 12, 20)
     assert np.abs(embeddings - ref_emb.numpy()).max() <= 1e-4 and np.abs(early - ref_early.numpy()).max() <= 1e-4
     box = np.array([[[30, 20], [250, 150]]], np.float32)
-    masks, scores, low_res = session(tmp_path / "decoder.onnx").run(None, {
-        "image_embeddings": embeddings, "early_features": early, "point_coords": box,
-        "point_labels": np.array([[2, 3]], np.float32), "mask_input": np.zeros((1, 1, 48, 80), np.float32),
-        "has_mask_input": np.zeros(1, np.float32), "orig_im_size": np.array(orig_hw, np.float32)})
+    masks, scores, low_res = session(tmp_path / "decoder.onnx").run(
+        None,
+        {
+            "image_embeddings": embeddings,
+            "early_features": early,
+            "point_coords": box,
+            "point_labels": np.array([[2, 3]], np.float32),
+            "mask_input": np.zeros((1, 1, 48, 80), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array(orig_hw, np.float32),
+        },
+    )
     with torch.no_grad():
-        ref_low, ref_scores = model.decode(ref_emb, input_hw, boxes=torch.from_numpy(box).reshape(1, 4),
-                                           early_features=ref_early)
+        ref_low, ref_scores = model.decode(
+            ref_emb, input_hw, boxes=torch.from_numpy(box).reshape(1, 4), early_features=ref_early
+        )
     ref_masks = masks_to_original(ref_low, input_hw, fit_inside(orig_hw, input_hw), orig_hw)
     assert masks.shape == (1, 1, *orig_hw)
     assert np.abs(low_res - ref_low.numpy()).max() <= 1e-4 and np.abs(scores - ref_scores.numpy()).max() <= 1e-4

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import basam
-from basam.modeling.attention import BlockAttentionMode, attend
 from basam.config import MODEL_CONFIGS, AttentionConfig
-from basam.runtime.kernels import fused_kernel
+from basam.modeling.attention import BlockAttentionMode, attend
 from basam.modeling.image_encoder import decomposed_rel_pos
+from basam.runtime.kernels import fused_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -29,15 +29,18 @@ def fused():
 CONFIG = dataclasses.replace(MODEL_CONFIGS["tiny"], window_size=5)
 
 
-@pytest.mark.parametrize("attn, overrides, size, windows", [
-    ("sam", {}, 256, None),
-    ("sam", {}, 352, "scaled"),
-    ("basam", {}, 384, None),  # above the training size: the bias acts beyond the `train` offset
-    ("basam", {"bm_offset": "0", "bm_blocks": "all", "bm_distance": "manhattan"}, 256, None),
-    ("bm", {"bm_offset": "1", "bm_distance": "raster"}, 320, "scaled"),
-    ("official", {}, 320, None),
-    ("basam", {"chunk_mb": 0.01}, 384, None),  # many chunks of query rows
-])
+@pytest.mark.parametrize(
+    "attn, overrides, size, windows",
+    [
+        ("sam", {}, 256, None),
+        ("sam", {}, 352, "scaled"),
+        ("basam", {}, 384, None),  # above the training size: the bias acts beyond the `train` offset
+        ("basam", {"bm_offset": "0", "bm_blocks": "all", "bm_distance": "manhattan"}, 256, None),
+        ("bm", {"bm_offset": "1", "bm_distance": "raster"}, 320, "scaled"),
+        ("official", {}, 320, None),
+        ("basam", {"chunk_mb": 0.01}, 384, None),  # many chunks of query rows
+    ],
+)
 def test_fused_kernel_equals_the_default_path(fused, attn, overrides, size, windows):
     torch.manual_seed(0)
     cfg = AttentionConfig.from_preset(attn, **overrides)
@@ -62,8 +65,9 @@ def test_fused_kernel_equals_sdpa_with_a_large_bias(fused):
     grid, heads, d = (24, 40), 4, 16
     n = grid[0] * grid[1]
     q, k, v = (torch.randn(1, heads, n, d) * 3 for _ in range(3))
-    mode = BlockAttentionMode(AttentionConfig.from_preset("basam", bm_offset="0", bm_slope_scale=8.0), heads, d, True,
-                              grid, grid)
+    mode = BlockAttentionMode(
+        AttentionConfig.from_preset("basam", bm_offset="0", bm_slope_scale=8.0), heads, d, True, grid, grid
+    )
     rel_h, rel_w = torch.randn(2 * grid[0] - 1, d), torch.randn(2 * grid[1] - 1, d)
 
     def run(q, k, v, rel_h, rel_w):
@@ -108,25 +112,46 @@ def test_a_failed_build_is_one_line_and_exit_2(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (64, 48)).save(image)
-    run = subprocess.run([sys.executable, "-m", "basam.cli", "predict", str(image), "--model", "tiny",
-                          "--fused-attention", "--out", str(tmp_path / "out")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "basam.cli",
+            "predict",
+            str(image),
+            "--model",
+            "tiny",
+            "--fused-attention",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines() == [
         f"basam predict: error: cannot build the fused attention kernel: no C++ compiler ({env['CXX']} not found; "
-        "install g++ or set CXX)"]
+        "install g++ or set CXX)"
+    ]
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("grid, d, dv, first_row", [
-    ((24, 40), 16, 16, 0),  # two key blocks (512 + 448), query rows in tiles of 6 with a tail
-    ((7, 9), 80, 80, 5),  # an odd number of keys, 80 channels (vit_h's heads: 4 + 1 vectors of 16)
-    ((14, 14), 64, 24, 0),  # a vit_b window; fewer value channels than a vector group holds
-])
+@pytest.mark.parametrize(
+    "grid, d, dv, first_row",
+    [
+        ((24, 40), 16, 16, 0),  # two key blocks (512 + 448), query rows in tiles of 6 with a tail
+        ((7, 9), 80, 80, 5),  # an odd number of keys, 80 channels (vit_h's heads: 4 + 1 vectors of 16)
+        ((14, 14), 64, 24, 0),  # a vit_b window; fewer value channels than a vector group holds
+    ],
+)
 def test_bf16_products_match_float32_products(fused, grid, d, dv, first_row):
     if not fused.bf16_native():
-        pytest.skip("no bf16 products in this build of the kernel (no AVX512-BF16, or a capability capped below "
-                    "AVX512): bf16 inputs take the float32 products")
+        pytest.skip(
+            "no bf16 products in this build of the kernel (no AVX512-BF16, or a capability capped below "
+            "AVX512): bf16 inputs take the float32 products"
+        )
     torch.manual_seed(2)
     heads, n = 3, grid[0] * grid[1]
     rows = n - first_row
@@ -137,12 +162,12 @@ def test_bf16_products_match_float32_products(fused, grid, d, dv, first_row):
 
     def run(q, k, v):
         out = q.new_empty(2, heads, rows, dv)
-        fused.relpos_attention(q, k, v, rel_h, rel_w, out, first_row, d ** -0.5, slopes, 1.0, 0)
+        fused.relpos_attention(q, k, v, rel_h, rel_w, out, first_row, d**-0.5, slopes, 1.0, 0)
         return out.double()
 
     native = run(q, k, v)
     cast = run(q.float(), k.float(), v.float())  # the same bf16 numbers, float32 products
     # The products round the probabilities to bf16 (as PyTorch's bf16 attention does): a bf16
     # rounding's worth of difference (2⁻⁸ relative), not more.
-    assert (native - cast).abs().max() <= 2 ** -7 * cast.abs().max()
-    assert (native - cast).abs().mean() <= 2 ** -8 * cast.abs().mean()
+    assert (native - cast).abs().max() <= 2**-7 * cast.abs().max()
+    assert (native - cast).abs().mean() <= 2**-8 * cast.abs().mean()

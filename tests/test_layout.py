@@ -45,14 +45,23 @@ def test_the_scan_sees_the_package():
 
 
 def test_library_modules_never_import_the_command_line():
-    offenders = [(m, target) for m in MODULES if not m.startswith("basam.cli")
-                 for target, _ in _imports(m) if target == "basam.cli" or target.startswith("basam.cli.")]
+    offenders = [
+        (m, target)
+        for m in MODULES
+        if not m.startswith("basam.cli")
+        for target, _ in _imports(m)
+        if target == "basam.cli" or target.startswith("basam.cli.")
+    ]
     assert offenders == []
 
 
 def test_no_module_imports_a_private_name_of_another():
-    offenders = [(m, target, n) for m in MODULES for target, n in _imports(m)
-                 if n.startswith("_") and not n.startswith("__") and target != m]
+    offenders = [
+        (m, target, n)
+        for m in MODULES
+        for target, n in _imports(m)
+        if n.startswith("_") and not n.startswith("__") and target != m
+    ]
     assert offenders == []
 
 
@@ -65,7 +74,7 @@ def test_the_import_graph_has_no_cycle():
         path.append(m)
         for t in graph[m]:
             if state.get(t) == "open":
-                pytest.fail("import cycle: " + " → ".join(path[path.index(t):] + [t]))
+                pytest.fail("import cycle: " + " → ".join(path[path.index(t) :] + [t]))
             if t not in state:
                 visit(t)
         path.pop()

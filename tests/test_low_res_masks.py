@@ -14,12 +14,15 @@ from basam.inference.amg_utils import (
 from basam.inference.low_res_masks import LowResMasks, applies
 
 
-@pytest.mark.parametrize("low_hw, kept_hw, smooth", [
-    ((16, 16), (64, 64), True),    # a square crop at the model side
-    ((16, 12), (61, 40), True),    # padding cut off on both axes
-    ((16, 16), (64, 64), False),   # noise: most cells straddle the threshold
-    ((64, 64), (250, 256), False),
-])
+@pytest.mark.parametrize(
+    "low_hw, kept_hw, smooth",
+    [
+        ((16, 16), (64, 64), True),  # a square crop at the model side
+        ((16, 12), (61, 40), True),  # padding cut off on both axes
+        ((16, 16), (64, 64), False),  # noise: most cells straddle the threshold
+        ((64, 64), (250, 256), False),
+    ],
+)
 def test_counts_and_boundaries_equal_those_of_the_upsampled_masks(low_hw, kept_hw, smooth):
     g = torch.Generator().manual_seed(0)
     n, m = low_hw
@@ -41,8 +44,10 @@ def test_counts_and_boundaries_equal_those_of_the_upsampled_masks(low_hw, kept_h
     masks = up > 0
     got = cells.run_boundaries(0.0)
     assert torch.equal(boxes_from_boundaries(*got, len(low)), masks_to_boxes(masks))
-    for a, b in zip(rles_from_boundaries(*got, len(low), [3, 2], (kept_hw[0] + 5, kept_hw[1] + 4)),
-                    masks_to_rle(masks, [3, 2], (kept_hw[0] + 5, kept_hw[1] + 4))):
+    for a, b in zip(
+        rles_from_boundaries(*got, len(low), [3, 2], (kept_hw[0] + 5, kept_hw[1] + 4)),
+        masks_to_rle(masks, [3, 2], (kept_hw[0] + 5, kept_hw[1] + 4)),
+    ):
         assert a["size"] == b["size"] and a["counts"].tolist() == b["counts"].tolist()
 
 

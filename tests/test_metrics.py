@@ -19,7 +19,7 @@ def _cases(n=6, seed=0):
     for i in range(n):
         gt = np.zeros((24, 20), np.uint8)
         r, c = rng.integers(2, 10, size=2)
-        gt[r:r + 10, c:c + 8] = 255
+        gt[r : r + 10, c : c + 8] = 255
         if i == 0:
             gt[:] = 0  # an empty gt must work too
         noise = rng.random((24, 20))
@@ -35,8 +35,13 @@ def test_equals_pysodmetrics_directly():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fm = sod.Fmeasure()
-    mae, sm, em, wfm, hce = sod.MAE(), sod.Smeasure(), sod.Emeasure(), sod.WeightedFmeasure(), \
-        sod.HumanCorrectionEffortMeasure()
+    mae, sm, em, wfm, hce = (
+        sod.MAE(),
+        sod.Smeasure(),
+        sod.Emeasure(),
+        sod.WeightedFmeasure(),
+        sod.HumanCorrectionEffortMeasure(),
+    )
     for p, g in cases:
         p8 = np.rint(p * 255).astype(np.uint8)  # pysodmetrics' documented uint8 input
         for metric in (mae, sm, em, wfm, fm):
@@ -44,10 +49,18 @@ def test_equals_pysodmetrics_directly():
         hce.step(pred=np.where(p >= 0.5, 255, 0).astype(np.uint8), gt=g)
     res = m.results()
     fmr, emr = fm.get_results()["fm"], em.get_results()["em"]
-    expected = {"MAE": mae.get_results()["mae"], "Smeasure": sm.get_results()["sm"],
-                "wFmeasure": wfm.get_results()["wfm"], "HCE": hce.get_results()["hce"],
-                "meanEm": emr["curve"].mean(), "maxEm": emr["curve"].max(), "adpEm": emr["adp"],
-                "meanFm": fmr["curve"].mean(), "maxFm": fmr["curve"].max(), "adpFm": fmr["adp"]}
+    expected = {
+        "MAE": mae.get_results()["mae"],
+        "Smeasure": sm.get_results()["sm"],
+        "wFmeasure": wfm.get_results()["wfm"],
+        "HCE": hce.get_results()["hce"],
+        "meanEm": emr["curve"].mean(),
+        "maxEm": emr["curve"].max(),
+        "adpEm": emr["adp"],
+        "meanFm": fmr["curve"].mean(),
+        "maxFm": fmr["curve"].max(),
+        "adpFm": fmr["adp"],
+    }
     for k, v in expected.items():
         assert res[k] == float(v), k  # the same calls on the same arrays: exact
     assert res["count"] == 6 and 0 < res["Smeasure"] < 1 and res["HCE"] > 0
@@ -61,10 +74,7 @@ def test_hand_checked_4x4():
     gt[:2, :2] = 255
     # values k/255 so the uint8 conversion is exact; min 0 and max 1 so pysodmetrics'
     # min-max normalisation leaves it unchanged
-    pred = np.array([[1.0, 1.0, 0.2, 0.0],
-                     [1.0, 0.2, 0.0, 0.0],
-                     [0.6, 0.0, 0.0, 0.0],
-                     [0.0, 0.0, 0.0, 0.0]])
+    pred = np.array([[1.0, 1.0, 0.2, 0.0], [1.0, 0.2, 0.0, 0.0], [0.6, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     m = SegMetrics()
     row = m.update(pred, gt)
     # |err|: 0.8 at (1,1), 0.2 at (0,2), 0.6 at (2,0) -> 1.6 / 16

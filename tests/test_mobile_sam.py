@@ -102,8 +102,11 @@ def test_loads_the_released_names_and_shapes_strictly(vit_t, tmp_path, capfd):
     wrong["image_encoder.layers.2.blocks.0.attn.attention_biases"] = torch.zeros(5, 49)
     del wrong["image_encoder.layers.1.blocks.1.local_conv.bn.running_mean"]
     torch.save(wrong, tmp_path / "wrong.pt")
-    with pytest.raises(basam.CheckpointError, match="1 missing: .*local_conv.bn.running_mean.*1 wrong shape: "
-                                                    r".*attention_biases \(5, 49\)≠\(5, 196\).*looks like vit_t"):
+    with pytest.raises(
+        basam.CheckpointError,
+        match="1 missing: .*local_conv.bn.running_mean.*1 wrong shape: "
+        r".*attention_biases \(5, 49\)≠\(5, 196\).*looks like vit_t",
+    ):
         basam.load_model("vit_t", checkpoint=tmp_path / "wrong.pt")
 
 
@@ -114,8 +117,10 @@ SIZES = [(512, 512), (1024, 1024), (1536, 1536), (512, 768)]
 def sam_embeddings(vit_t):
     """Plain-SAM (preset `sam`) embeddings of one random image per size."""
     with torch.no_grad():
-        return {hw: vit_t.image_encoder(torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(i)))
-                for i, hw in enumerate(SIZES)}
+        return {
+            hw: vit_t.image_encoder(torch.randn(1, 3, *hw, generator=torch.Generator().manual_seed(i)))
+            for i, hw in enumerate(SIZES)
+        }
 
 
 @pytest.mark.parametrize("hw", SIZES)
@@ -176,6 +181,7 @@ def test_basam_presets_act_on_vit_t_and_equal_sam_at_1024(vit_t, sam_embeddings)
     """On vit_t every attention is windowed: `basam` acts through λ(N) of each stage's grid
     (nsf_blocks=all; its bias, global blocks only, has none to act on); the bias acts in windows
     with bm_blocks=all and offset 0. At 1024 px (each stage's training grid) `basam` is `sam`."""
+
     def encode(hw, preset, **overrides):
         vit_t.set_attention(basam.AttentionConfig.from_preset(preset, **overrides))
         try:
@@ -196,13 +202,16 @@ def test_basam_presets_act_on_vit_t_and_equal_sam_at_1024(vit_t, sam_embeddings)
 def test_scaled_windows_grow_with_the_input_and_are_fixed_ones_at_1024(vit_t, sam_embeddings):
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(SIZES.index((1024, 1024))))
     seen = []
-    hooks = [layer.blocks[0].attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
-             for layer in vit_t.image_encoder.layers[1:]]
+    hooks = [
+        layer.blocks[0].attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+        for layer in vit_t.image_encoder.layers[1:]
+    ]
     try:
         with torch.no_grad():
             assert torch.equal(vit_t.image_encoder(x, windows="scaled"), sam_embeddings[(1024, 1024)])
-            small = vit_t.image_encoder(torch.randn(1, 3, 512, 768, generator=torch.Generator().manual_seed(3)),
-                                        windows="scaled")
+            small = vit_t.image_encoder(
+                torch.randn(1, 3, 512, 768, generator=torch.Generator().manual_seed(3)), windows="scaled"
+            )
     finally:
         for hook in hooks:
             hook.remove()

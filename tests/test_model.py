@@ -17,8 +17,10 @@ def prompts(size):
     return [
         dict(points=(torch.tensor([[[100.0, 80.0]]]) * s, torch.tensor([[1]])), boxes=None),
         dict(points=None, boxes=torch.tensor([[20.0, 30.0, 180.0, 220.0]]) * s),
-        dict(points=(torch.tensor([[[100.0, 80.0], [30.0, 200.0]]]) * s, torch.tensor([[1, 0]])),
-             boxes=torch.tensor([[20.0, 30.0, 180.0, 220.0]]) * s),
+        dict(
+            points=(torch.tensor([[[100.0, 80.0], [30.0, 200.0]]]) * s, torch.tensor([[1, 0]])),
+            boxes=torch.tensor([[20.0, 30.0, 180.0, 220.0]]) * s,
+        ),
     ]
 
 
@@ -129,8 +131,11 @@ def test_truncated_or_wrong_checkpoint_gives_a_readable_error(tmp_path):
         basam.load_model("tiny", checkpoint=broken)
     msg = str(err.value)
     assert "\n" not in msg
-    for part in ("1 missing: mask_decoder.iou_token.weight", "1 unexpected: image_encoder.extra",
-                 "wrong shape: image_encoder.pos_embed (1, 8, 8, 64)"):
+    for part in (
+        "1 missing: mask_decoder.iou_token.weight",
+        "1 unexpected: image_encoder.extra",
+        "wrong shape: image_encoder.pos_embed (1, 8, 8, 64)",
+    ):
         assert part in msg
 
     vit_b = tmp_path / "vit_b.pth"
@@ -189,9 +194,16 @@ def test_bf16_encoder_runs_where_onednn_has_no_bf16():
     import subprocess
     import sys
 
-    code = ("import torch, basam; m = basam.load_model('tiny', dtype='bf16'); "
-            "torch.set_grad_enabled(False); print(tuple(m.image_encoder(torch.randn(1, 3, 64, 64)).shape))")
-    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "import torch, basam; m = basam.load_model('tiny', dtype='bf16'); "
+        "torch.set_grad_enabled(False); print(tuple(m.image_encoder(torch.randn(1, 3, 64, 64)).shape))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-500:]
     assert run.stdout.strip() == "(1, 32, 4, 4)"

@@ -49,17 +49,25 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
     hg, wg = reference.shape[-2:]
     resized = fit_inside(orig_hw, input_hw)
     for coords, labels in prompts(input_hw):
-        masks, scores, low_res = decoder.run(None, {
-            "image_embeddings": reference.numpy(), "point_coords": coords, "point_labels": labels,
-            "mask_input": np.zeros((1, 1, 4 * hg, 4 * wg), np.float32), "has_mask_input": np.zeros(1, np.float32),
-            "orig_im_size": np.array(orig_hw, np.float32)})
+        masks, scores, low_res = decoder.run(
+            None,
+            {
+                "image_embeddings": reference.numpy(),
+                "point_coords": coords,
+                "point_labels": labels,
+                "mask_input": np.zeros((1, 1, 4 * hg, 4 * wg), np.float32),
+                "has_mask_input": np.zeros(1, np.float32),
+                "orig_im_size": np.array(orig_hw, np.float32),
+            },
+        )
         c, lab = torch.from_numpy(coords), torch.from_numpy(labels)
         with torch.no_grad():
             if lab[0, 0] == 2:
                 ref_low, ref_scores = model.decode(reference, input_hw, boxes=c.reshape(1, 4), multimask_output=True)
             else:  # the padding point is what decode adds itself when there is no box
-                ref_low, ref_scores = model.decode(reference, input_hw, points=(c[:, :-1], lab[:, :-1].long()),
-                                                   multimask_output=True)
+                ref_low, ref_scores = model.decode(
+                    reference, input_hw, points=(c[:, :-1], lab[:, :-1].long()), multimask_output=True
+                )
             ref_masks = masks_to_original(ref_low, input_hw, resized, orig_hw)
         assert masks.shape == (1, 4, *orig_hw)  # all four mask tokens, as the official export
         assert np.abs(low_res[:, 1:] - ref_low.numpy()).max() <= atol
@@ -70,11 +78,14 @@ def check_against_torch(model, folder, input_hw, orig_hw, atol=1e-4):
         assert np.abs(ref_low.numpy()).max() > 100 * atol
 
 
-@pytest.mark.parametrize("attn, windows, input_hw, orig_hw", [
-    ("sam", "fixed", (256, 256), (300, 200)),
-    ("basam", "fixed", (512, 512), (480, 640)),   # above the 256 px training size: the bias is in the graph
-    ("basam", "scaled", (384, 256), (600, 410)),  # non-square input, windows grown with it (8 → 12 tokens)
-])
+@pytest.mark.parametrize(
+    "attn, windows, input_hw, orig_hw",
+    [
+        ("sam", "fixed", (256, 256), (300, 200)),
+        ("basam", "fixed", (512, 512), (480, 640)),  # above the 256 px training size: the bias is in the graph
+        ("basam", "scaled", (384, 256), (600, 410)),  # non-square input, windows grown with it (8 → 12 tokens)
+    ],
+)
 def test_default_model_onnx_matches_torch(tmp_path, attn, windows, input_hw, orig_hw):
     model = basam.load_model("default", attn=attn, windows=windows)
     export_onnx(model, tmp_path, input_hw)
@@ -118,14 +129,25 @@ def test_decoder_is_the_official_export(tmp_path, twins):
     }
     assert list(feeds) == list(inspect.signature(SamOnnxModel.forward).parameters)[1:]
     with torch.no_grad():  # the official script's export call
-        torch.onnx.export(SamOnnxModel(official, return_single_mask=False), tuple(torch.from_numpy(v) for v in feeds.values()),
-                          str(tmp_path / "official.onnx"), input_names=list(feeds), output_names=OUTPUTS, opset_version=17,
-                          dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}, dynamo=False)
+        torch.onnx.export(
+            SamOnnxModel(official, return_single_mask=False),
+            tuple(torch.from_numpy(v) for v in feeds.values()),
+            str(tmp_path / "official.onnx"),
+            input_names=list(feeds),
+            output_names=OUTPUTS,
+            opset_version=17,
+            dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+            dynamo=False,
+        )
     theirs, mine = session(tmp_path / "official.onnx"), session(tmp_path / "ours" / "decoder.onnx")
     assert [i.name for i in mine.get_inputs()] == [i.name for i in theirs.get_inputs()]
     assert [o.name for o in mine.get_outputs()] == OUTPUTS
-    five_points = {**feeds, "point_coords": np.array([[[30, 40], [200, 100], [10, 10], [250, 20], [5, 250]]], np.float32),
-                   "point_labels": np.array([[1, 0, 2, 3, 1]], np.float32), "has_mask_input": np.zeros(1, np.float32)}
+    five_points = {
+        **feeds,
+        "point_coords": np.array([[[30, 40], [200, 100], [10, 10], [250, 20], [5, 250]]], np.float32),
+        "point_labels": np.array([[1, 0, 2, 3, 1]], np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+    }
     for feed in (feeds, five_points):
         for a, b in zip(mine.run(None, feed), theirs.run(None, feed)):
             assert a.shape == b.shape and np.abs(a - b).max() <= 1e-4
@@ -135,7 +157,9 @@ def test_external_data_path(tmp_path):
     """What vit_h gets automatically, forced on the tiny model."""
     model = basam.load_model("tiny", attn="basam")
     export_onnx(model, tmp_path, (128, 192), external_data=True)
-    assert (tmp_path / "encoder.onnx.data").stat().st_size > 4 * sum(p.numel() for p in model.image_encoder.parameters()) * 0.9
+    assert (tmp_path / "encoder.onnx.data").stat().st_size > 4 * sum(
+        p.numel() for p in model.image_encoder.parameters()
+    ) * 0.9
     assert (tmp_path / "encoder.onnx").stat().st_size < 200_000
     check_against_torch(model, tmp_path, (128, 192), (100, 170))
 

@@ -6,11 +6,11 @@ import torch
 
 import basam
 import basam.runtime.precision
-from basam.formats.checkpoint import ASSETS
 from basam.cli import main
 from basam.data.datasets import read_image
 from basam.data.specs import SynthDataset
 from basam.evaluation.metrics import iou_dice
+from basam.formats.checkpoint import ASSETS
 from basam.runtime.precision import auto_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest: faster on the shared 2-core machines
@@ -157,7 +157,9 @@ def test_without_native_bf16_auto_is_int8_with_vnni_else_fp32_and_bf16_warns_onc
     assert any(type(m) is basam.runtime.precision.FullRangeLinear for m in model.image_encoder.modules())
     monkeypatch.setattr(basam.runtime.precision, "int8_vnni", lambda: False)
     model = basam.load_model("tiny", dtype="auto")
-    assert model.precision == "fp32" and not any(type(m) is basam.runtime.precision.FullRangeLinear for m in model.modules())
+    assert model.precision == "fp32" and not any(
+        type(m) is basam.runtime.precision.FullRangeLinear for m in model.modules()
+    )
     capfd.readouterr()
     assert basam.load_model("tiny", dtype="bf16").precision == "bf16"
     err = capfd.readouterr().err
@@ -173,10 +175,13 @@ def test_a_capped_instruction_set_is_not_native_bf16(cap):
     import subprocess
     import sys
 
-    code = ("import torch, basam.runtime.precision as p; "
-            "print(p.native_bf16(), p.auto_precision(torch.device('cpu')), p.describe_cpu())")
-    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True,
-                         timeout=120, check=True)
+    code = (
+        "import torch, basam.runtime.precision as p; "
+        "print(p.native_bf16(), p.auto_precision(torch.device('cpu')), p.describe_cpu())"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **cap}, capture_output=True, text=True, timeout=120, check=True
+    )
     native, auto, described = run.stdout.split(" ", 2)
     assert (native, auto) == ("False", "int8" if basam.runtime.precision.int8_vnni() else "fp32")
     assert "capped: " + " ".join(f"{k}={v}" for k, v in cap.items()) in described

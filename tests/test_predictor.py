@@ -74,12 +74,15 @@ def test_prompt_free_call(models):
     assert prob.shape == (180, 300) and 0 <= prob.min() and prob.max() <= 1
 
 
-@pytest.mark.parametrize("make, note", [
-    (lambda: image()[..., 0], "grayscale"),
-    (lambda: np.dstack([image(), np.full((180, 300), 255, np.uint8)]), "alpha"),
-    (lambda: image().astype(np.uint16) * 257, "16-bit"),
-    (lambda: Image.fromarray(image()), None),
-])
+@pytest.mark.parametrize(
+    "make, note",
+    [
+        (lambda: image()[..., 0], "grayscale"),
+        (lambda: np.dstack([image(), np.full((180, 300), 255, np.uint8)]), "alpha"),
+        (lambda: image().astype(np.uint16) * 257, "16-bit"),
+        (lambda: Image.fromarray(image()), None),
+    ],
+)
 def test_input_types_are_converted_with_a_note(models, make, note):
     pred = basam.Predictor(models[1], resolution=128)
     pred.set_image(make())
@@ -112,8 +115,22 @@ def run_cli(*args):
 
 @pytest.mark.subprocess
 def test_cli_predict_writes_mask_and_overlay(tmp_path):
-    r = run_cli("predict", str(SAMPLE), "--model", "tiny", "--point", "190,120", "--point", "20,20,0",
-                "--box", "100,20,300,380", "--resolution", "native", "--out", str(tmp_path))
+    r = run_cli(
+        "predict",
+        str(SAMPLE),
+        "--model",
+        "tiny",
+        "--point",
+        "190,120",
+        "--point",
+        "20,20,0",
+        "--box",
+        "100,20,300,380",
+        "--resolution",
+        "native",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     mask = np.asarray(Image.open(tmp_path / "sample_mask.png"))
     assert mask.shape == (384, 384) and set(np.unique(mask)) <= {0, 255}
@@ -121,14 +138,17 @@ def test_cli_predict_writes_mask_and_overlay(tmp_path):
     assert "resolution native" in r.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.jpg"], "image not found"),
-    ([str(SAMPLE), "--box", "1,2,3"], "--box '1,2,3': expected 4"),
-    ([str(SAMPLE), "--point", "9999,5"], "outside"),
-    ([str(SAMPLE), "--resolution", "999"], "multiple of 16"),
-    ([str(SAMPLE), "--checkpoint", "nope.pth"], "checkpoint not found"),
-    ([str(SAMPLE), "--attn", "magic"], "unknown attention preset"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.jpg"], "image not found"),
+        ([str(SAMPLE), "--box", "1,2,3"], "--box '1,2,3': expected 4"),
+        ([str(SAMPLE), "--point", "9999,5"], "outside"),
+        ([str(SAMPLE), "--resolution", "999"], "multiple of 16"),
+        ([str(SAMPLE), "--checkpoint", "nope.pth"], "checkpoint not found"),
+        ([str(SAMPLE), "--attn", "magic"], "unknown attention preset"),
+    ],
+)
 @pytest.mark.subprocess
 def test_cli_errors_are_one_line(tmp_path, args, message):
     r = run_cli("predict", *args, "--model", "tiny", "--out", str(tmp_path))
@@ -174,8 +194,13 @@ def test_state_and_transform_match_the_official_predictor(both_predictors):
 def test_predict_equals_the_official_predictor(both_predictors, multimask, logits):
     official, mine, _ = both_predictors
     # A point outside the image is a valid prompt in SAM: both accept it.
-    kwargs = dict(point_coords=np.array([[60.0, 40.0], [300.0, -10.0]]), point_labels=np.array([1, 0]),
-                  box=np.array([20.0, 10.0, 200.0, 120.0]), multimask_output=multimask, return_logits=logits)
+    kwargs = dict(
+        point_coords=np.array([[60.0, 40.0], [300.0, -10.0]]),
+        point_labels=np.array([1, 0]),
+        box=np.array([20.0, 10.0, 200.0, 120.0]),
+        multimask_output=multimask,
+        return_logits=logits,
+    )
     with torch.no_grad():
         expected = official.predict(**kwargs)
         again = official.predict(**kwargs, mask_input=expected[2][:1])
@@ -195,8 +220,11 @@ def test_predict_torch_with_a_batch_equals_the_official_predictor(both_predictor
     points = torch.as_tensor(rng.uniform(0, 150, (3, 2, 2)), dtype=torch.float32)
     labels = torch.tensor([[1, 0], [1, 1], [0, 1]])
     boxes = torch.tensor([[10.0, 10.0, 100.0, 90.0], [50.0, 20.0, 250.0, 140.0], [0.0, 0.0, 259.0, 149.0]])
-    args = (official.transform.apply_coords_torch(points, img.shape[:2]), labels,
-            official.transform.apply_boxes_torch(boxes, img.shape[:2]))
+    args = (
+        official.transform.apply_coords_torch(points, img.shape[:2]),
+        labels,
+        official.transform.apply_boxes_torch(boxes, img.shape[:2]),
+    )
     with torch.no_grad():
         expected = official.predict_torch(*args, return_logits=True)
     got = mine.predict_torch(*args, return_logits=True)

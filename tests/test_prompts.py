@@ -28,16 +28,16 @@ def test_box_is_tight_and_contains_mask():
 def test_center_is_deepest_inside_point():
     m = _blob()
     p = sample_prompt(m, "center", 123)
-    (x, y), = p.point_coords
+    ((x, y),) = p.point_coords
     assert p.point_labels.tolist() == [1] and p.box is None
     assert m[int(y), int(x)] and x == int(x) and y == int(y)
     # the 8-wide arms allow depth 4 at most; the point must reach it
     r, c = int(y), int(x)
-    assert m[r - 3:r + 4, c - 3:c + 4].all()
+    assert m[r - 3 : r + 4, c - 3 : c + 4].all()
     # an object cut by the image border: its centre stays off the border
     edge = np.zeros((20, 20), bool)
     edge[:, :6] = True
-    (x, _), = sample_prompt(edge, "center", 0).point_coords
+    ((x, _),) = sample_prompt(edge, "center", 0).point_coords
     assert 2 <= x <= 3
 
 
@@ -53,8 +53,9 @@ def test_points_inside_outside_and_deterministic():
     r = sample_prompt(m, "points", 8, n_pos=5, n_neg=3)
     assert not np.array_equal(p.point_coords, r.point_coords)
     g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
-    np.testing.assert_array_equal(sample_prompt(m, "points", g1).point_coords,
-                                  sample_prompt(m, "points", g2).point_coords)
+    np.testing.assert_array_equal(
+        sample_prompt(m, "points", g1).point_coords, sample_prompt(m, "points", g2).point_coords
+    )
     # more positives than pixels: repeats allowed rather than an error
     tiny = np.zeros((5, 5), bool)
     tiny[2, 2] = True
@@ -68,8 +69,9 @@ def test_box_jitter_in_image_and_deterministic():
     for b in boxes:
         assert 0 <= b[0] <= b[2] <= w - 1 and 0 <= b[1] <= b[3] <= h - 1
     assert len({tuple(b) for b in boxes}) == 50  # it does move
-    np.testing.assert_array_equal(sample_prompt(m, "box", 5, box_jitter=0.1).box,
-                                  sample_prompt(m, "box", 5, box_jitter=0.1).box)
+    np.testing.assert_array_equal(
+        sample_prompt(m, "box", 5, box_jitter=0.1).box, sample_prompt(m, "box", 5, box_jitter=0.1).box
+    )
     small = np.array([sample_prompt(m, "box", s, box_jitter=0.02).box for s in range(50)])
     assert np.abs(small - [8, 5, 42, 29]).max() < 4  # ~2% of a 35 x 25 box
 

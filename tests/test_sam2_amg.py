@@ -41,21 +41,39 @@ def by_box(records):
 
 
 # Random weights make near-whole-image masks, which box NMS would reduce to one: it is off here.
-LOW = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.6, "stability_score_offset": 0.02, "points_per_side": 8,
-       "box_nms_thresh": 1.0}
+LOW = {
+    "pred_iou_thresh": 0.5,
+    "stability_score_thresh": 0.6,
+    "stability_score_offset": 0.02,
+    "points_per_side": 8,
+    "box_nms_thresh": 1.0,
+}
 
 
-@pytest.mark.parametrize("options", [
-    {},  # the official defaults: pred_iou_thresh 0.8, stability 0.95, multimask
-    LOW,
-    {**LOW, "use_m2m": True, "stability_score_thresh": 0.3},
-    pytest.param({**LOW, "multimask_output": False, "mask_threshold": 0.01, "pred_iou_thresh": 0.0,
-                  "stability_score_thresh": 0.3},
-                 marks=pytest.mark.xfail(strict=True, reason="with a mask_threshold other than 0 the generator's "
-                                         "low-res mask areas differ from the official ones by ~10 px (one record "
-                                         "of 41 crosses the stability threshold); not resolved")),
-    {**LOW, "points_per_side": 6, "crop_n_layers": 1},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # the official defaults: pred_iou_thresh 0.8, stability 0.95, multimask
+        LOW,
+        {**LOW, "use_m2m": True, "stability_score_thresh": 0.3},
+        pytest.param(
+            {
+                **LOW,
+                "multimask_output": False,
+                "mask_threshold": 0.01,
+                "pred_iou_thresh": 0.0,
+                "stability_score_thresh": 0.3,
+            },
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="with a mask_threshold other than 0 the generator's "
+                "low-res mask areas differ from the official ones by ~10 px (one record "
+                "of 41 crosses the stability threshold); not resolved",
+            ),
+        ),
+        {**LOW, "points_per_side": 6, "crop_n_layers": 1},
+    ],
+)
 def test_records_equal_official(tiny, options):
     official, model = tiny
     image = photo()

@@ -40,13 +40,16 @@ def official_features(official, x):
     return out["vision_features"] + official.no_mem_embed.view(1, -1, 1, 1), [stride4, stride8], out
 
 
-@pytest.mark.parametrize("config, model_type, side", [
-    # hiera_t at 1024 px is compared through the image predictor (test_sam2_predictor.py)
-    ("configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_t", 512),
-    # b+ (two heads, 14×14 background embedding, 14-token windows): the official trunk runs at any
-    # size, so a smaller input keeps the test short.
-    ("configs/sam2/sam2_hiera_b+.yaml", "sam2_hiera_b+", 256),
-])
+@pytest.mark.parametrize(
+    "config, model_type, side",
+    [
+        # hiera_t at 1024 px is compared through the image predictor (test_sam2_predictor.py)
+        ("configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_t", 512),
+        # b+ (two heads, 14×14 background embedding, 14-token windows): the official trunk runs at any
+        # size, so a smaller input keeps the test short.
+        ("configs/sam2/sam2_hiera_b+.yaml", "sam2_hiera_b+", 256),
+    ],
+)
 def test_released_sizes_load_strictly_and_match(config, model_type, side, tmp_path, capfd):
     official = official_sam2(config)
     ours = load_release(official, tmp_path, model_type)
@@ -108,8 +111,13 @@ def test_shapes_at_large_and_non_square_sizes(hw, windows):
     model = basam.load_model("sam2_tiny", attn="basam", windows=windows)
     with torch.no_grad():
         embed, (s0, s1) = model.encode(torch.randn(1, 3, *hw))
-        low_res, iou = model.decode(embed, hw, points=(torch.tensor([[[100.0, 200.0]]]), torch.tensor([[1]])),
-                                    multimask_output=True, high_res_features=[s0, s1])
+        low_res, iou = model.decode(
+            embed,
+            hw,
+            points=(torch.tensor([[[100.0, 200.0]]]), torch.tensor([[1]])),
+            multimask_output=True,
+            high_res_features=[s0, s1],
+        )
     h, w = hw
     assert embed.shape == (1, 32, h // 16, w // 16) and s0.shape == (1, 4, h // 4, w // 4)
     assert s1.shape == (1, 8, h // 8, w // 8)
@@ -132,8 +140,9 @@ def test_presets_equal_sam_at_training_size_and_act_beyond(tiny_pair, preset):
         model = basam.load_model("sam2_tiny", attn=name, windows=windows)
         model.load_state_dict(state)
         with torch.no_grad():
-            outputs[name, windows] = [model.encode(torch.randn(1, 3, side, side, generator=g(4)))[0]
-                                      for side in (256, 512)]
+            outputs[name, windows] = [
+                model.encode(torch.randn(1, 3, side, side, generator=g(4)))[0] for side in (256, 512)
+            ]
     at_train = [outputs[k][0] for k in outputs]
     beyond = [outputs[k][1] for k in outputs]
     assert all(torch.allclose(a, at_train[-1], atol=1e-5) for a in at_train)
@@ -158,14 +167,22 @@ def official_decode(official, embed, high_res, points=None, box=None, mask=None,
     """The official image predictor's decoder call (boxes as points labelled 2, 3)."""
     if box is not None:
         corners, labels = box.reshape(-1, 2, 2), torch.tensor([[2, 3]]).repeat(box.shape[0], 1)
-        points = (corners, labels) if points is None else (torch.cat([corners, points[0]], 1),
-                                                           torch.cat([labels, points[1]], 1))
+        points = (
+            (corners, labels)
+            if points is None
+            else (torch.cat([corners, points[0]], 1), torch.cat([labels, points[1]], 1))
+        )
     with torch.no_grad():
         sparse, dense = official.sam_prompt_encoder(points=points, boxes=None, masks=mask)
         masks, iou, _, _ = official.sam_mask_decoder(
-            image_embeddings=embed, image_pe=official.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
-            repeat_image=points is not None and points[0].shape[0] > 1, high_res_features=high_res)
+            image_embeddings=embed,
+            image_pe=official.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=points is not None and points[0].shape[0] > 1,
+            high_res_features=high_res,
+        )
     return masks, iou
 
 
@@ -194,8 +211,8 @@ def test_decoder_equals_official(tiny_pair, prompt, multimask):
 def test_single_mask_falls_back_to_best_multimask_when_unstable():
     decoder = basam.load_model("sam2_tiny").sam_mask_decoder
     masks = torch.full((2, 4, 8, 8), -5.0)
-    masks[0, 0] = 5.0                      # stable single mask
-    masks[1, 0] = 0.01                     # between −delta and +delta everywhere: unstable
+    masks[0, 0] = 5.0  # stable single mask
+    masks[1, 0] = 0.01  # between −delta and +delta everywhere: unstable
     masks[:, 2] = 3.0
     iou = torch.tensor([[0.5, 0.1, 0.9, 0.2], [0.5, 0.1, 0.9, 0.2]])
     out_masks, out_iou = decoder.stable_single_mask(masks, iou)

@@ -18,8 +18,9 @@ PROMPTS = {
     "point": dict(point_coords=np.array([[150.0, 120.0]]), point_labels=np.array([1])),
     "points": dict(point_coords=np.array([[150.0, 120.0], [40.0, 200.0]]), point_labels=np.array([1, 0])),
     "box": dict(box=np.array([60.0, 40.0, 300.0, 220.0])),
-    "box_and_point": dict(box=np.array([60.0, 40.0, 300.0, 220.0]), point_coords=np.array([[150.0, 120.0]]),
-                          point_labels=np.array([1])),
+    "box_and_point": dict(
+        box=np.array([60.0, 40.0, 300.0, 220.0]), point_coords=np.array([[150.0, 120.0]]), point_labels=np.array([1])
+    ),
 }
 
 
@@ -122,9 +123,11 @@ def test_batch_equals_official(tiny):
     ours.set_image_batch(images)
     assert ours.get_image_embedding().shape == (2, 32, 16, 16)
     assert_same_features(ours, ref)
-    kwargs = dict(point_coords_batch=[np.array([[100.0, 80.0]]), np.array([[50.0, 150.0]])],
-                  point_labels_batch=[np.array([1]), np.array([1])],
-                  box_batch=[None, np.array([10.0, 20.0, 180.0, 300.0])])
+    kwargs = dict(
+        point_coords_batch=[np.array([[100.0, 80.0]]), np.array([[50.0, 150.0]])],
+        point_labels_batch=[np.array([1]), np.array([1])],
+        box_batch=[None, np.array([10.0, 20.0, 180.0, 300.0])],
+    )
     for a, b in zip(zip(*ours.predict_batch(**kwargs)), zip(*ref.predict_batch(**kwargs))):
         assert_same(a, b)
 
@@ -154,9 +157,9 @@ def test_holes_and_sprinkles_removed():
     predictor = basam.SAM2ImagePredictor(model, max_hole_area=4, max_sprinkle_area=3)
     logits = torch.full((1, 1, 12, 12), -5.0)
     logits[0, 0, 2:9, 2:9] = 5.0
-    logits[0, 0, 5, 5] = -5.0              # a one-pixel hole
-    logits[0, 0, 10:12, 10] = 5.0          # a two-pixel sprinkle
-    logits[0, 0, 0:2, 10:12] = 5.0         # four pixels: above the sprinkle area, kept
+    logits[0, 0, 5, 5] = -5.0  # a one-pixel hole
+    logits[0, 0, 10:12, 10] = 5.0  # a two-pixel sprinkle
+    logits[0, 0, 0:2, 10:12] = 5.0  # four pixels: above the sprinkle area, kept
     out = predictor.remove_small_regions(logits)[0, 0]
     assert out[5, 5] == 10.0 and (out[10:12, 10] == -10.0).all() and (out[0:2, 10:12] == 5.0).all()
     assert torch.equal(out[2:9, 2:9] > 0, torch.ones(7, 7, dtype=torch.bool))

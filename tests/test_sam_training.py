@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 import basam
-from basam.formats.checkpoint import CheckpointError
 from basam.cli import main as cli_main
+from basam.formats.checkpoint import CheckpointError
 from basam.training import data as td
 from basam.training.loss import error_points, segmentation_loss
 from basam.training.train import TrainConfig, train
@@ -58,8 +58,14 @@ def test_refinement_clicks_fall_in_the_error_region_with_the_right_label():
 
 
 def test_any_object_prompts_other_objects_and_the_data_stays_a_function_of_seed_and_step():
-    kw = dict(specs=[("synth:salient,thin", 1.0)], resolutions=[64], kinds=["point", "box"], seed=1,
-              global_batch=8, refine_iters=2)
+    kw = dict(
+        specs=[("synth:salient,thin", 1.0)],
+        resolutions=[64],
+        kinds=["point", "box"],
+        seed=1,
+        global_batch=8,
+        refine_iters=2,
+    )
     target_only, anyobj = td.TrainData(**kw), td.TrainData(**kw, any_object=1.0)
     items = [(anyobj[(s, j)], target_only[(s, j)]) for s in range(3) for j in range(8)]
     assert any(not torch.equal(a.target, t.target) for a, t in items)
@@ -83,10 +89,27 @@ def sam_run(tmp_path_factory):
     """A few steps of the whole recipe on the tiny model, with validation under bf16 autocast as the
     default model was trained, so best.pt exists."""
     out = tmp_path_factory.mktemp("sam")
-    cfg = TrainConfig(model="tiny", data=["synth:all"], resolution=[64], prompt=["point", "box", "points"], steps=4,
-                      batch_size=4, lr=3e-3, warmup=1, multimask=True, refine_iters=2, any_object=0.5,
-                      train_prompt_encoder=True, tune="full", bf16="on", val_every=2, val_size=2, checkpoint_every=2,
-                      out=str(out / "run"), progress=False)
+    cfg = TrainConfig(
+        model="tiny",
+        data=["synth:all"],
+        resolution=[64],
+        prompt=["point", "box", "points"],
+        steps=4,
+        batch_size=4,
+        lr=3e-3,
+        warmup=1,
+        multimask=True,
+        refine_iters=2,
+        any_object=0.5,
+        train_prompt_encoder=True,
+        tune="full",
+        bf16="on",
+        val_every=2,
+        val_size=2,
+        checkpoint_every=2,
+        out=str(out / "run"),
+        progress=False,
+    )
     return out / "run", train(cfg)
 
 
@@ -95,9 +118,11 @@ def test_the_recipe_trains_multimask_outputs_and_prompt_encoder_end_to_end(sam_r
     torch.manual_seed(0)  # the run's random init
     before, after = basam.load_model("tiny").state_dict(), load_file(out / "model.safetensors")
     moved = {k for k in before if not torch.equal(before[k], after[k])}
-    for k in ("mask_decoder.output_hypernetworks_mlps.2.layers.0.weight",  # a multimask output
-              "prompt_encoder.point_embeddings.1.weight",  # a positive click
-              "prompt_encoder.mask_downscaling.0.weight"):  # the mask_input path of refinement
+    for k in (
+        "mask_decoder.output_hypernetworks_mlps.2.layers.0.weight",  # a multimask output
+        "prompt_encoder.point_embeddings.1.weight",  # a positive click
+        "prompt_encoder.mask_downscaling.0.weight",
+    ):  # the mask_input path of refinement
         assert k in moved, k
     assert np.isfinite(summary["final_loss"])
 
@@ -114,16 +139,45 @@ def test_training_checkpoints_open_with_load_model_predict_and_eval(sam_run, tmp
     predictor.set_image(image)
     masks, scores, _ = predictor.predict(point_coords=np.array([[30, 20]]), point_labels=np.array([1]))
     assert masks.shape == (3, 48, 64) and scores.shape == (3,)
-    assert cli_main(["eval", "--data", "synth:salient", "--n", "1", "--resolution", "64", "--model", "tiny",
-                     "--checkpoint", str(out / "checkpoints" / "best.pt"), "--prompt", "box", "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        cli_main(
+            [
+                "eval",
+                "--data",
+                "synth:salient",
+                "--n",
+                "1",
+                "--resolution",
+                "64",
+                "--model",
+                "tiny",
+                "--checkpoint",
+                str(out / "checkpoints" / "best.pt"),
+                "--prompt",
+                "box",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "eval" / "summary.json").is_file()
 
 
 def test_a_checkpoint_whose_base_is_gone_says_so(tmp_path):
     torch.manual_seed(5)
     base = basam.save_model(basam.load_model("tiny"), tmp_path / "base.safetensors")
-    cfg = TrainConfig(model="tiny", checkpoint=str(base), data=["synth:lesion"], resolution=[64], steps=1,
-                      batch_size=2, tune="lora", out=str(tmp_path / "run"), progress=False)
+    cfg = TrainConfig(
+        model="tiny",
+        checkpoint=str(base),
+        data=["synth:lesion"],
+        resolution=[64],
+        steps=1,
+        batch_size=2,
+        tune="lora",
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
     train(cfg)
     step = tmp_path / "run" / "checkpoints" / "step_0000001.pt"
     merged = basam.load_model("tiny", checkpoint=step).state_dict()

@@ -108,11 +108,18 @@ def test_box_and_points_single_mask_native_resolution(client, model, scene):
     ys, xs = np.nonzero(scene.mask)
     box = [float(xs.min()) - 2, float(ys.min()) - 2, float(xs.max()) + 3, float(ys.max()) + 3]
     points, labels = [interior_point(scene.mask), [5.0, 5.0]], [1, 0]
-    body = {"image_id": image_id, "points": points, "labels": labels, "box": box, "multimask": False,
-            "resolution": "native"}
+    body = {
+        "image_id": image_id,
+        "points": points,
+        "labels": labels,
+        "box": box,
+        "multimask": False,
+        "resolution": "native",
+    }
     r = client.post("/api/predict", json=body).json()
     masks, scores, _ = predictor_for(model, scene.image, "native").predict(
-        point_coords=np.array(points), point_labels=np.array(labels), box=np.array(box), multimask_output=False)
+        point_coords=np.array(points), point_labels=np.array(labels), box=np.array(box), multimask_output=False
+    )
     assert len(r["masks"]) == 1 and r["input_size"] == [384, 512]
     np.testing.assert_array_equal(decoded(r["masks"][0]), masks[0])
     assert r["masks"][0]["score"] == pytest.approx(float(scores[0]), abs=1e-6)
@@ -127,7 +134,8 @@ def test_encoding_is_cached_per_image_resolution_and_attention(client, model, sc
     at_512 = ask(resolution="512", attention="basam")
     assert not at_512["cached"] and at_512["input_size"] == [512, 512] and at_512["attention"] == "basam"
     masks, _, _ = predictor_for(model, scene.image[::2, ::2], 512, attn="basam").predict(
-        box=np.array([10, 10, 100, 90]), multimask_output=False)
+        box=np.array([10, 10, 100, 90]), multimask_output=False
+    )
     for got, want in zip(at_512["masks"], masks):
         np.testing.assert_array_equal(decoded(got), want)
     assert ask()["cached"]  # the 256 px sam encoding is still there, whatever the encoder is set to now
@@ -140,8 +148,10 @@ def test_auto_resolution_and_scaled_windows_give_the_predictors_masks(client, mo
     auto, scaled = ask(resolution="auto"), ask(resolution="512", windows="scaled")
     assert auto["input_size"] == [384, 512] and auto["windows"] == "scaled"  # 512 px > 256: native, scaled
     assert scaled["input_size"] == [512, 512] and scaled["windows"] == "scaled" and not scaled["cached"]
-    for answer, predictor in ((auto, predictor_for(model, scene.image, "auto")),
-                              (scaled, predictor_for(model, scene.image, 512, windows="scaled"))):
+    for answer, predictor in (
+        (auto, predictor_for(model, scene.image, "auto")),
+        (scaled, predictor_for(model, scene.image, 512, windows="scaled")),
+    ):
         want = predictor.predict(box=np.array(box), multimask_output=False)[0][0]
         np.testing.assert_array_equal(decoded(answer["masks"][0]), want)
     fixed = ask(resolution="512")
@@ -171,7 +181,9 @@ def test_an_evicted_image_is_a_404_and_comes_back_on_upload(model, scene):
 
 def test_the_page_and_its_files_are_served_locally(client):
     page = client.get("/")
-    assert page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.replace("http-equiv", "")
+    assert (
+        page.status_code == 200 and "/static/app.js" in page.text and "http" not in page.text.replace("http-equiv", "")
+    )
     for name in ("app.js", "style.css"):
         r = client.get(f"/static/{name}")
         assert r.status_code == 200 and "://" not in r.text  # no CDN, nothing fetched from elsewhere
@@ -200,8 +212,11 @@ BAD_PROMPTS = [
 @pytest.mark.parametrize("prompt,status,message", BAD_PROMPTS, ids=[m for _, _, m in BAD_PROMPTS])
 def test_bad_prompts_are_4xx_with_one_line(client, scene, prompt, status, message):
     image_id = upload(client, png_bytes(scene.image))["image_id"]
-    r = client.post("/api/predict", content=json.dumps({"image_id": image_id, **prompt}),
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/predict",
+        content=json.dumps({"image_id": image_id, **prompt}),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == status and message in r.json()["error"] and "\n" not in r.json()["error"]
 
 
@@ -216,8 +231,11 @@ def test_bad_requests_and_uploads_are_4xx_and_the_server_goes_on(model, scene):
             (c.post("/api/images", content=png_bytes(np.zeros((600, 500, 3), np.uint8))), 413, "0.3 megapixels"),
             (c.post("/api/predict", content=b"{not json"), 400, "malformed JSON"),
             (c.post("/api/predict", json=[1, 2]), 400, "must be a JSON object"),
-            (c.post("/api/predict", json={"image_id": "0123456789abcdef", "points": [[1, 1]], "labels": [1]}), 404,
-             "unknown image id"),
+            (
+                c.post("/api/predict", json={"image_id": "0123456789abcdef", "points": [[1, 1]], "labels": [1]}),
+                404,
+                "unknown image id",
+            ),
             (c.post("/api/predict", json={"points": [[1, 1]], "labels": [1]}), 404, "unknown image id"),
             (c.get("/api/images/nope"), 404, "unknown image id"),
             (c.post("/api/samples/nope"), 404, "unknown sample"),
@@ -262,14 +280,16 @@ def test_inference_runs_off_the_event_loop_one_request_at_a_time(model, scene):
             return await asyncio.gather(
                 ask("big", "/api/predict", json={"image_id": ids[0], **prompt}),
                 ask("small", "/api/predict", json={"image_id": ids[1], **prompt}),
-                ask("info", "/api/info"))
+                ask("info", "/api/info"),
+            )
 
     big_answer, small_answer, _ = asyncio.run(run())
     engine.close()
     assert done.index("info") < done.index("big") and big_answer["input_size"] == [576, 768]
     for image, answer in ((big, big_answer), (scene.image, small_answer)):
         want = predictor_for(model, image, "native").predict(
-            point_coords=np.array([[100, 100]]), point_labels=np.array([1]), multimask_output=False)[0][0]
+            point_coords=np.array([[100, 100]]), point_labels=np.array([1]), multimask_output=False
+        )[0][0]
         np.testing.assert_array_equal(decoded(answer["masks"][0]), want)
 
 
@@ -280,13 +300,16 @@ def test_everything_gives_the_generators_records_and_their_label_image(client, m
         r = client.post("/api/everything", json={"image_id": image_id, "points_per_side": 8, "multimask": multimask})
         assert r.status_code == 200, r.text
         answer = r.json()
-        want = basam.AutomaticMaskGenerator(model, points_per_side=8, output_mode="coco_rle", resolution=256,
-                                            multimask_output=multimask).generate(scene.image)
+        want = basam.AutomaticMaskGenerator(
+            model, points_per_side=8, output_mode="coco_rle", resolution=256, multimask_output=multimask
+        ).generate(scene.image)
         assert answer["records"] == sorted(want, key=lambda rec: -rec["area"])
     # single-mask output (the embedded model's trained one, the default) finds the lesion
     r = client.post("/api/everything", json={"image_id": image_id, "points_per_side": 8}).json()
-    masks = [mask_utils.decode({**rec["segmentation"], "counts": rec["segmentation"]["counts"].encode()}).astype(bool)
-             for rec in r["records"]]
+    masks = [
+        mask_utils.decode({**rec["segmentation"], "counts": rec["segmentation"]["counts"].encode()}).astype(bool)
+        for rec in r["records"]
+    ]
     assert masks and max(iou(m, scene.mask) for m in masks) > 0.9
     labels = np.asarray(Image.open(io.BytesIO(base64.b64decode(r["labels_png"])))).astype(np.int64)
     want = np.zeros(scene.mask.shape, np.int64)

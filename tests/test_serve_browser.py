@@ -27,8 +27,16 @@ from basam.serve.samples import render_sample, sample_scene
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("BASAM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCENE = "lesion scene"
 TIMEOUT_MS = 20_000
 
@@ -53,8 +61,13 @@ def server(free_port):
     require_browser()
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen([sys.executable, "-m", "basam.cli", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "basam.cli", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -77,8 +90,12 @@ def page(server):
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         yield page
@@ -122,9 +139,12 @@ def test_click_box_and_everything_in_chromium(server, page, tmp_path):
     page.mouse.click(canvas["x"] + (x + 0.5) * scale, canvas["y"] + (y + 0.5) * scale)
     wait_for_result(page, 1)
     sent = page.evaluate("window.basam.points")
-    assert len(sent) == 1 and sent[0]["label"] == 1 and abs(sent[0]["x"] - x - 0.5) < 1 and abs(sent[0]["y"] - y - 0.5) < 1
-    want = predictor.predict(point_coords=np.array([[sent[0]["x"], sent[0]["y"]]]), point_labels=np.array([1]),
-                             multimask_output=False)[0][0]
+    assert (
+        len(sent) == 1 and sent[0]["label"] == 1 and abs(sent[0]["x"] - x - 0.5) < 1 and abs(sent[0]["y"] - y - 0.5) < 1
+    )
+    want = predictor.predict(
+        point_coords=np.array([[sent[0]["x"], sent[0]["y"]]]), point_labels=np.array([1]), multimask_output=False
+    )[0][0]
     drawn = drawn_mask(page)
     assert drawn.shape == (h, w) and iou(drawn, want) > 0.99
     assert drawn[y, x] and iou(drawn, scene.mask) > 0.8  # it covers the object clicked on
@@ -206,10 +226,13 @@ def test_click_box_and_everything_in_chromium(server, page, tmp_path):
     assert "not an image" in page.inner_text("#error")
     # an image dropped on the page opens, and the error is gone
     png = base64.b64encode(render_sample("salient scene")).decode()
-    page.evaluate("""(b64) => {
+    page.evaluate(
+        """(b64) => {
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), data = new DataTransfer();
         data.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
         document.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
-    }""", png)
+    }""",
+        png,
+    )
     page.wait_for_selector("body[data-state='ready']")
     assert page.is_hidden("#error") and "dropped.png: 512×384" in page.inner_text("#status")

@@ -31,9 +31,32 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def test_sweep_reproduces_the_window_scale_tool(tiny_ckpt, tmp_path, capsys):
-    assert main(["sweep", "--data", "synth:all", "--n", "1", "--model", "tiny", "--checkpoint", str(tiny_ckpt),
-                 "--attn", "sam", "--windows", "fixed,scaled", "--resolution", "128,384", "--prompt", "box,none",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                "synth:all",
+                "--n",
+                "1",
+                "--model",
+                "tiny",
+                "--checkpoint",
+                str(tiny_ckpt),
+                "--attn",
+                "sam",
+                "--windows",
+                "fixed,scaled",
+                "--resolution",
+                "128,384",
+                "--prompt",
+                "box,none",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     ours = {(r["preset"], r["prompt"], r["resolution"]): r for r in json.loads((tmp_path / "sweep.json").read_text())}
     reference = json.loads(REFERENCE.read_text())
     assert len(ours) == len(reference) == 8
@@ -44,19 +67,47 @@ def test_sweep_reproduces_the_window_scale_tool(tiny_ckpt, tmp_path, capsys):
             assert row[key] == pytest.approx(ref[key], abs=1e-6), (ref["preset"], key)
         assert row["groups"]["camouflaged"]["MAE"] == pytest.approx(ref["groups"]["camouflaged"]["MAE"], abs=1e-6)
     # The reference itself tells the windows apart above the training size, so this test can fail.
-    fixed, scaled = (next(r for r in reference if (r["preset"], r["prompt"], r["resolution"]) == (w, "box", "384"))
-                     for w in ("windows fixed", "windows scaled"))
+    fixed, scaled = (
+        next(r for r in reference if (r["preset"], r["prompt"], r["resolution"]) == (w, "box", "384"))
+        for w in ("windows fixed", "windows scaled")
+    )
     assert abs(fixed["MAE"] - scaled["MAE"]) > 1e-4
 
 
 def test_sweep_encodes_in_the_precision_asked(tiny_ckpt, tmp_path):
     # --dtype used to be accepted and ignored: int8 must move the scores, a little.
-    assert main(["sweep", "--data", "synth:all", "--n", "1", "--model", "tiny", "--checkpoint", str(tiny_ckpt),
-                 "--attn", "sam", "--resolution", "128", "--prompt", "box", "--dtype", "int8",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                "synth:all",
+                "--n",
+                "1",
+                "--model",
+                "tiny",
+                "--checkpoint",
+                str(tiny_ckpt),
+                "--attn",
+                "sam",
+                "--resolution",
+                "128",
+                "--prompt",
+                "box",
+                "--dtype",
+                "int8",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     (row,) = json.loads((tmp_path / "sweep.json").read_text())
-    (fp32,) = (r for r in json.loads(REFERENCE.read_text())
-               if (r["preset"], r["prompt"], r["resolution"]) == ("windows fixed", "box", "128"))
+    (fp32,) = (
+        r
+        for r in json.loads(REFERENCE.read_text())
+        if (r["preset"], r["prompt"], r["resolution"]) == ("windows fixed", "box", "128")
+    )
     assert 0 < abs(row["MAE"] - fp32["MAE"]) < 0.05
 
 
@@ -87,27 +138,62 @@ def test_an_image_that_fails_to_encode_is_named_and_counted(tiny_ckpt, tmp_path,
         mask = np.zeros((h, w), np.uint8)
         mask[16:48, 16:80] = 255
         Image.fromarray(mask).save(data / "masks" / f"{name}.png")
-    assert main(["sweep", "--data", f"generic:{data}", "--model", "tiny", "--checkpoint", str(tiny_ckpt),
-                 "--attn", "sam", "--resolution", "native,auto", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                f"generic:{data}",
+                "--model",
+                "tiny",
+                "--checkpoint",
+                str(tiny_ckpt),
+                "--attn",
+                "sam",
+                "--resolution",
+                "native,auto",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     records = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [(r["resolution"], r["count"], r["problems"]) for r in records] == [("native", 1, 1), ("auto", 2, 0)]
     out = capsys.readouterr().out
     assert "1 file(s) not scored" in out and "huge: encoding failed: ValueError" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--metric", "IoU"], "unknown metric 'IoU'"),
-    (["--windows", "fixed,wide"], "windows='wide'"),
-    (["--attn", "sam,nope"], "unknown attention preset 'nope'"),
-    (["--resolution", "128,auto"], "give N or --render-size, not auto"),
-    (["--resolution", "128,100"], "resolution 100"),
-    (["--bm-slope-scale", "nan"], "bm_slope_scale=nan"),
-    (["--bm-slope-scale", "inf"], "bm_slope_scale=inf"),
-    (["--attn", "checkpoint"], "needs a --checkpoint"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--metric", "IoU"], "unknown metric 'IoU'"),
+        (["--windows", "fixed,wide"], "windows='wide'"),
+        (["--attn", "sam,nope"], "unknown attention preset 'nope'"),
+        (["--resolution", "128,auto"], "give N or --render-size, not auto"),
+        (["--resolution", "128,100"], "resolution 100"),
+        (["--bm-slope-scale", "nan"], "bm_slope_scale=nan"),
+        (["--bm-slope-scale", "inf"], "bm_slope_scale=inf"),
+        (["--attn", "checkpoint"], "needs a --checkpoint"),
+    ],
+)
 def test_arguments_are_checked_before_anything_runs(args, message, tmp_path, capsys):
-    code = main(["sweep", "--data", "synth:salient", "--n", "1", "--model", "tiny", "--resolution", "128",
-                 "--out", str(tmp_path / "out"), *args])
+    code = main(
+        [
+            "sweep",
+            "--data",
+            "synth:salient",
+            "--n",
+            "1",
+            "--model",
+            "tiny",
+            "--resolution",
+            "128",
+            "--out",
+            str(tmp_path / "out"),
+            *args,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
@@ -123,8 +209,21 @@ def test_attn_checkpoint_scores_the_learned_slopes(tmp_path, capsys):
         for p in slopes:
             p.fill_(0.5)  # far from ALiBi's: the bias reaches every query at 128 px
     ckpt = basam.save_model(model, tmp_path / "tuned.safetensors")
-    common = ["sweep", "--data", "synth:salient", "--n", "1", "--model", "tiny", "--checkpoint", str(ckpt),
-              "--resolution", "128", "--prompt", "box"]
+    common = [
+        "sweep",
+        "--data",
+        "synth:salient",
+        "--n",
+        "1",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(ckpt),
+        "--resolution",
+        "128",
+        "--prompt",
+        "box",
+    ]
     assert main([*common, "--attn", "checkpoint", "--out", str(tmp_path / "own")]) == 0
     with pytest.warns(UserWarning, match="ignoring 2 BA-SAM parameters"):
         assert main([*common, "--attn", "basam", "--bm-offset", "0", "--out", str(tmp_path / "fresh")]) == 0
@@ -136,8 +235,14 @@ def test_attn_checkpoint_scores_the_learned_slopes(tmp_path, capsys):
     assert "stands alone" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["sweep", "--data", "synth:salient"], ["eval", "--data", "synth:salient"],
-                                     ["predict", str(Path(basam.__file__).parent / "assets" / "sample.jpg")]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep", "--data", "synth:salient"],
+        ["eval", "--data", "synth:salient"],
+        ["predict", str(Path(basam.__file__).parent / "assets" / "sample.jpg")],
+    ],
+)
 def test_out_naming_an_existing_file_is_one_line(command, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("")

@@ -42,11 +42,18 @@ def test_same_seed_same_bytes_and_different_seeds_differ(family):
 
 def test_deterministic_across_processes():
     """No per-process state (Python's salted hash, global RNG) leaks into a scene."""
-    code = ("import hashlib; from basam.data.synth import make_scene, render; "
-            "r = render(make_scene(7, 'lesion'), 120, 90); "
-            "print(hashlib.sha256(r.image.tobytes() + r.mask.tobytes()).hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+    code = (
+        "import hashlib; from basam.data.synth import make_scene, render; "
+        "r = render(make_scene(7, 'lesion'), 120, 90); "
+        "print(hashlib.sha256(r.image.tobytes() + r.mask.tobytes()).hexdigest())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    ).stdout
     r = render(make_scene(7, "lesion"), 120, 90)
     assert out == hashlib.sha256(r.image.tobytes() + r.mask.tobytes()).hexdigest() + "\n"
 
@@ -61,13 +68,13 @@ def test_occlusion_and_hand_built_scene():
     yy, xx = np.mgrid[:200, :200] + 0.5
     rad = np.hypot(xx - 100, yy - 100)
     inner, ring = rad < 19, (rad > 21) & (rad < 59)
-    assert r.masks[1][inner].all() and not r.masks[0][inner].any()    # covered part is not visible
+    assert r.masks[1][inner].all() and not r.masks[0][inner].any()  # covered part is not visible
     assert r.mask[ring].all() and not r.mask[rad > 61].any()
     assert abs(r.mask.sum() - np.pi * (60**2 - 20**2)) < 0.01 * np.pi * 60**2
     np.testing.assert_array_equal(r.image[100, 100], (0, 0, 255))
     np.testing.assert_array_equal(r.image[100, 60], (255, 0, 0))
     np.testing.assert_array_equal(r.image[5, 5], (0, 255, 0))
-    for n in (37, 200):   # analytic coverage: its sum is the ring's area, edges are fractional
+    for n in (37, 200):  # analytic coverage: its sum is the ring's area, edges are fractional
         c = render(scene, n, n).coverage
         assert abs(c.sum() / (np.pi * ((0.3 * n) ** 2 - (0.1 * n) ** 2)) - 1) < 1e-3
         assert ((c > 0.05) & (c < 0.95)).sum() > np.pi * 0.4 * n
@@ -86,10 +93,10 @@ def test_shapes_dtypes_and_target_contract(family, hw):
     assert 0.0 <= r.coverage.min() and r.coverage.max() <= 1.0
     assert r.target == scene.target and 0 <= r.target < K
     np.testing.assert_array_equal(r.mask, r.masks[r.target])
-    np.testing.assert_array_equal(r.mask, r.coverage >= 0.5)   # binary gt = coverage >= 0.5
-    assert r.masks.sum(axis=0).max() <= 1                      # visible masks never overlap
-    assert 0 < r.mask.sum() < 0.6 * r.mask.size                # target present, not the image
-    assert r.image.std() > 5                                   # something was drawn
+    np.testing.assert_array_equal(r.mask, r.coverage >= 0.5)  # binary gt = coverage >= 0.5
+    assert r.masks.sum(axis=0).max() <= 1  # visible masks never overlap
+    assert 0 < r.mask.sum() < 0.6 * r.mask.size  # target present, not the image
+    assert r.image.std() > 5  # something was drawn
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -100,8 +107,8 @@ def test_targets_present_small_and_varied(family):
         fracs.append(render(scene, 96, 96).mask.mean())
         counts.append(len(scene.objects))
     assert min(fracs) > 0 and max(fracs) < 0.5
-    assert max(fracs) > 2 * min(fracs)                         # object size varies
-    assert max(counts) >= 2                                    # several objects per scene
+    assert max(fracs) > 2 * min(fracs)  # object size varies
+    assert max(counts) >= 2  # several objects per scene
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -158,11 +165,15 @@ def test_thin_wires_are_subpixel_at_96_and_present_at_1024():
                 continue
             as_target = dataclasses.replace(scene, target=k)
             lo, hi = render(as_target, 96, 96), render(as_target, 1024, 1024)
-            assert lo.coverage.sum() > 3                       # drawn, faintly ...
-            assert lo.mask.sum() < 0.2 * lo.coverage.sum()     # ... but below the mask threshold
+            assert lo.coverage.sum() > 3  # drawn, faintly ...
+            assert lo.mask.sum() < 0.2 * lo.coverage.sum()  # ... but below the mask threshold
             assert hi.mask.sum() > 0.9 * hi.coverage.sum() > 0  # resolved at high resolution
-            assert (lo.image != render(dataclasses.replace(scene, objects=scene.objects[:k] + scene.objects[k + 1:],
-                                                           target=0), 96, 96).image).any()
+            assert (
+                lo.image
+                != render(
+                    dataclasses.replace(scene, objects=scene.objects[:k] + scene.objects[k + 1 :], target=0), 96, 96
+                ).image
+            ).any()
             found += 1
     assert found >= 3
 
@@ -211,7 +222,7 @@ def test_write_benchmark_layout_and_splits(tmp_path):
     a, b = _read(out / "images" / "salient_test_0000.png"), _read(out / "images" / "salient_train_0000.png")
     assert a.shape == b.shape and (a != b).any()
     seeds = {synth.scene_seed(0, s, i) for s in ("train", "val", "test") for i in range(100)}
-    assert len(seeds) == 300                                   # splits never share a scene
+    assert len(seeds) == 300  # splits never share a scene
     assert synth.scene_seed(1, "test", 0) != synth.scene_seed(0, "test", 0)
 
 
@@ -228,8 +239,24 @@ def test_cli_synth(tmp_path, capsys):
     from basam.cli import main
     from basam.cli import synth as synth_command
 
-    assert main(["synth", "--out", str(tmp_path), "--n", "1", "--size", "96x120", "--families", "lesion,camouflaged",
-                 "--split", "val"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--n",
+                "1",
+                "--size",
+                "96x120",
+                "--families",
+                "lesion,camouflaged",
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["camouflaged_val_0000.png", "lesion_val_0000.png"]
     assert main(["synth", "--out", str(tmp_path), "--families", "cats"]) == 2
     assert "cats" in capsys.readouterr().err

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 import basam
-from basam.training import tuning
 from basam.cli import main as cli_main
 from basam.training import data as td
+from basam.training import tuning
 from basam.training.train import TrainConfig, train
 
 BIN = Path(sys.executable).parent
@@ -43,8 +43,17 @@ def base(tmp_path_factory):
 
 
 def _cfg(dataset, out, **kw):
-    args = dict(model="tiny", data=[dataset], resolution=[64], steps=4, batch_size=4, lr=3e-3, warmup=2,
-                out=str(out), progress=False)
+    args = dict(
+        model="tiny",
+        data=[dataset],
+        resolution=[64],
+        steps=4,
+        batch_size=4,
+        lr=3e-3,
+        warmup=2,
+        out=str(out),
+        progress=False,
+    )
     return TrainConfig(**{**args, **kw})
 
 
@@ -57,8 +66,18 @@ def test_each_mode_learns_and_leaves_frozen_weights_bit_identical(dataset, base,
     attn = "basam" if slopes else "sam"
     # Offset 0: the preset's bias starts beyond the trained distances, and 64 px is below them.
     overrides = {"bm_offset": "0"} if slopes else {}
-    cfg = _cfg(dataset, tmp_path, tune=mode, steps=12, lr=1e-2, warmup=1, checkpoint=str(base), attn=attn,
-               learnable_slopes=slopes, attn_overrides=overrides)
+    cfg = _cfg(
+        dataset,
+        tmp_path,
+        tune=mode,
+        steps=12,
+        lr=1e-2,
+        warmup=1,
+        checkpoint=str(base),
+        attn=attn,
+        learnable_slopes=slopes,
+        attn_overrides=overrides,
+    )
     summary = train(cfg)
     losses = _losses(tmp_path)
     assert len(losses) == 12
@@ -66,8 +85,12 @@ def test_each_mode_learns_and_leaves_frozen_weights_bit_identical(dataset, base,
 
     before, after = load_file(base), load_file(tmp_path / "model.safetensors")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    moved = {"full": ("image_encoder.", "mask_decoder."), "decoder": ("mask_decoder.",),
-             "adapter": ("mask_decoder.",), "lora": ("mask_decoder.", ".attn.qkv.", ".attn.proj.")}[mode]
+    moved = {
+        "full": ("image_encoder.", "mask_decoder."),
+        "decoder": ("mask_decoder.",),
+        "adapter": ("mask_decoder.",),
+        "lora": ("mask_decoder.", ".attn.qkv.", ".attn.proj."),
+    }[mode]
     for k in before:  # frozen: bit-identical; LoRA moves qkv/proj only through the merge
         if not any(m in k for m in moved):
             assert k not in changed, k
@@ -95,9 +118,37 @@ def _configured(mode, attn, slopes):
 
 @pytest.mark.subprocess
 def test_kill_then_resume_reproduces_the_uninterrupted_run_exactly(dataset, tmp_path):
-    args = ["--model", "tiny", "--data", dataset, "--tune", "adapter", "--attn", "basam", "--learnable-slopes",
-            "--bm-offset", "0", "--resolution", "64,80", "--prompt", "box,center,none,points", "--steps", "6", "--batch-size", "4",
-            "--accum", "2", "--lr", "1e-3", "--warmup", "2", "--multimask", "--refine-iters", "1", "--no-progress"]
+    args = [
+        "--model",
+        "tiny",
+        "--data",
+        dataset,
+        "--tune",
+        "adapter",
+        "--attn",
+        "basam",
+        "--learnable-slopes",
+        "--bm-offset",
+        "0",
+        "--resolution",
+        "64,80",
+        "--prompt",
+        "box,center,none,points",
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "2",
+        "--multimask",
+        "--refine-iters",
+        "1",
+        "--no-progress",
+    ]
     # uninterrupted, in this process (a checkpoint every 2 steps, the last 2 kept)
     assert cli_main(["train", *args, "--checkpoint-every", "2", "--keep-last", "2", "--out", str(tmp_path / "u")]) == 0
     kept = sorted(p.name for p in (tmp_path / "u" / "checkpoints").glob("step_*.pt"))
@@ -137,20 +188,66 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(dataset, tmp
     assert files == ["step_0000001.pt"]  # no step 2, no temporary left behind
     assert torch.load(tmp_path / "checkpoints" / "step_0000001.pt", weights_only=True)["data"]["step"] == 1
     monkeypatch.setattr(torch, "save", real_save)
-    assert train(_cfg(dataset, tmp_path, tune="decoder", steps=3, checkpoint_every=1, batch_size=2,
-                        resume=True))["steps"] == 3
+    assert (
+        train(_cfg(dataset, tmp_path, tune="decoder", steps=3, checkpoint_every=1, batch_size=2, resume=True))["steps"]
+        == 3
+    )
     assert [r["step"] for r in csv.DictReader(open(tmp_path / "log.csv"))] == ["1", "2", "3"]
 
 
 @pytest.mark.torchrun
 def test_two_ddp_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path, free_port):
-    common = ["--model", "tiny", "--data", dataset, "--tune", "lora", "--attn", "basam", "--learnable-slopes",
-              "--bm-offset", "0", "--resolution", "64", "--steps", "3", "--batch-size", "4", "--prompt", "box,point,none",
-              "--lr", "1e-3", "--warmup", "1", "--multimask", "--refine-iters", "1", "--train-prompt-encoder", "--no-progress"]
+    common = [
+        "--model",
+        "tiny",
+        "--data",
+        dataset,
+        "--tune",
+        "lora",
+        "--attn",
+        "basam",
+        "--learnable-slopes",
+        "--bm-offset",
+        "0",
+        "--resolution",
+        "64",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--prompt",
+        "box,point,none",
+        "--lr",
+        "1e-3",
+        "--warmup",
+        "1",
+        "--multimask",
+        "--refine-iters",
+        "1",
+        "--train-prompt-encoder",
+        "--no-progress",
+    ]
     run = subprocess.run(
-        [str(BIN / "torchrun"), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
-         str(free_port()), "-m", "basam.cli", "train", *common, "--out", str(tmp_path / "ddp")],
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=150)
+        [
+            str(BIN / "torchrun"),
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "basam.cli",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("wrote ") == 1  # only rank 0 writes
     assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
@@ -170,7 +267,10 @@ def test_the_mixture_sampler_respects_its_weights():
     assert len({i for s, i in draws if s == 1}) > 1000  # the endless synthetic source
     assert sampler.draw(7, 50) == sampler.draw(7, 50) != sampler.draw(8, 50)  # a function of (seed, step)
     assert td.parse_data(["synth:salient,thin@3", "duts:/d@0.5,generic:/g"]) == [
-        ("synth:salient,thin", 3.0), ("duts:/d", 0.5), ("generic:/g", 1.0)]
+        ("synth:salient,thin", 3.0),
+        ("duts:/d", 0.5),
+        ("generic:/g", 1.0),
+    ]
 
 
 def test_augmentation_moves_image_and_mask_together():
@@ -189,11 +289,27 @@ def test_augmentation_moves_image_and_mask_together():
 
 
 def test_synth_data_yaml_config_validation_and_resolved_config(tmp_path, capsys):
-    (tmp_path / "run.yaml").write_text("data: synth:salient,thin\nsteps: 5\nbatch-size: 2\nresolution: 64\n"
-                                       "val_every: 2\nval_size: 2\ntune: lora\n")
+    (tmp_path / "run.yaml").write_text(
+        "data: synth:salient,thin\nsteps: 5\nbatch-size: 2\nresolution: 64\nval_every: 2\nval_size: 2\ntune: lora\n"
+    )
     out = tmp_path / "out"
-    assert cli_main(["train", "--model", "tiny", "--config", str(tmp_path / "run.yaml"), "--steps", "2",
-                     "--no-progress", "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "train",
+                "--model",
+                "tiny",
+                "--config",
+                str(tmp_path / "run.yaml"),
+                "--steps",
+                "2",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     import yaml
 
     resolved = yaml.safe_load((out / "config.yaml").read_text())
@@ -211,9 +327,31 @@ def test_windows_scaled_is_trained_through_and_recorded(tmp_path):
     checkpoint and export both load with them."""
     losses = {}
     for windows in ("fixed", "scaled"):
-        assert cli_main(["train", "--model", "tiny", "--data", "synth:salient", "--resolution", "128", "--steps", "1",
-                         "--batch-size", "2", "--tune", "full", "--windows", windows, "--no-progress",
-                         "--out", str(tmp_path / windows)]) == 0
+        assert (
+            cli_main(
+                [
+                    "train",
+                    "--model",
+                    "tiny",
+                    "--data",
+                    "synth:salient",
+                    "--resolution",
+                    "128",
+                    "--steps",
+                    "1",
+                    "--batch-size",
+                    "2",
+                    "--tune",
+                    "full",
+                    "--windows",
+                    windows,
+                    "--no-progress",
+                    "--out",
+                    str(tmp_path / windows),
+                ]
+            )
+            == 0
+        )
         losses[windows] = _losses(tmp_path / windows)
     assert losses["fixed"] != losses["scaled"]  # 128 px: 2-token windows instead of 4
     out = tmp_path / "scaled"
@@ -223,13 +361,16 @@ def test_windows_scaled_is_trained_through_and_recorded(tmp_path):
         assert basam.load_model("tiny", checkpoint=path).image_encoder.windows == "scaled"
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--data", "duts:/no/such/dir"], "does not exist"),
-    (["--tune", "prefix"], "unknown tune mode"),
-    (["--resume"], "no checkpoint"),
-    (["--learnable-slopes"], "learnable-slopes"),
-    (["--resolution", "native"], "fixed sizes"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--data", "duts:/no/such/dir"], "does not exist"),
+        (["--tune", "prefix"], "unknown tune mode"),
+        (["--resume"], "no checkpoint"),
+        (["--learnable-slopes"], "learnable-slopes"),
+        (["--resolution", "native"], "fixed sizes"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_exit_2(dataset, tmp_path, capsys, extra, message):
     args = ["train", "--model", "tiny", "--data", dataset, "--steps", "1", "--out", str(tmp_path), *extra]
     assert cli_main(args) == 2

@@ -6,7 +6,6 @@ import torch
 import basam
 from basam.training import tuning
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -49,8 +48,12 @@ def test_added_modules_start_as_identity_and_freezing_follows_the_rule(mode):
     assert {n for n, _ in model.named_parameters() if n.startswith("mask_decoder.")} <= trainable
     assert not any(n.startswith("prompt_encoder.") for n in trainable)
     encoder = {n for n in trainable if n.startswith("image_encoder.")}
-    expected = {"full": lambda n: True, "decoder": lambda n: False, "adapter": lambda n: ".adapter." in n,
-                "lora": lambda n: ".lora_" in n}[mode]
+    expected = {
+        "full": lambda n: True,
+        "decoder": lambda n: False,
+        "adapter": lambda n: ".adapter." in n,
+        "lora": lambda n: ".lora_" in n,
+    }[mode]
     assert encoder == {n for n, _ in model.named_parameters() if n.startswith("image_encoder.") and expected(n)}
     assert counts["trainable"] == sum(p.numel() for n, p in model.named_parameters() if n in trainable)
     assert counts["trainable"] + counts["frozen"] == counts["total"]

@@ -18,15 +18,63 @@ def test_val_miou_in_log_csv_equals_basam_eval(tmp_path):
     torch.manual_seed(5)
     base = basam.save_model(basam.load_model("tiny"), tmp_path / "base.safetensors")
     out = tmp_path / "run"
-    assert main(["train", "--model", "tiny", "--checkpoint", str(base), "--data", f"generic:{data}",
-                 "--val-data", f"generic:{data}", "--val-every", "1", "--val-size", "8", "--val-resolution", "128",
-                 "--val-prompt", "center", "--resolution", "64", "--steps", "1", "--batch-size", "2", "--lr", "0.01",
-                 "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "tiny",
+                "--checkpoint",
+                str(base),
+                "--data",
+                f"generic:{data}",
+                "--val-data",
+                f"generic:{data}",
+                "--val-every",
+                "1",
+                "--val-size",
+                "8",
+                "--val-resolution",
+                "128",
+                "--val-prompt",
+                "center",
+                "--resolution",
+                "64",
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--lr",
+                "0.01",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     logged = {r["step"]: r for r in csv.DictReader(open(out / "log.csv"))}
     for step, weights in (("0", base), ("1", out / "model.safetensors")):
-        assert main(["eval", "--model", "tiny", "--checkpoint", str(weights), "--data", f"generic:{data}",
-                     "--resolution", "128", "--prompt", "center",
-                     "--out", str(tmp_path / f"eval{step}")]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--model",
+                    "tiny",
+                    "--checkpoint",
+                    str(weights),
+                    "--data",
+                    f"generic:{data}",
+                    "--resolution",
+                    "128",
+                    "--prompt",
+                    "center",
+                    "--out",
+                    str(tmp_path / f"eval{step}"),
+                ]
+            )
+            == 0
+        )
         metrics = json.loads((tmp_path / f"eval{step}" / "summary.json").read_text())["metrics"]
         assert metrics["count"] == 4
         assert float(logged[step]["val_mIoU"]) == pytest.approx(metrics["mIoU"], abs=1e-9)

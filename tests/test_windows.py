@@ -6,21 +6,28 @@ import torch
 import torch.nn.functional as F
 
 import basam
-from basam.modeling.attention import BlockAttentionMode, grid_diameter, scaled_window
 from basam.config import MODEL_CONFIGS, AttentionConfig
 from basam.inference.transforms import model_input_size
+from basam.modeling.attention import BlockAttentionMode, grid_diameter, scaled_window
 from official import randomize
 
 TINY = MODEL_CONFIGS["tiny"]  # 256 px, 4-token windows, global blocks 1 and 3
 VIT_B = MODEL_CONFIGS["vit_b"]  # 1024 px, 14-token windows
 
 
-@pytest.mark.parametrize("hw, window", [
-    ((512, 512), 7), ((1024, 1024), 14), ((1536, 1536), 21), ((2048, 2048), 28),
-    ((768, 768), 11),  # 14·48/64 = 10.5: half up, not half to even
-    ((1024, 1536), 21), ((2048, 640), 28),  # non-square native inputs: the long side counts
-    ((64, 64), 1),  # never below one token
-])
+@pytest.mark.parametrize(
+    "hw, window",
+    [
+        ((512, 512), 7),
+        ((1024, 1024), 14),
+        ((1536, 1536), 21),
+        ((2048, 2048), 28),
+        ((768, 768), 11),  # 14·48/64 = 10.5: half up, not half to even
+        ((1024, 1536), 21),
+        ((2048, 640), 28),  # non-square native inputs: the long side counts
+        ((64, 64), 1),  # never below one token
+    ],
+)
 def test_vit_b_scaled_window_sizes(hw, window):
     grid = (hw[0] // 16, hw[1] // 16)
     assert scaled_window(VIT_B.window_size, grid, VIT_B.train_grid) == window
@@ -83,8 +90,9 @@ def test_train_offset_in_a_scaled_window_is_its_own_diameter():
     mode = BlockAttentionMode(AttentionConfig.from_preset("basam", bm_blocks="all"), 2, 32, False, (4, 4), (16, 16))
     assert mode.bias_offset((4, 4)) == grid_diameter((4, 4), "euclidean")
     assert mode.bias_offset((8, 8)) == grid_diameter((8, 8), "euclidean")
-    numeric = BlockAttentionMode(AttentionConfig.from_preset("basam", bm_blocks="all", bm_offset="2"), 2, 32,
-                                 False, (4, 4), (16, 16))
+    numeric = BlockAttentionMode(
+        AttentionConfig.from_preset("basam", bm_blocks="all", bm_offset="2"), 2, 32, False, (4, 4), (16, 16)
+    )
     assert numeric.bias_offset((8, 8)) == 2.0  # a number stays in tokens
     glob = BlockAttentionMode(AttentionConfig.from_preset("basam"), 2, 32, True, (16, 16), (16, 16))
     assert glob.bias_offset((32, 32)) == grid_diameter((16, 16), "euclidean")  # global: the pretraining grid
@@ -96,8 +104,9 @@ def test_train_offset_in_a_scaled_window_is_its_own_diameter():
     with torch.no_grad():
         reference = global_only.image_encoder(x)
         for offset, same in (("train", True), ("0", False)):
-            all_blocks = tiny_model(AttentionConfig.from_preset("basam", bm_blocks="all", bm_offset=offset,
-                                                                windows="scaled"))
+            all_blocks = tiny_model(
+                AttentionConfig.from_preset("basam", bm_blocks="all", bm_offset=offset, windows="scaled")
+            )
             assert ((all_blocks.image_encoder(x) - reference).abs().max() <= 1e-5) == same
 
 
@@ -112,14 +121,17 @@ def test_windows_option_is_validated_saved_and_described(tmp_path):
     assert basam.load_model("tiny", windows="scaled").image_encoder.windows == "scaled"
 
 
-@pytest.mark.parametrize("orig, train_side, resized, padded", [
-    ((100, 150), 256, (171, 256), (256, 256)),  # smaller: SAM's resize up to the training side, padded
-    ((480, 640), 1024, (768, 1024), (1024, 1024)),
-    ((256, 200), 256, (256, 208), (256, 208)),  # at the training side: native (rounded to 16)
-    ((1000, 1500), 1024, (1008, 1504), (1008, 1504)),  # larger: native
-    ((3000, 4000), 1024, (1536, 2048), (1536, 2048)),  # beyond the cap: long side resized to it
-    ((8000, 1000), 256, (2048, 256), (2048, 256)),
-])
+@pytest.mark.parametrize(
+    "orig, train_side, resized, padded",
+    [
+        ((100, 150), 256, (171, 256), (256, 256)),  # smaller: SAM's resize up to the training side, padded
+        ((480, 640), 1024, (768, 1024), (1024, 1024)),
+        ((256, 200), 256, (256, 208), (256, 208)),  # at the training side: native (rounded to 16)
+        ((1000, 1500), 1024, (1008, 1504), (1008, 1504)),  # larger: native
+        ((3000, 4000), 1024, (1536, 2048), (1536, 2048)),  # beyond the cap: long side resized to it
+        ((8000, 1000), 256, (2048, 256), (2048, 256)),
+    ],
+)
 def test_auto_picks_the_sizes(orig, train_side, resized, padded):
     assert model_input_size(orig, "auto", train_side) == (resized, padded)
 
@@ -134,8 +146,10 @@ def test_predictor_default_is_the_training_side_and_auto_uses_scaled_windows():
     model = tiny_model()
     assert basam.Predictor(model).resolution == TINY.img_size
     rng = np.random.default_rng(0)
-    small, large = (rng.integers(0, 256, (100, 140, 3), dtype=np.uint8),
-                    rng.integers(0, 256, (520, 400, 3), dtype=np.uint8))
+    small, large = (
+        rng.integers(0, 256, (100, 140, 3), dtype=np.uint8),
+        rng.integers(0, 256, (520, 400, 3), dtype=np.uint8),
+    )
     auto = basam.Predictor(model, resolution="auto")
     auto.set_image(small)
     assert auto.padded_hw == (256, 256)

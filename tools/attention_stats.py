@@ -18,9 +18,9 @@ import types
 import torch
 
 import basam
-from basam.modeling import attention
-from basam.data.synth import FAMILIES
 from basam.data.specs import SynthDataset
+from basam.data.synth import FAMILIES
+from basam.modeling import attention
 
 
 class Recorder:
@@ -70,9 +70,15 @@ def main() -> None:
         for preset in args.attn.split(","):
             model.set_attention(basam.AttentionConfig.from_preset(preset))
             recorder, predictor = Recorder(grid), basam.Predictor(model, resolution=size)
-            hooks = [h for i, blk in enumerate(model.image_encoder.blocks) if blk.window_size == 0 for h in (
-                blk.attn.register_forward_pre_hook(lambda *_, i=i: setattr(recorder, "block", i)),
-                blk.attn.register_forward_hook(lambda *_: setattr(recorder, "block", None)))]
+            hooks = [
+                h
+                for i, blk in enumerate(model.image_encoder.blocks)
+                if blk.window_size == 0
+                for h in (
+                    blk.attn.register_forward_pre_hook(lambda *_, i=i: setattr(recorder, "block", i)),
+                    blk.attn.register_forward_hook(lambda *_: setattr(recorder, "block", None)),
+                )
+            ]
             for i in range(len(scenes)):
                 image, _ = scenes[i].load()
                 attention.F = types.SimpleNamespace(scaled_dot_product_attention=recorder.scaled_dot_product_attention)
@@ -84,10 +90,13 @@ def main() -> None:
                 h.remove()
             ln_n = math.log(recorder.n)
             for block, (entropy, distance, count) in recorder.stats.items():
-                print(f"| {preset} | {size} | {recorder.n} | {block} | {entropy / count:.3f} | {ln_n:.3f} | "
-                      f"{distance / count:.2f} | {distance / count / max(grid):.3f} |")
+                print(
+                    f"| {preset} | {size} | {recorder.n} | {block} | {entropy / count:.3f} | {ln_n:.3f} | "
+                    f"{distance / count:.2f} | {distance / count / max(grid):.3f} |"
+                )
                 summary.setdefault(preset, {}).setdefault(size, []).append(
-                    (entropy / count - ln_n, distance / count / max(grid)))
+                    (entropy / count - ln_n, distance / count / max(grid))
+                )
     print_summary(summary)
 
 

@@ -53,16 +53,21 @@ def scene_scores(predictor, scene, clicks: int) -> dict:
     point = center_point(gt)[None]
     masks, scores, low = predictor.predict(point_coords=point, point_labels=np.ones(1), multimask_output=True)
     ious = [iou(m, gt) for m in masks]
-    out.update(best_of_3=max(ious), iou_head_pick=ious[int(np.argmax(scores))],
-               single_mask=iou(predictor.predict(point_coords=point, point_labels=np.ones(1),
-                                                 multimask_output=False)[0][0], gt))
+    out.update(
+        best_of_3=max(ious),
+        iou_head_pick=ious[int(np.argmax(scores))],
+        single_mask=iou(
+            predictor.predict(point_coords=point, point_labels=np.ones(1), multimask_output=False)[0][0], gt
+        ),
+    )
     pred, logits, coords, labels = masks[int(np.argmax(scores))], low[int(np.argmax(scores))], point, np.ones(1)
     out["click_1"] = iou(pred, gt)
     for k in range(2, clicks + 1):
         xy, label = next_click(pred, gt)
         coords, labels = np.concatenate([coords, xy[None]]), np.append(labels, label)
-        m, _, low = predictor.predict(point_coords=coords, point_labels=labels, mask_input=logits[None],
-                                      multimask_output=False)
+        m, _, low = predictor.predict(
+            point_coords=coords, point_labels=labels, mask_input=logits[None], multimask_output=False
+        )
         pred, logits = m[0], low[0]
         out[f"click_{k}"] = iou(pred, gt)
     return out
@@ -113,8 +118,7 @@ def main(argv=None) -> int:
             row["amg_found"], row["amg_objects"] = amg_recall(generator, scene)
         rows.setdefault(family, []).append(row)
     keys = [k for k in rows[FAMILIES[0]][0] if not k.startswith("amg_")]
-    print(f"mean IoU on {args.n} held-out test scenes per family at {args.resolution} px "
-          f"({time.time() - t0:.0f} s)\n")
+    print(f"mean IoU on {args.n} held-out test scenes per family at {args.resolution} px ({time.time() - t0:.0f} s)\n")
     print("| scenes | " + " | ".join(keys) + (" | AMG recall @0.5 |" if generator else " |"))
     print("|---" * (len(keys) + 1 + bool(generator)) + "|")
     for name, group in [("all", [r for f in FAMILIES for r in rows[f]]), *rows.items()]:

@@ -12,8 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
-CELLS = [("box", None), ("none", None), ("box", "camouflaged"), ("none", "camouflaged"), ("box", "thin"),
-         ("none", "thin")]
+CELLS = [
+    ("box", None),
+    ("none", None),
+    ("box", "camouflaged"),
+    ("none", "camouflaged"),
+    ("box", "thin"),
+    ("none", "thin"),
+]
 
 
 def score(records: list[dict], preset: str, prompt: str, group: str | None, resolution: str) -> float:
@@ -37,8 +43,11 @@ def main() -> None:
             tuned = json.loads((Path(args.tuned) / f"{attn}-{windows}" / "sweep.json").read_text())
             after = [score(tuned, "checkpoint", p, g, args.resolution) for p, g in CELLS]
             print(f"| {label}, windows {windows}: untuned | " + " | ".join(f"{v:.4f}" for v in before) + " |")
-            print(f"| {label}, windows {windows}: tuned | "
-                  + " | ".join(f"{a:.4f} ({a - b:+.3f})" for a, b in zip(after, before)) + " |")
+            print(
+                f"| {label}, windows {windows}: tuned | "
+                + " | ".join(f"{a:.4f} ({a - b:+.3f})" for a, b in zip(after, before))
+                + " |"
+            )
 
 
 if __name__ == "__main__":

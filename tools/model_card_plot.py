@@ -27,13 +27,15 @@ def main(out: str, runs: list[str]) -> None:
         window = min(50, len(loss))
         smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
         ax_loss.plot(steps, loss, alpha=0.15, color=f"C{k}")
-        ax_loss.plot(steps[window - 1:], smooth, color=f"C{k}", label=f"stage {k + 1} ({window}-step mean)")
+        ax_loss.plot(steps[window - 1 :], smooth, color=f"C{k}", label=f"stage {k + 1} ({window}-step mean)")
         val = [(s, float(r["val_mIoU"])) for s, r in zip(steps, rows) if r.get("val_mIoU")]
         if val:
             ax_val.plot(*zip(*val), marker="o", color=f"C{k}", label=f"stage {k + 1}")
         offset = steps[-1]
     ax_loss.set(xlabel="step", ylabel="loss (BCE + Dice + IoU MSE)", title="training loss")
-    ax_val.set(xlabel="step", ylabel="mIoU", title="validation: 48 held-out scenes (each stage draws its own), 256 px, box")
+    ax_val.set(
+        xlabel="step", ylabel="mIoU", title="validation: 48 held-out scenes (each stage draws its own), 256 px, box"
+    )
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -36,8 +36,14 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, (label, curve) in enumerate(curves.items()):
         xs = sorted(curve)
-        ax.plot(xs, [curve[x] for x in xs], marker="o", color=f"C{k // 2}", linestyle="-" if k % 2 == 0 else "--",
-                label=label)
+        ax.plot(
+            xs,
+            [curve[x] for x in xs],
+            marker="o",
+            color=f"C{k // 2}",
+            linestyle="-" if k % 2 == 0 else "--",
+            label=label,
+        )
     ax.set(xlabel="step", ylabel=args.metric.removeprefix("val_"), title=args.title)
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)

@@ -37,7 +37,7 @@ def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
         seps = [i for i, cells in enumerate(block) if i and all(re.fullmatch(r":?-+:?", c) for c in cells)]
         for n, i in enumerate(seps):
             end = seps[n + 1] - 1 if n + 1 < len(seps) else len(block)
-            tables.append((block[i - 1], block[i + 1:end]))
+            tables.append((block[i - 1], block[i + 1 : end]))
     return tables
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import _common as C
 import bench_amg
-
 from benchmarks.record import Result, ratio_cell
 
 LOW = dict(pred_iou_thresh=0.05, stability_score_thresh=0.3, stability_score_offset=0.05)
@@ -25,10 +24,10 @@ LOW = dict(pred_iou_thresh=0.05, stability_score_thresh=0.3, stability_score_off
 
 def against_official(result: Result, quick: bool, rounds: int) -> None:
     import torch
-    from official import official_predictor_and_generator, official_sam  # tests/official.py
 
     from basam.config import MODEL_CONFIGS
     from basam.data.synth import make_scene, render
+    from official import official_predictor_and_generator, official_sam  # tests/official.py
 
     h, w, points = (192, 256, 4) if quick else (768, 1024, 32)
     ours = C.basam.load_model("default")
@@ -37,34 +36,52 @@ def against_official(result: Result, quick: bool, rounds: int) -> None:
     _, OfficialGenerator = official_predictor_and_generator()
     image = render(make_scene(3, "salient"), h, w).image
     settings = dict(LOW, points_per_side=points)
-    generators = {"official": OfficialGenerator(official, **settings),
-                  "ours": C.basam.AutomaticMaskGenerator(ours, resolution=256, **settings)}
+    generators = {
+        "official": OfficialGenerator(official, **settings),
+        "ours": C.basam.AutomaticMaskGenerator(ours, resolution=256, **settings),
+    }
     outs = {}
     with torch.no_grad():
         times = C.alternate({k: (lambda g=g: g.generate(image)) for k, g in generators.items()}, rounds, outputs=outs)
-    s = result.section("against_official", f"Segment everything, default model, {w}×{h} scene, {points}×{points} "
-                       "points: ours against the official generator", ["generator", "median s", "records",
-                                                                       "speed-up vs official (min–max)"])
+    s = result.section(
+        "against_official",
+        f"Segment everything, default model, {w}×{h} scene, {points}×{points} "
+        "points: ours against the official generator",
+        ["generator", "median s", "records", "speed-up vs official (min–max)"],
+    )
     s.row("official", f"{C.med(times['official']):.2f}", len(outs["official"]), "1.00")
     r = C.ratio(times, "official", "ours")
     s.row("ours", f"{C.med(times['ours']):.2f}", len(outs["ours"]), ratio_cell(r))
     result.figure(s, "ours_vs_official", r[0])
     result.figure(s, "official_records", len(outs["official"]))
     result.figure(s, "ours_records", len(outs["ours"]))
-    result.note(s, f"{rounds} alternating rounds; thresholds pred_iou 0.05, stability 0.3 (offset 0.05) so that "
-                   "both keep many records; tests/test_amg.py checks that the records agree.")
+    result.note(
+        s,
+        f"{rounds} alternating rounds; thresholds pred_iou 0.05, stability 0.3 (offset 0.05) so that "
+        "both keep many records; tests/test_amg.py checks that the records agree.",
+    )
 
 
 def large_image(result: Result, quick: bool) -> None:
     size, points = ("512x384", 4) if quick else ("4096x3072", 8)
-    s = result.section("large_image", f"Segment everything on one {size.replace('x', '×')} image at its native "
-                       f"resolution, {points}×{points} points (fresh interpreter)",
-                       ["image", "records", "seconds", "peak RSS (GiB)"])
+    s = result.section(
+        "large_image",
+        f"Segment everything on one {size.replace('x', '×')} image at its native "
+        f"resolution, {points}×{points} points (fresh interpreter)",
+        ["image", "records", "seconds", "peak RSS (GiB)"],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.png"
         bench_amg.make_image(size, str(path))
-        cmd = [sys.executable, bench_amg.__file__, str(path), "--resolution", "native", "--points-per-side",
-               str(points)]
+        cmd = [
+            sys.executable,
+            bench_amg.__file__,
+            str(path),
+            "--resolution",
+            "native",
+            "--points-per-side",
+            str(points),
+        ]
         p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     m = re.search(r"(\d+) records, (\d+) s, peak RSS ([\d.]+) GiB", p.stdout)
     if p.returncode or m is None:
@@ -74,8 +91,11 @@ def large_image(result: Result, quick: bool) -> None:
     result.figure(s, "records", records)
     result.figure(s, "seconds", seconds)
     result.figure(s, "peak_rss_gib", peak)
-    result.note(s, f"`python benchmarks/bench_amg.py IMAGE --resolution native --points-per-side {points}`, on an "
-                   f"image made by `bench_amg.py --make {size} IMAGE`; official thresholds (0.88 / 0.95).")
+    result.note(
+        s,
+        f"`python benchmarks/bench_amg.py IMAGE --resolution native --points-per-side {points}`, on an "
+        f"image made by `bench_amg.py --make {size} IMAGE`; official thresholds (0.88 / 0.95).",
+    )
 
 
 def run(result: Result, quick: bool) -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 import time
 
+import torch
+
 import _common as C
 import bench_encoder as E
 import flops_encoder
-import torch
-
 from benchmarks.record import Result, ratio_cell
 from benchmarks.suites import encoder_parts, precision
 from benchmarks.suites._capture import captured, leading_number, markdown_tables
@@ -31,9 +31,8 @@ class Models:
         self.quick = quick
         self.name, self.size = ("tiny", 256) if quick else ("vit_b", 1024)
         if quick:
-            from official import official_sam  # tests/official.py
-
             from basam.config import MODEL_CONFIGS
+            from official import official_sam  # tests/official.py
 
             self.official = official_sam(MODEL_CONFIGS["tiny"]).image_encoder.eval()
             C.randomise_(self.official)
@@ -50,9 +49,11 @@ class Models:
 
 
 def speed(result: Result, m: Models, rounds: int, fused: bool) -> None:
-    s = result.section("speed", f"Encoder speed at {m.size} px: {m.name}, ours against the official code",
-                       ["encoder", "median s", "speed-up vs official fp32 (min–max)", "max abs diff vs official",
-                        "cosine"])
+    s = result.section(
+        "speed",
+        f"Encoder speed at {m.size} px: {m.name}, ours against the official code",
+        ["encoder", "median s", "speed-up vs official fp32 (min–max)", "max abs diff vs official", "cosine"],
+    )
     x = C.image(m.size)
     ours = {"ours fp32": m.ours(), "ours bf16 weights": m.ours(dtype="bf16"), "ours int8": m.ours(dtype="int8")}
     cands = {"official fp32": lambda: E._call(m.official, x)}
@@ -62,8 +63,10 @@ def speed(result: Result, m: Models, rounds: int, fused: bool) -> None:
         cands["ours fp32 fused"] = lambda: E._fused_call(ours["ours fp32"], x)
         cands["ours bf16 fused"] = lambda: E._fused_call(ours["ours bf16 weights"], x)
     if not m.quick:
-        vit_t = {"vit_t fp32": C.basam.load_model("vit_t").image_encoder,
-                 "vit_t bf16 weights": C.basam.load_model("vit_t", dtype="bf16").image_encoder}
+        vit_t = {
+            "vit_t fp32": C.basam.load_model("vit_t").image_encoder,
+            "vit_t bf16 weights": C.basam.load_model("vit_t", dtype="bf16").image_encoder,
+        }
         cands.update({name: (lambda e=e: E._call(e, x)) for name, e in vit_t.items()})
     outs = {}
     for fn in cands.values():  # warm-up, untimed
@@ -76,20 +79,30 @@ def speed(result: Result, m: Models, rounds: int, fused: bool) -> None:
             continue
         r = C.ratio(times, "official fp32", name)
         same_weights = not name.startswith("vit_t")
-        s.row(name, f"{C.med(times[name]):.3f}", ratio_cell(r),
-              f"{E.max_abs(outs[name], ref):.2e}" if same_weights else "-",
-              f"{E.cosine(outs[name], ref):.5f}" if same_weights else "-")
+        s.row(
+            name,
+            f"{C.med(times[name]):.3f}",
+            ratio_cell(r),
+            f"{E.max_abs(outs[name], ref):.2e}" if same_weights else "-",
+            f"{E.cosine(outs[name], ref):.5f}" if same_weights else "-",
+        )
         result.figure(s, f"{name.replace(' ', '_')}_vs_official", r[0])
     result.figure(s, "official_fp32_seconds", C.med(times["official fp32"]))
     vit_t = "; vit_t has its own random weights, so only its time compares" if not m.quick else ""
-    result.note(s, f"{rounds} alternating rounds after a warm-up{vit_t}. "
-                   f"Embedding scale: max |official| = {ref.abs().max().item():.3f}.")
+    result.note(
+        s,
+        f"{rounds} alternating rounds after a warm-up{vit_t}. "
+        f"Embedding scale: max |official| = {ref.abs().max().item():.3f}.",
+    )
 
 
 def overhead(result: Result, m: Models, rounds: int) -> None:
     size = 2 * m.size if m.quick else m.size  # tiny at its training size would show no bias at all
-    s = result.section("basam_cost", f"BA-SAM's attention against plain SAM attention, {m.name} at {size} px",
-                       ["attn", "median s", "time vs attn=sam (min–max)", "max abs emb diff vs sam"])
+    s = result.section(
+        "basam_cost",
+        f"BA-SAM's attention against plain SAM attention, {m.name} at {size} px",
+        ["attn", "median s", "time vs attn=sam (min–max)", "max abs emb diff vs sam"],
+    )
     x = C.image(size)
     encoders = {"sam": m.ours("sam"), "basam": m.ours("basam")}
     outs = {}
@@ -104,8 +117,11 @@ def overhead(result: Result, m: Models, rounds: int) -> None:
 
 def scaling(result: Result, m: Models, rounds: int) -> None:
     small, large = m.size, 2 * m.size
-    s = result.section("scaling", f"time({large})/time({small}) of the encoder, {m.name}, fp32",
-                       ["encoder", f"median s at {small}", f"median s at {large}", "time ratio (min–max)"])
+    s = result.section(
+        "scaling",
+        f"time({large})/time({small}) of the encoder, {m.name}, fp32",
+        ["encoder", f"median s at {small}", f"median s at {large}", "time ratio (min–max)"],
+    )
     encoder, x1, x2 = m.ours(), C.image(small), C.image(large)
     times = C.alternate({small: lambda: E._call(encoder, x1), large: lambda: E._call(encoder, x2)}, rounds)
     r = C.ratio(times, large, small)
@@ -124,18 +140,24 @@ def flops(result: Result, quick: bool) -> None:
     total = next(i for i, c in enumerate(columns) if "total" in c.lower())
     for row in rows:
         result.figure(s, f"tflop_{int(leading_number(row[0]))}", leading_number(row[total]))
-    result.note(s, f"`python benchmarks/flops_encoder.py --sizes {sizes}`: torch.utils.flop_counter; the ratio of "
-                   "two sizes is the floor of their time ratio for kernels that run at one FLOP rate.")
+    result.note(
+        s,
+        f"`python benchmarks/flops_encoder.py --sizes {sizes}`: torch.utils.flop_counter; the ratio of "
+        "two sizes is the floor of their time ratio for kernels that run at one FLOP rate.",
+    )
 
 
 def batching(result: Result, quick: bool, rounds: int) -> None:
     import numpy as np
 
-    s = result.section("batch", "Images per second with batching (Predictor.encode_images, preprocessing included)",
-                       ["model", "batch", "images/s (median)", "speed-up vs batch 1 (min–max)",
-                        "max abs diff vs batch 1"])
-    cases = ([("default", 256, 2, [1, 2])] if quick
-             else [("default", 256, 16, [1, 2, 4, 8]), ("vit_b", 1024, 4, [1, 2, 4])])
+    s = result.section(
+        "batch",
+        "Images per second with batching (Predictor.encode_images, preprocessing included)",
+        ["model", "batch", "images/s (median)", "speed-up vs batch 1 (min–max)", "max abs diff vs batch 1"],
+    )
+    cases = (
+        [("default", 256, 2, [1, 2])] if quick else [("default", 256, 16, [1, 2, 4, 8]), ("vit_b", 1024, 4, [1, 2, 4])]
+    )
     rng = np.random.default_rng(0)
     for name, size, n, batches in cases:
         model = C.basam.load_model(name)
@@ -157,9 +179,11 @@ def batching(result: Result, quick: bool, rounds: int) -> None:
 def bf16_edges(result: Result, quick: bool, rounds: int, fused: bool) -> None:
     """dtype="bf16" keeps the encoder's edges (encoder.boundary_layers: the layer that reads the
     image, the neck that writes the embedding) in fp32; this times that against all-bf16."""
-    s = result.section("bf16_edges", "What fp32 edges cost dtype=\"bf16\": the shipped bf16 encoder against the "
-                       "same encoder all in bf16", ["encoder", "fp32 edges s", "all bf16 s",
-                                                     "time, fp32 edges / all bf16 (min–max)"])
+    s = result.section(
+        "bf16_edges",
+        'What fp32 edges cost dtype="bf16": the shipped bf16 encoder against the same encoder all in bf16',
+        ["encoder", "fp32 edges s", "all bf16 s", "time, fp32 edges / all bf16 (min–max)"],
+    )
     names, size = (["tiny"], 256) if quick else (["vit_b", "vit_t"], 1024)
     x = C.image(size)
     cands = {}
@@ -186,11 +210,16 @@ def masks_by_dtype(result: Result, scenes: int = 4) -> None:
     2b: a random-weight vit_b Sam with box prompts), their tables as printed."""
     import argparse
 
-    for name, fn, args in (("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=scenes)),
-                           ("masks_random_vit_b", E.masks, argparse.Namespace())):
+    for name, fn, args in (
+        ("masks_trained", E.trained_masks, argparse.Namespace(mask_scenes=scenes)),
+        ("masks_random_vit_b", E.masks, argparse.Namespace()),
+    ):
         text = captured(lambda fn=fn, args=args: fn(args), [])
-        title = next(re.sub(r"^\d+[a-z]?\.\s*", "", line[3:].strip())  # without bench_encoder's numbering
-                     for line in text.splitlines() if line.startswith("## "))
+        title = next(
+            re.sub(r"^\d+[a-z]?\.\s*", "", line[3:].strip())  # without bench_encoder's numbering
+            for line in text.splitlines()
+            if line.startswith("## ")
+        )
         for i, (columns, rows) in enumerate(markdown_tables(text)):
             s = result.section(f"{name}_{i}", title, columns)
             for row in rows:
@@ -205,8 +234,11 @@ def profile(result: Result, m: Models, rows: int = 8) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    s = result.section("profile", f"Where a forward's time goes, {m.name} at {m.size} px, fp32 (torch.profiler)",
-                       ["encoder", "operator", "calls", "self CPU s", "share"])
+    s = result.section(
+        "profile",
+        f"Where a forward's time goes, {m.name} at {m.size} px, fp32 (torch.profiler)",
+        ["encoder", "operator", "calls", "self CPU s", "share"],
+    )
     x = C.image(m.size)
     for name, encoder in (("official", m.official), ("ours", m.ours())):
         E._call(encoder, x)

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
 import torch
 
+import _common as C
 from benchmarks.record import Result, ratio_cell
 
 
@@ -38,8 +38,9 @@ def run(result: Result, quick: bool) -> None:
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(paths["encoder"]), options, providers=["CPUExecutionProvider"])
             export_s[budget] = time.perf_counter() - start
-            candidates[f"onnxruntime chunk_mb={budget:g}"] = \
-                lambda s=session: torch.from_numpy(s.run(None, {"image": image.numpy()})[0])
+            candidates[f"onnxruntime chunk_mb={budget:g}"] = lambda s=session: torch.from_numpy(
+                s.run(None, {"image": image.numpy()})[0]
+            )
         model.set_attention(basam.AttentionConfig.from_dict({**model.attn_cfg.to_dict(), "chunk_mb": 256.0}))
         model.eval()  # export_onnx leaves the model in training mode, where torch takes its slower paths
         with torch.no_grad():
@@ -48,14 +49,19 @@ def run(result: Result, quick: bool) -> None:
                 fn()
             outs = {}
             times = C.alternate(candidates, rounds, outputs=outs)
-    s = result.section("onnx", f"The {name} encoder at {size} px: ONNX Runtime {ort.__version__} against torch",
-                       ["runtime", "median s", "speed-up vs torch (min–max)", "max abs diff vs torch"])
+    s = result.section(
+        "onnx",
+        f"The {name} encoder at {size} px: ONNX Runtime {ort.__version__} against torch",
+        ["runtime", "median s", "speed-up vs torch (min–max)", "max abs diff vs torch"],
+    )
     for cand in candidates:
         r = C.ratio(times, "torch", cand)
         diff = (outs[cand] - outs["torch"]).abs().max().item()
         s.row(cand, f"{C.med(times[cand]):.3f}", ratio_cell(r), f"{diff:.1e}")
         if cand != "torch":
             result.figure(s, f"{cand.split()[-1].replace('=', '_')}_vs_torch", r[0])
-    result.note(s, f"{rounds} alternating rounds after a warm-up, {threads} thread(s) in both runtimes; export and "
-                   "session creation took "
-                   + ", ".join(f"{v:.0f} s (chunk_mb={k:g})" for k, v in export_s.items()) + ".")
+    result.note(
+        s,
+        f"{rounds} alternating rounds after a warm-up, {threads} thread(s) in both runtimes; export and "
+        "session creation took " + ", ".join(f"{v:.0f} s (chunk_mb={k:g})" for k, v in export_s.items()) + ".",
+    )

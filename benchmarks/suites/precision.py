@@ -16,16 +16,20 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-import _common as C
 import numpy as np
 import torch
 from torch import nn
 
+import _common as C
 from benchmarks.record import Result
 
 LINEAR_KINDS = ("attn.qkv", "attn.proj", "mlp.lin1", "mlp.lin2")
-QUICK_VARIANTS = ("fp32, image ±1 grey level noise", "fp32, image rounded to bf16", "bf16 (image and neck fp32)",
-                  "int8, 7-bit activations")
+QUICK_VARIANTS = (
+    "fp32, image ±1 grey level noise",
+    "fp32, image rounded to bf16",
+    "bf16 (image and neck fp32)",
+    "int8, 7-bit activations",
+)
 
 
 def rounded(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +60,7 @@ def bf16_edges(*names):
         for name in names:
             getattr(model.image_encoder, name).to(torch.bfloat16)
         return model
+
     return cast
 
 
@@ -67,6 +72,7 @@ def int8(qconfig_spec, mapping=None):
             warnings.simplefilter("ignore")
             quantize_dynamic(model.image_encoder, qconfig_spec, dtype=torch.qint8, mapping=mapping, inplace=True)
         return model
+
     return quantize
 
 
@@ -110,10 +116,15 @@ def variants(linear_names: list[str]) -> dict:
         "bf16, neck bf16 too (image fp32)": ("bf16", bf16_edges("neck"), None),
         "bf16, all bf16 (edges too)": ("bf16", bf16_edges("patch_embed", "neck"), None),
         "int8, 7-bit activations": ("fp32", int8({nn.Linear}), None),
-        "int8, 7-bit, per-channel weights":
-            ("fp32", int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}), None),
-        **{f"int8, 7-bit, {kind} left fp32": ("fp32", int8({n for n in linear_names if not n.endswith(kind)}), None)
-           for kind in LINEAR_KINDS},
+        "int8, 7-bit, per-channel weights": (
+            "fp32",
+            int8({nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}),
+            None,
+        ),
+        **{
+            f"int8, 7-bit, {kind} left fp32": ("fp32", int8({n for n in linear_names if not n.endswith(kind)}), None)
+            for kind in LINEAR_KINDS
+        },
         "int8, 8-bit activations (FullRangeLinear)": ("fp32", int8({nn.Linear}, {nn.Linear: FullRangeLinear}), None),
         "int8 simulated: per-token activations, per-channel weights": ("fp32", per_token_int8, None),
     }
@@ -137,9 +148,12 @@ def run(result: Result, quick: bool) -> None:
         predictor.set_image(image)
         return [m for xy in clicks for m in predictor.predict(point_coords=xy, point_labels=np.array([1]))[0]]
 
-    s = result.section("precision", f"Where bf16 and int8 move the default model's masks on sample.jpg "
-                       f"({side}×{side} clicks, {3 * side * side} masks, IoU against fp32)",
-                       ["variant", "mean", "min"])
+    s = result.section(
+        "precision",
+        f"Where bf16 and int8 move the default model's masks on sample.jpg "
+        f"({side}×{side} clicks, {3 * side * side} masks, IoU against fp32)",
+        ["variant", "mean", "min"],
+    )
     reference = masks(C.basam.load_model("default"))
     noisy = np.clip(photo.astype(int) + np.random.default_rng(0).integers(-1, 2, photo.shape), 0, 255).astype(np.uint8)
     names = [n for n, m in C.basam.load_model("default").image_encoder.named_modules() if type(m) is nn.Linear]
@@ -147,11 +161,13 @@ def run(result: Result, quick: bool) -> None:
     for name, (dtype, change, context) in variants(names).items():
         if quick and name not in QUICK_VARIANTS:
             continue
-        for kernel in ((False, True) if fused and dtype == "bf16" else (False,)):
+        for kernel in (False, True) if fused and dtype == "bf16" else (False,):
             model = C.basam.load_model("default", dtype=dtype)
             model = change(model) if change else model
-            with (context() if context else contextlib.nullcontext()), \
-                    (C.fused_attention() if kernel else contextlib.nullcontext()):
+            with (
+                context() if context else contextlib.nullcontext(),
+                C.fused_attention() if kernel else contextlib.nullcontext(),
+            ):
                 got = masks(model, noisy if "noise" in name else photo)
             ious = [iou_dice(a, b)[0] for a, b in zip(reference, got)]
             label = name + (", fused kernel" if kernel else "")

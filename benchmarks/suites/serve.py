@@ -29,16 +29,23 @@ def run(result: Result, quick: bool) -> None:
     samples = list(SAMPLES)[:1] if quick else list(SAMPLES)
     resolutions = RESOLUTIONS[:1] if quick else RESOLUTIONS
     model = basam.load_model("default")
-    s = result.section("clicks", f"The page's latency per sample and resolution (median of {repeats})",
-                       ["sample", "resolution", "model input", "encode (ms)", "decode (ms)", "click, cached (ms)"])
+    s = result.section(
+        "clicks",
+        f"The page's latency per sample and resolution (median of {repeats})",
+        ["sample", "resolution", "model input", "encode (ms)", "decode (ms)", "click, cached (ms)"],
+    )
     for name in samples:
         for resolution in resolutions:
             encode, decode, click = [], [], []
             for _ in range(repeats):
                 with TestClient(create_app(Engine(model))) as client:
                     image = client.post(f"/api/samples/{name}").json()
-                    body = {"image_id": image["image_id"], "resolution": resolution,
-                            "points": [[image["width"] / 2, image["height"] / 2]], "labels": [1]}
+                    body = {
+                        "image_id": image["image_id"],
+                        "resolution": resolution,
+                        "points": [[image["width"] / 2, image["height"] / 2]],
+                        "labels": [1],
+                    }
                     first = client.post("/api/predict", json=body).json()
                     start = time.perf_counter()
                     second = client.post("/api/predict", json=body).json()
@@ -48,20 +55,34 @@ def run(result: Result, quick: bool) -> None:
                     encode.append(first["encode_ms"])
                     decode.append(second["decode_ms"])
             h, w = first["input_size"]
-            figures = {"encode_ms": statistics.median(encode), "decode_ms": statistics.median(decode),
-                       "click_ms": statistics.median(click)}
-            s.row(f"{name} ({image['width']}×{image['height']})", resolution, f"{w}×{h}",
-                  *(f"{v:.0f}" for v in figures.values()))
+            figures = {
+                "encode_ms": statistics.median(encode),
+                "decode_ms": statistics.median(decode),
+                "click_ms": statistics.median(click),
+            }
+            s.row(
+                f"{name} ({image['width']}×{image['height']})",
+                resolution,
+                f"{w}×{h}",
+                *(f"{v:.0f}" for v in figures.values()),
+            )
             for key, value in figures.items():
                 result.figure(s, f"{name.replace(' ', '_')}_{resolution}_{key}", value)
     points = 4 if quick else 16
-    e = result.section("everything", f"Segment everything on the page: 256 px, {points}×{points} points "
-                       f"(median of {repeats})", ["sample", "time (ms)", "masks"])
+    e = result.section(
+        "everything",
+        f"Segment everything on the page: 256 px, {points}×{points} points (median of {repeats})",
+        ["sample", "time (ms)", "masks"],
+    )
     with TestClient(create_app(Engine(model))) as client:
         for name in samples:
             image_id = client.post(f"/api/samples/{name}").json()["image_id"]
-            runs = [client.post("/api/everything", json={"image_id": image_id, "resolution": "256",
-                                                         "points_per_side": points}).json() for _ in range(repeats)]
+            runs = [
+                client.post(
+                    "/api/everything", json={"image_id": image_id, "resolution": "256", "points_per_side": points}
+                ).json()
+                for _ in range(repeats)
+            ]
             ms = statistics.median(r["generate_ms"] for r in runs)
             e.row(name, f"{ms:.0f}", len(runs[0]["records"]))
             result.figure(e, f"{name.replace(' ', '_')}_generate_ms", ms)

@@ -36,25 +36,34 @@ def child(model_type: str, size: int, windows: str, threads: int) -> dict:
     start = time.perf_counter()
     with torch.no_grad():
         y = encoder(x, windows=windows)
-    return {"window": window, "seconds": time.perf_counter() - start, "finite": bool(torch.isfinite(y).all()),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "window": window,
+        "seconds": time.perf_counter() - start,
+        "finite": bool(torch.isfinite(y).all()),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def measure(model_type: str, size: int, windows: str, threads: int) -> dict:
-    code = (f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); import benchmarks; "
-            "from benchmarks.suites.windows import child; "
-            f"print('RESULT ' + json.dumps(child({model_type!r}, {size}, {windows!r}, {threads})))")
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); import benchmarks; "
+        "from benchmarks.suites.windows import child; "
+        f"print('RESULT ' + json.dumps(child({model_type!r}, {size}, {windows!r}, {threads})))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{model_type} @ {size} {windows}: child exited {p.returncode}: {p.stderr.strip()[-300:]}")
 
 
 def run(result: Result, quick: bool) -> None:
     threads = torch.get_num_threads()
-    s = result.section("windows", "Scaled windows against fixed ones: one encoder forward in a fresh interpreter",
-                       ["model", "px", "windows", "window (tokens)", "seconds", "peak RSS (GB)"])
+    s = result.section(
+        "windows",
+        "Scaled windows against fixed ones: one encoder forward in a fresh interpreter",
+        ["model", "px", "windows", "window (tokens)", "seconds", "peak RSS (GB)"],
+    )
     ratios = []
     for model_type, size in QUICK if quick else FULL:
         runs = {w: measure(model_type, size, w, threads) for w in ("fixed", "scaled")}

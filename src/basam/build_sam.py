@@ -15,7 +15,7 @@ AttentionConfig; default "sam"), any AttentionConfig field (`windows="scaled"`, 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from basam.formats.checkpoint import load_model
 from basam.modeling.sam import Sam
@@ -26,8 +26,13 @@ BASAM_KEYS = {"vit_t": "vit_t", "basam_default": "default"}
 # segment_anything_hq's registry has the four keys above (an HQ-SAM checkpoint given to them loads as
 # HQ-SAM, recognised by its keys; checkpoint None builds SAM there, HQ-SAM in segment_anything_hq)
 # and "vit_tiny", its light HQ model; basam's own names of the HQ sizes come with it.
-HQ_KEYS = {"vit_tiny": "hq_vit_tiny", "hq_vit_b": "hq_vit_b", "hq_vit_l": "hq_vit_l", "hq_vit_h": "hq_vit_h",
-           "hq_vit_tiny": "hq_vit_tiny"}
+HQ_KEYS = {
+    "vit_tiny": "hq_vit_tiny",
+    "hq_vit_b": "hq_vit_b",
+    "hq_vit_l": "hq_vit_l",
+    "hq_vit_h": "hq_vit_h",
+    "hq_vit_tiny": "hq_vit_tiny",
+}
 # Other packages' keys join here, one dict each, merged into the registry below (sam2's model types
 # once basam loads those models).
 EXTRA_KEYS: dict[str, str] = {}
@@ -38,8 +43,10 @@ def _builder(model_type: str, name: str) -> Callable[..., Sam]:
         return load_model(model_type, checkpoint=checkpoint, **options)
 
     build.__name__ = build.__qualname__ = name
-    build.__doc__ = (f"segment_anything's {name}(checkpoint=None) → basam.Sam of type {model_type!r}; keyword "
-                     "options as basam.load_model (attn, windows and the other AttentionConfig fields, dtype, device).")
+    build.__doc__ = (
+        f"segment_anything's {name}(checkpoint=None) → basam.Sam of type {model_type!r}; keyword "
+        "options as basam.load_model (attn, windows and the other AttentionConfig fields, dtype, device)."
+    )
     build.model_type = model_type
     return build
 
@@ -60,7 +67,9 @@ class ModelRegistry(dict):
         raise KeyError(f"unknown SAM model type {key!r}; basam.sam_model_registry has {', '.join(map(repr, self))}")
 
 
-sam_model_registry = ModelRegistry({
-    key: _BUILDERS.get(model_type) or _builder(model_type, f"build_{key}")
-    for key, model_type in {**OFFICIAL_KEYS, **BASAM_KEYS, **HQ_KEYS, **EXTRA_KEYS}.items()
-})
+sam_model_registry = ModelRegistry(
+    {
+        key: _BUILDERS.get(model_type) or _builder(model_type, f"build_{key}")
+        for key, model_type in {**OFFICIAL_KEYS, **BASAM_KEYS, **HQ_KEYS, **EXTRA_KEYS}.items()
+    }
+)

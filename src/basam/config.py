@@ -12,8 +12,10 @@ def _known_fields(cls, d: dict) -> dict:
     newer basam must not load silently as another model."""
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(k for k in d if k not in names):
-        raise ValueError(f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))} "
-                         f"(written by a newer basam?); known: {', '.join(sorted(names))}")
+        raise ValueError(
+            f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))} "
+            f"(written by a newer basam?); known: {', '.join(sorted(names))}"
+        )
     return dict(d)
 
 
@@ -56,7 +58,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = _known_fields(cls, d)
         if "encoder_global_attn_indexes" in d:
             d["encoder_global_attn_indexes"] = tuple(d["encoder_global_attn_indexes"])
@@ -82,19 +84,37 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     # The embedded default model's architecture ("default" = this size + the shipped weights):
     # trained at 256 px only, a 16×16 token grid, as SAM was at 64×64.
     "mini": ModelConfig(
-        "mini", 192, 6, 3, (1, 3, 5), window_size=8, img_size=256, prompt_embed_dim=128,
-        decoder_mlp_dim=512, decoder_num_heads=4, iou_head_hidden_dim=128,
+        "mini",
+        192,
+        6,
+        3,
+        (1, 3, 5),
+        window_size=8,
+        img_size=256,
+        prompt_embed_dim=128,
+        decoder_mlp_dim=512,
+        decoder_num_heads=4,
+        iou_head_hidden_dim=128,
     ),
     # For tests: a 16×16 pretraining grid, 4-token windows, two global blocks, small decoder.
     "tiny": ModelConfig(
-        "tiny", 64, 4, 2, (1, 3), window_size=4, img_size=256, prompt_embed_dim=32,
-        mask_in_chans=4, decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32,
+        "tiny",
+        64,
+        4,
+        2,
+        (1, 3),
+        window_size=4,
+        img_size=256,
+        prompt_embed_dim=32,
+        mask_in_chans=4,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+        iou_head_hidden_dim=32,
     ),
 }
 # HQ-SAM's releases (sam_hq_vit_b.pth, ..., sam_hq_vit_tiny.pth): SAM's sizes with the HQ decoder.
 for _size in ("vit_b", "vit_l", "vit_h", "vit_t"):
     MODEL_CONFIGS[hq_config(MODEL_CONFIGS[_size]).name] = hq_config(MODEL_CONFIGS[_size])
-
 
 
 @dataclass(frozen=True)
@@ -145,10 +165,15 @@ class Sam2Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Sam2Config":
+    def from_dict(cls, d: dict) -> Sam2Config:
         d = _known_fields(cls, d)
-        for key in ("stages", "global_att_blocks", "window_spec", "window_pos_embed_bkg_spatial_size",
-                    "fpn_top_down_levels"):
+        for key in (
+            "stages",
+            "global_att_blocks",
+            "window_spec",
+            "window_pos_embed_bkg_spatial_size",
+            "fpn_top_down_levels",
+        ):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -157,13 +182,22 @@ class Sam2Config:
 def _sam2_sizes(version: str) -> dict[str, Sam2Config]:
     """The four released sizes (identical image paths in SAM 2 and SAM 2.1)."""
     return {
-        f"{version}_hiera_t": Sam2Config(f"{version}_hiera_t", 96, 1, (1, 2, 7, 2), (5, 7, 9),
-                                         window_pos_embed_bkg_spatial_size=(7, 7)),
-        f"{version}_hiera_s": Sam2Config(f"{version}_hiera_s", 96, 1, (1, 2, 11, 2), (7, 10, 13),
-                                         window_pos_embed_bkg_spatial_size=(7, 7)),
+        f"{version}_hiera_t": Sam2Config(
+            f"{version}_hiera_t", 96, 1, (1, 2, 7, 2), (5, 7, 9), window_pos_embed_bkg_spatial_size=(7, 7)
+        ),
+        f"{version}_hiera_s": Sam2Config(
+            f"{version}_hiera_s", 96, 1, (1, 2, 11, 2), (7, 10, 13), window_pos_embed_bkg_spatial_size=(7, 7)
+        ),
         f"{version}_hiera_b+": Sam2Config(f"{version}_hiera_b+", 112, 2, (2, 3, 16, 3), (12, 16, 20)),
-        f"{version}_hiera_l": Sam2Config(f"{version}_hiera_l", 144, 2, (2, 6, 36, 4), (23, 33, 43),
-                                         window_spec=(8, 4, 16, 8), window_pos_embed_bkg_spatial_size=(7, 7)),
+        f"{version}_hiera_l": Sam2Config(
+            f"{version}_hiera_l",
+            144,
+            2,
+            (2, 6, 36, 4),
+            (23, 33, 43),
+            window_spec=(8, 4, 16, 8),
+            window_pos_embed_bkg_spatial_size=(7, 7),
+        ),
     }
 
 
@@ -172,14 +206,25 @@ SAM2_CONFIGS: dict[str, Sam2Config] = {
     **_sam2_sizes("sam2"),
     # For tests: hiera_t's layout at a quarter of the width, one block per stage but the third, a
     # 32-wide decoder (the release fixes the decoder's other sizes in code).
-    "sam2_tiny": Sam2Config("sam2_tiny", 24, 1, (1, 1, 3, 1), (3,), window_pos_embed_bkg_spatial_size=(7, 7),
-                            img_size=256, prompt_embed_dim=32),
+    "sam2_tiny": Sam2Config(
+        "sam2_tiny",
+        24,
+        1,
+        (1, 1, 3, 1),
+        (3,),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+        img_size=256,
+        prompt_embed_dim=32,
+    ),
 }
 # The released config files' names (configs/sam2.1/sam2.1_hiera_t.yaml …) and checkpoints' stems.
 SAM2_ALIASES = {
     **{f"configs/{v}/{v}_hiera_{s}.yaml": f"{v}_hiera_{s}" for v in ("sam2", "sam2.1") for s in ("t", "s", "b+", "l")},
-    **{f"{v}_hiera_{long}": f"{v}_hiera_{s}" for v in ("sam2", "sam2.1")
-       for s, long in (("t", "tiny"), ("s", "small"), ("b+", "base_plus"), ("l", "large"))},
+    **{
+        f"{v}_hiera_{long}": f"{v}_hiera_{s}"
+        for v in ("sam2", "sam2.1")
+        for s, long in (("t", "tiny"), ("s", "small"), ("b+", "base_plus"), ("l", "large"))
+    },
 }
 
 
@@ -236,7 +281,9 @@ class AttentionConfig:
     bm_blocks: str = _option("global", "blocks with the bias")
     bm_learnable: bool = False
     official: bool = False
-    windows: str = _option("fixed", "fixed | scaled: windowed blocks keep their trained window, or grow it with the image")
+    windows: str = _option(
+        "fixed", "fixed | scaled: windowed blocks keep their trained window, or grow it with the image"
+    )
     chunk_mb: float = _option(256.0, "largest attention score chunk in MiB")
 
     CHOICES = {
@@ -256,7 +303,9 @@ class AttentionConfig:
                 if float(self.bm_offset) < 0:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"attention option bm_offset={self.bm_offset!r}: expected 'train' or a number ≥ 0") from None
+                raise ValueError(
+                    f"attention option bm_offset={self.bm_offset!r}: expected 'train' or a number ≥ 0"
+                ) from None
         for name in ("bm_slope_scale", "chunk_mb"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"attention option {name}={getattr(self, name)}: expected a finite number")
@@ -269,7 +318,7 @@ class AttentionConfig:
         return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "AttentionConfig":
+    def from_preset(cls, name: str, **overrides) -> AttentionConfig:
         if name not in ATTENTION_PRESETS:
             raise ValueError(f"unknown attention preset {name!r}; choose from {', '.join(ATTENTION_PRESETS)}")
         return cls(preset=name, **{**ATTENTION_PRESETS[name], **overrides})
@@ -278,7 +327,7 @@ class AttentionConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AttentionConfig":
+    def from_dict(cls, d: dict) -> AttentionConfig:
         return cls(**_known_fields(cls, d))
 
     def describe(self) -> str:

@@ -53,5 +53,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, KernelBuildError) as e:
         print(f"basam {name}: error: {e}", file=sys.stderr)
         return 2
-
-

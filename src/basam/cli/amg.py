@@ -17,21 +17,39 @@ from pathlib import Path
 
 import numpy as np
 
-from basam.runtime import distributed
-from basam.cli.common import (add_hq_arguments, add_model_arguments, add_progress_argument, add_resolution_arguments,
-                              check_hq_option, load_model_from_args, read_image)
+from basam.cli.common import (
+    add_hq_arguments,
+    add_model_arguments,
+    add_progress_argument,
+    add_resolution_arguments,
+    check_hq_option,
+    load_model_from_args,
+    read_image,
+)
 from basam.inference.predictor import check_batch_size
 from basam.inference.transforms import to_rgb_uint8
+from basam.runtime import distributed
 
 # Generator options exposed as flags; unset flags keep the generator's own defaults.
 _OPTIONS = {
-    "points_per_side": int, "points_per_batch": int, "pred_iou_thresh": float, "stability_score_thresh": float,
-    "stability_score_offset": float, "box_nms_thresh": float, "crop_n_layers": int, "crop_nms_thresh": float,
-    "crop_overlap_ratio": float, "crop_n_points_downscale_factor": int, "min_mask_region_area": int,
-    "tile_size": int, "tile_overlap": int,
+    "points_per_side": int,
+    "points_per_batch": int,
+    "pred_iou_thresh": float,
+    "stability_score_thresh": float,
+    "stability_score_offset": float,
+    "box_nms_thresh": float,
+    "crop_n_layers": int,
+    "crop_nms_thresh": float,
+    "crop_overlap_ratio": float,
+    "crop_n_points_downscale_factor": int,
+    "min_mask_region_area": int,
+    "tile_size": int,
+    "tile_overlap": int,
 }
-_METADATA_HEADER = ("id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
-                    "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h")
+_METADATA_HEADER = (
+    "id,area,bbox_x0,bbox_y0,bbox_w,bbox_h,point_input_x,point_input_y,predicted_iou,"
+    "stability_score,crop_box_x0,crop_box_y0,crop_box_w,crop_box_h"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_resolution_arguments(p)  # default here: the model's pretraining side, "auto" with --tile-size
     for name, kind in _OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, help="as AutomaticMaskGenerator's " + name)
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="encode up to N images (or crops) of the same model input size per encoder forward")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="encode up to N images (or crops) of the same model input size per encoder forward",
+    )
     p.add_argument("--masks", action="store_true", help="also write one PNG per mask and metadata.csv")
     add_hq_arguments(p)
     add_progress_argument(p)
@@ -60,9 +82,16 @@ def run(args: argparse.Namespace) -> int:
     show = not args.no_progress and rank == 0
     model = load_model_from_args(args)
     check_hq_option(args, model)
-    generator = AutomaticMaskGenerator(model, resolution=args.resolution, max_side=args.max_side,
-                                       output_mode="coco_rle", progress=show, batch_size=args.batch_size,
-                                       hq_token_only=args.hq_token_only, **options)
+    generator = AutomaticMaskGenerator(
+        model,
+        resolution=args.resolution,
+        max_side=args.max_side,
+        output_mode="coco_rle",
+        progress=show,
+        batch_size=args.batch_size,
+        hq_token_only=args.hq_token_only,
+        **options,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     done, skipped = [], []
@@ -92,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     done = [d for part in parts for d in part[0]]
     skipped = sorted(s for part in parts for s in part[1])
-    print(f"segmented {len(done)} image(s), {sum(n for _, n in done)} masks; wrote {out}/"
-          + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else ""))
+    print(
+        f"segmented {len(done)} image(s), {sum(n for _, n in done)} masks; wrote {out}/"
+        + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped)}" if skipped else "")
+    )
     if not done and skipped:
         raise ValueError(f"no readable image in {args.input}")
     return 0
@@ -117,8 +148,20 @@ def write_outputs(records: list[dict], image: np.ndarray, out: Path, stem: str, 
         for i, r in enumerate(records):
             mask = mask_utils.decode(r["segmentation"])
             Image.fromarray(mask * 255).save(folder / f"{i}.png")
-            rows.append(",".join(str(v) for v in [i, r["area"], *r["bbox"], *r["point_coords"][0], r["predicted_iou"],
-                                                  r["stability_score"], *r["crop_box"]]))
+            rows.append(
+                ",".join(
+                    str(v)
+                    for v in [
+                        i,
+                        r["area"],
+                        *r["bbox"],
+                        *r["point_coords"][0],
+                        r["predicted_iou"],
+                        r["stability_score"],
+                        *r["crop_box"],
+                    ]
+                )
+            )
         (folder / "metadata.csv").write_text("\n".join(rows))
 
 

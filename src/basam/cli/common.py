@@ -11,30 +11,52 @@ from basam.inference.transforms import AUTO_MAX_SIDE
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str = "default", dtype: bool = True) -> None:
     """The flags every command that loads a model shares (--dtype only for inference)."""
-    p.add_argument("--model", default=default_model,
-                   help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | hq_vit_b | hq_vit_l | hq_vit_h | hq_vit_tiny "
-                        "(HQ-SAM) | tiny | default (embedded) | sam2.1_hiera_t|s|b+|l | sam2_hiera_t|s|b+|l "
-                        "(SAM 2); an HQ-SAM checkpoint is recognised under its SAM size")
-    p.add_argument("--checkpoint", default=None,
-                   help="official .pth (SAM, MobileSAM, HQ-SAM) or .pt (SAM 2), safetensors or basam export")
-    p.add_argument("--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)")
+    p.add_argument(
+        "--model",
+        default=default_model,
+        help="vit_b | vit_l | vit_h | vit_t (MobileSAM) | hq_vit_b | hq_vit_l | hq_vit_h | hq_vit_tiny "
+        "(HQ-SAM) | tiny | default (embedded) | sam2.1_hiera_t|s|b+|l | sam2_hiera_t|s|b+|l "
+        "(SAM 2); an HQ-SAM checkpoint is recognised under its SAM size",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="official .pth (SAM, MobileSAM, HQ-SAM) or .pt (SAM 2), safetensors or basam export",
+    )
+    p.add_argument(
+        "--attn", default=None, help="sam | nsf | bm | basam | official (default: the checkpoint's, else sam)"
+    )
     for f in AttentionConfig.override_fields():
         # --windows takes a comma-separated list in `basam sweep`; AttentionConfig checks every value
         choices = AttentionConfig.CHOICES.get(f.name) if f.name != "windows" else None
-        p.add_argument("--" + f.name.replace("_", "-"), type=float if f.type == "float" else None, choices=choices,
-                       help=f"override: {f.metadata['flag']}")
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=float if f.type == "float" else None,
+            choices=choices,
+            help=f"override: {f.metadata['flag']}",
+        )
     p.add_argument("--device", default="cpu")
     if dtype:
-        p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "int8", "auto"),
-                       help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)")
-        p.add_argument("--fused-attention", action="store_true",
-                       help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
-                            "compiler and ninja; see docs/speed.md)")
+        p.add_argument(
+            "--dtype",
+            default="fp32",
+            choices=("fp32", "bf16", "int8", "auto"),
+            help="image encoder precision (auto: the fastest this CPU runs natively within mask IoU 0.99)",
+        )
+        p.add_argument(
+            "--fused-attention",
+            action="store_true",
+            help="CPU attention through basam's C++ kernel, compiled on first use (needs a C++ "
+            "compiler and ninja; see docs/speed.md)",
+        )
 
 
 def add_hq_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hq-token-only", action="store_true",
-                   help="HQ-SAM models: the HQ token's mask alone (default: SAM's mask + the HQ mask, as the release)")
+    p.add_argument(
+        "--hq-token-only",
+        action="store_true",
+        help="HQ-SAM models: the HQ token's mask alone (default: SAM's mask + the HQ mask, as the release)",
+    )
 
 
 def check_hq_option(args: argparse.Namespace, *models) -> None:
@@ -55,19 +77,32 @@ def add_progress_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_resolution_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resolution", default=None,
-                   help="N (long side resized to N, padded; default: the model's own, 1024 for SAM, square for "
-                        "SAM 2) | native | auto (smaller images resized up to the pretraining side, larger ones "
-                        "native with scaled windows) | square (stretched to the pretraining side, as SAM 2)")
-    p.add_argument("--max-side", type=int, default=AUTO_MAX_SIDE, help="auto: largest long side (px); larger "
-                                                                       "images are resized down to it")
+    p.add_argument(
+        "--resolution",
+        default=None,
+        help="N (long side resized to N, padded; default: the model's own, 1024 for SAM, square for "
+        "SAM 2) | native | auto (smaller images resized up to the pretraining side, larger ones "
+        "native with scaled windows) | square (stretched to the pretraining side, as SAM 2)",
+    )
+    p.add_argument(
+        "--max-side",
+        type=int,
+        default=AUTO_MAX_SIDE,
+        help="auto: largest long side (px); larger images are resized down to it",
+    )
 
 
 def load_model_from_args(args: argparse.Namespace, attn: str | None = None):
     if getattr(args, "fused_attention", False):
         use_fused_attention()
-    return load_model(args.model, checkpoint=args.checkpoint, attn=attn or args.attn, device=args.device,
-                      dtype=getattr(args, "dtype", "fp32"), **attention_overrides(args))
+    return load_model(
+        args.model,
+        checkpoint=args.checkpoint,
+        attn=attn or args.attn,
+        device=args.device,
+        dtype=getattr(args, "dtype", "fp32"),
+        **attention_overrides(args),
+    )
 
 
 def overlay(image, mask, color=(255, 64, 32), alpha=0.5):

@@ -24,9 +24,9 @@ from basam.data.specs import SynthDataset
 from basam.data.synth import FAMILIES
 from basam.evaluation.evaluate import EvalSettings, prompt_for
 from basam.evaluation.metrics import iou_dice
-from basam.inference.predictor import Predictor
 from basam.evaluation.report import sweep_table
 from basam.evaluation.sweep import Column, Row, run_sweep
+from basam.inference.predictor import Predictor
 
 SCALES = (0.5, 1, 2, 4)
 
@@ -42,8 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def demo_rows() -> list[Row]:
     sam, basam = AttentionConfig.from_preset("sam"), AttentionConfig.from_preset("basam")
-    return [Row("sam", sam), Row("basam", basam), Row("sam + scaled windows", sam, "scaled"),
-            Row("auto", sam, "scaled", policy="auto")]
+    return [
+        Row("sam", sam),
+        Row("basam", basam),
+        Row("sam + scaled windows", sam, "scaled"),
+        Row("auto", sam, "scaled", policy="auto"),
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,12 +62,22 @@ def run(args: argparse.Namespace) -> int:
         sizes = [int(train_side * s) for s in ((0.5, 1, 2) if args.quick else SCALES)]
     n = 1 if args.quick else args.n
     out = Path(args.out)
-    print(f"model {model.cfg.name} (trained at {train_side} px); {n} held-out scenes × {len(FAMILIES)} families; "
-          f"prompt {args.prompt}; sizes {', '.join(map(str, sizes))} px")
-    records, _ = run_sweep(model, demo_rows(), [Column(str(s), s, s) for s in sizes], [args.prompt],
-                           lambda column: SynthDataset(FAMILIES, n, column.render_size), settings, out,
-                           title=f"basam demo: {model.cfg.name} trained at {train_side} px, {args.prompt} prompts",
-                           log=lambda line: print("  " + line.strip()), progress=False)
+    print(
+        f"model {model.cfg.name} (trained at {train_side} px); {n} held-out scenes × {len(FAMILIES)} families; "
+        f"prompt {args.prompt}; sizes {', '.join(map(str, sizes))} px"
+    )
+    records, _ = run_sweep(
+        model,
+        demo_rows(),
+        [Column(str(s), s, s) for s in sizes],
+        [args.prompt],
+        lambda column: SynthDataset(FAMILIES, n, column.render_size),
+        settings,
+        out,
+        title=f"basam demo: {model.cfg.name} trained at {train_side} px, {args.prompt} prompts",
+        log=lambda line: print("  " + line.strip()),
+        progress=False,
+    )
     _overlay_sheet(model, out, settings, small=min(sizes), large=max(sizes), n=n)
     print()
     print(sweep_table(records, "mIoU"))
@@ -81,13 +95,22 @@ def _overlay_sheet(model, out: Path, settings: EvalSettings, small: int, large: 
 
     model.set_attention(AttentionConfig.from_preset("sam"))
     fixed, scaled = Predictor(model, large, windows="fixed"), Predictor(model, large, windows="scaled")
-    candidates = [[(sample, p, *_segment(p, sample, settings)) for p in (fixed, scaled)]
-                  for sample in SynthDataset(("camouflaged",), n, large)]
+    candidates = [
+        [(sample, p, *_segment(p, sample, settings)) for p in (fixed, scaled)]
+        for sample in SynthDataset(("camouflaged",), n, large)
+    ]
     pair = max(candidates, key=lambda c: c[1][3] - c[0][3])
     small_scene = SynthDataset(("salient",), 1, small)[0]
-    pair += [(small_scene, p, *_segment(p, small_scene, settings)) for p in (Predictor(model, small), Predictor(model, "auto"))]
-    titles = [f"{large} px, windows fixed", f"{large} px, windows scaled", f"{small} px image at {small} px (native)",
-              f"{small} px image, auto (→ {model.cfg.img_size} px)"]
+    pair += [
+        (small_scene, p, *_segment(p, small_scene, settings))
+        for p in (Predictor(model, small), Predictor(model, "auto"))
+    ]
+    titles = [
+        f"{large} px, windows fixed",
+        f"{large} px, windows scaled",
+        f"{small} px image at {small} px (native)",
+        f"{small} px image, auto (→ {model.cfg.img_size} px)",
+    ]
     fig, axes = plt.subplots(2, 2, figsize=(7, 7.4))
     for ax, title, (_, _, picture, iou) in zip(axes.flat, titles, pair):
         ax.imshow(picture)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from basam.cli.common import (add_hq_arguments, add_model_arguments, add_resolution_arguments, check_hq_option,
-                               load_model_from_args, overlay, parse_floats, read_image)
+from basam.cli.common import (
+    add_hq_arguments,
+    add_model_arguments,
+    add_resolution_arguments,
+    check_hq_option,
+    load_model_from_args,
+    overlay,
+    parse_floats,
+    read_image,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if predictor.note:
         print(f"note: {predictor.note}", file=sys.stderr)
     masks, scores, _ = predictor.predict(
-        point_coords=np.array(coords) if coords else None, point_labels=np.array(labels) if labels else None,
-        box=np.array(box) if box else None, multimask_output=args.multimask, hq_token_only=args.hq_token_only,
+        point_coords=np.array(coords) if coords else None,
+        point_labels=np.array(labels) if labels else None,
+        box=np.array(box) if box else None,
+        multimask_output=args.multimask,
+        hq_token_only=args.hq_token_only,
     )
     best = int(np.argmax(scores))
     mask = masks[best]
@@ -58,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
     Image.fromarray(overlay(np.asarray(image.convert("RGB")), mask)).save(out / f"{stem}_overlay.png")
     hq = (", HQ token only" if args.hq_token_only else ", SAM + HQ mask") if model.is_hq else ""
-    print(f"model {model.cfg.name}{hq}, attention {model.attn_cfg.describe()}, resolution {predictor.resolution} "
-          f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}, windows {predictor.windows or model.attn_cfg.windows}; "
-          f"predicted IoU {scores[best]:.3f}; "
-          f"mask area {mask.mean():.1%}; wrote {out}/{stem}_mask.png and {stem}_overlay.png")
+    print(
+        f"model {model.cfg.name}{hq}, attention {model.attn_cfg.describe()}, resolution {predictor.resolution} "
+        f"→ input {predictor.padded_hw[1]}×{predictor.padded_hw[0]}, "
+        f"windows {predictor.windows or model.attn_cfg.windows}; "
+        f"predicted IoU {scores[best]:.3f}; "
+        f"mask area {mask.mean():.1%}; wrote {out}/{stem}_mask.png and {stem}_overlay.png"
+    )
     return 0

@@ -20,8 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=defaults.max_upload_mb, help="largest upload accepted")
     p.add_argument("--max-megapixels", type=float, default=defaults.max_megapixels, help="largest image accepted")
-    p.add_argument("--cache", type=int, default=defaults.cached_encodings,
-                   help="image encodings kept (LRU, keyed by content hash, resolution and attention)")
+    p.add_argument(
+        "--cache",
+        type=int,
+        default=defaults.cached_encodings,
+        help="image encodings kept (LRU, keyed by content hash, resolution and attention)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,14 +41,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-upload-mb and --max-megapixels must be > 0 and --cache ≥ 1")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: expected 0-65535")
-    settings = ServeSettings(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels,
-                             cached_encodings=args.cache, resolution=args.resolution, max_side=args.max_side)
+    settings = ServeSettings(
+        max_upload_mb=args.max_upload_mb,
+        max_megapixels=args.max_megapixels,
+        cached_encodings=args.cache,
+        resolution=args.resolution,
+        max_side=args.max_side,
+    )
     model = load_model_from_args(args)
     engine = Engine(model, settings, attention_overrides(args))
     if not _is_loopback(args.host):
         print(f"warning: serving on {args.host}: anyone who can reach it can use this model", file=sys.stderr)
-    print(f"basam serve: http://{args.host}:{args.port}/ — model {model.cfg.name}, attention "
-          f"{model.attn_cfg.describe()}, resolution {engine.default_resolution} (Ctrl-C stops)", flush=True)
+    print(
+        f"basam serve: http://{args.host}:{args.port}/ — model {model.cfg.name}, attention "
+        f"{model.attn_cfg.describe()}, resolution {engine.default_resolution} (Ctrl-C stops)",
+        flush=True,
+    )
     uvicorn.run(create_app(engine), host=args.host, port=args.port, log_level="warning")
     return 0
 

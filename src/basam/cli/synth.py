@@ -12,7 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (images/, masks/, synth.json)")
     parser.add_argument("--n", type=int, default=10, help="scenes per family")
     parser.add_argument("--size", default="random", help="S (square), HxW, or random (96..2048 px, varied aspect)")
-    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of " + ",".join(FAMILIES))
+    parser.add_argument(
+        "--families", default=",".join(FAMILIES), help="comma-separated subset of " + ",".join(FAMILIES)
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="test", help="train | val | test: disjoint scene sets")
 

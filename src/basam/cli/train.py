@@ -12,20 +12,22 @@ from basam.training.train import TrainConfig, train
 HELP = {
     "config": "YAML file of TrainConfig fields (names as the flags, - or _); flags given here win",
     "data": "LAYOUT:PATH[@w][,…] or synth:FAMILIES (all | salient,thin,…); repeatable; @w = mixture weight",
-    "tune": "full | decoder | adapter | lora", "learnable_slopes": "train BA-SAM's bias slopes (*.attn.mode.slopes)",
+    "tune": "full | decoder | adapter | lora",
+    "learnable_slopes": "train BA-SAM's bias slopes (*.attn.mode.slopes)",
     "resolution": "R[,R…]: long side → R px, padded to R×R; one drawn per step",
     "prompt": "prompt kinds drawn per sample: box, center, point (one random inside), points, box+center, none",
     "batch_size": "global batch, split over ranks and --accum micro-batches",
-    "resume": "continue from the last checkpoint in --out", "bf16": "auto | on | off",
+    "resume": "continue from the last checkpoint in --out",
+    "bf16": "auto | on | off",
     "train_prompt_encoder": "train the prompt encoder too (point/box embeddings, the mask_input path); "
-                            "for a model trained from scratch",
+    "for a model trained from scratch",
     "multimask": "one-point prompts train SAM's three multimask outputs: the mask loss on the best of "
-                 "the three only, the IoU head on all three",
+    "the three only, the IoU head on all three",
     "refine_iters": "interactive refinement: after the first prediction, N clicks drawn from the error "
-                    "region (missed → foreground, wrongly covered → background) with the previous "
-                    "logits as mask_input; loss over all N+1 predictions",
+    "region (missed → foreground, wrongly covered → background) with the previous "
+    "logits as mask_input; loss over all N+1 predictions",
     "any_object": "probability of prompting a random object of a synthetic scene instead of its target"
-                  " (a prompt-free example always asks for the target)",
+    " (a prompt-free example always asks for the target)",
 }
 _MODEL_FLAGS = ("model", "checkpoint", "attn", "device")  # added by cli.add_model_arguments
 
@@ -54,8 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=HELP.get(f.name))
         else:
             typ = int if kind.startswith("int") else float if kind.startswith("float") else str
-            p.add_argument(flag, type=typ, action="append" if f.name == "data" else None, help=HELP.get(f.name),
-                           metavar=f.name.upper())
+            p.add_argument(
+                flag,
+                type=typ,
+                action="append" if f.name == "data" else None,
+                help=HELP.get(f.name),
+                metavar=f.name.upper(),
+            )
 
 
 def resolve_config(given: dict) -> TrainConfig:

@@ -15,10 +15,10 @@ import io
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -30,29 +30,39 @@ LAYOUTS = ("duts", "dis5k", "cod10k", "isic2016", "coco", "generic")
 _ISIC_PARTS = (("train", "Training"), ("test", "Test"))
 _DIS_TE = [(f"DIS-TE{i}", "im", "gt") for i in range(1, 5)]
 _TABLES = {
-    "duts": {"train": [("DUTS-TR", "DUTS-TR-Image", "DUTS-TR-Mask")],
-             "test": [("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask")]},
-    "dis5k": {"train": [("DIS-TR", "im", "gt")], "val": [("DIS-VD", "im", "gt")],
-              **{f"te{i}": [_DIS_TE[i - 1]] for i in range(1, 5)}, "test": _DIS_TE},
-    "isic2016": {sp: [("", f"ISBI2016_ISIC_Part1_{p}_Data",
-                       f"ISBI2016_ISIC_Part1_{p}_GroundTruth")] for sp, p in _ISIC_PARTS},
-    "cod10k": {"train": [("Train", "Image", "GT_Object")],
-               "test": [("Test", "Image", "GT_Object")]},
+    "duts": {
+        "train": [("DUTS-TR", "DUTS-TR-Image", "DUTS-TR-Mask")],
+        "test": [("DUTS-TE", "DUTS-TE-Image", "DUTS-TE-Mask")],
+    },
+    "dis5k": {
+        "train": [("DIS-TR", "im", "gt")],
+        "val": [("DIS-VD", "im", "gt")],
+        **{f"te{i}": [_DIS_TE[i - 1]] for i in range(1, 5)},
+        "test": _DIS_TE,
+    },
+    "isic2016": {
+        sp: [("", f"ISBI2016_ISIC_Part1_{p}_Data", f"ISBI2016_ISIC_Part1_{p}_GroundTruth")] for sp, p in _ISIC_PARTS
+    },
+    "cod10k": {"train": [("Train", "Image", "GT_Object")], "test": [("Test", "Image", "GT_Object")]},
     # The reorganised COD layout most COD code ships (SINet/PraNet style).
-    "cod10k-reorg": {"train": [("TrainDataset", "Imgs", "GT")],
-                     "test": [("TestDataset/COD10K", "Imgs", "GT")],
-                     **{k.lower(): [(f"TestDataset/{k}", "Imgs", "GT")]
-                        for k in ("CAMO", "CHAMELEON", "NC4K")}},
+    "cod10k-reorg": {
+        "train": [("TrainDataset", "Imgs", "GT")],
+        "test": [("TestDataset/COD10K", "Imgs", "GT")],
+        **{k.lower(): [(f"TestDataset/{k}", "Imgs", "GT")] for k in ("CAMO", "CHAMELEON", "NC4K")},
+    },
 }
-_EXPECTED = ("duts: DUTS-TR|TE/DUTS-*-{Image,Mask}/; dis5k: DIS-TR|VD|TE1..4/{im,gt}/; cod10k: "
-             "Train|Test/{Image,GT_Object}/ or TrainDataset|TestDataset/COD10K/{Imgs,GT}/; "
-             "isic2016: ISBI2016_ISIC_Part1_{Training,Test}_{Data,GroundTruth}/; coco: annotations/"
-             "instances_<split>2017.json + <split>2017/; generic: images/ + masks/ (by file stem)")
+_EXPECTED = (
+    "duts: DUTS-TR|TE/DUTS-*-{Image,Mask}/; dis5k: DIS-TR|VD|TE1..4/{im,gt}/; cod10k: "
+    "Train|Test/{Image,GT_Object}/ or TrainDataset|TestDataset/COD10K/{Imgs,GT}/; "
+    "isic2016: ISBI2016_ISIC_Part1_{Training,Test}_{Data,GroundTruth}/; coco: annotations/"
+    "instances_<split>2017.json + <split>2017/; generic: images/ + masks/ (by file stem)"
+)
 # Pairing keys (image stem -> key, mask stem -> key; `str` is the identity); None excludes the
 # file (counted). Raw COD10K: only camouflaged COD10K-CAM-* images are the COD benchmark.
-_KEYS = {"isic2016": (lambda s: None if s.endswith("_superpixels") else s,
-                      lambda s: s.removesuffix("_Segmentation")),
-         "cod10k": (lambda s: s if "-CAM-" in s else None,) * 2}
+_KEYS = {
+    "isic2016": (lambda s: None if s.endswith("_superpixels") else s, lambda s: s.removesuffix("_Segmentation")),
+    "cod10k": (lambda s: s if "-CAM-" in s else None,) * 2,
+}
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # 16/32-bit: scaled, not clipped, to 8-bit
 _GENERIC_IMG, _GENERIC_MASK = ("images", "image", "imgs", "img"), ("masks", "mask", "gt", "labels")
 
@@ -149,8 +159,9 @@ class Sample:
         except Exception as e:  # noqa: BLE001
             raise SampleError(self.name, f"unreadable {what}: {e}") from e
         if image.shape[:2] != gt.shape:
-            raise SampleError(self.name, f"size mismatch: image {image.shape[1]}x{image.shape[0]}"
-                                         f" vs mask {gt.shape[1]}x{gt.shape[0]}")
+            raise SampleError(
+                self.name, f"size mismatch: image {image.shape[1]}x{image.shape[0]} vs mask {gt.shape[1]}x{gt.shape[0]}"
+            )
         return image, gt
 
 
@@ -158,8 +169,16 @@ class Dataset:
     """A list of samples plus what could not become one. `problems`: [(name, reason)];
     `skipped`: counts of files ignored by rule (hidden files, COCO crowds, COD10K non-CAM)."""
 
-    def __init__(self, name: str, layout: str, root: Path, split: str | None,
-                 samples: list[Sample], problems: list[tuple[str, str]], skipped: Counter):
+    def __init__(
+        self,
+        name: str,
+        layout: str,
+        root: Path,
+        split: str | None,
+        samples: list[Sample],
+        problems: list[tuple[str, str]],
+        skipped: Counter,
+    ):
         self.name, self.layout, self.root, self.split = name, layout, root, split
         self.samples, self.problems, self.skipped = samples, problems, skipped
 
@@ -173,10 +192,16 @@ class Dataset:
         return f"Dataset({self.name!r}, {len(self)} samples, {len(self.problems)} problems)"
 
     def summary(self) -> dict:
-        return {"name": self.name, "layout": self.layout, "split": self.split,
-                "root": str(self.root), "samples": len(self), "problems": len(self.problems),
-                "problem_list": [{"name": n, "reason": r} for n, r in self.problems],
-                "skipped": dict(self.skipped)}
+        return {
+            "name": self.name,
+            "layout": self.layout,
+            "split": self.split,
+            "root": str(self.root),
+            "samples": len(self),
+            "problems": len(self.problems),
+            "problem_list": [{"name": n, "reason": r} for n, r in self.problems],
+            "skipped": dict(self.skipped),
+        }
 
 
 def _list_files(folder: Path, skipped: Counter, keep: Callable[[str], str | None]):
@@ -194,16 +219,25 @@ def _list_files(folder: Path, skipped: Counter, keep: Callable[[str], str | None
     return out
 
 
-def _pair(img_dir: Path, mask_dir: Path, prefix: str, keys: tuple, verify: bool,
-          samples: list, problems: list, skipped: Counter) -> None:
+def _pair(
+    img_dir: Path,
+    mask_dir: Path,
+    prefix: str,
+    keys: tuple,
+    verify: bool,
+    samples: list,
+    problems: list,
+    skipped: Counter,
+) -> None:
     images = _list_files(img_dir, skipped, keys[0])
     masks = _list_files(mask_dir, skipped, keys[1])
     for key in sorted(images.keys() | masks.keys()):
         name = prefix + key
         imgs, msks = images.get(key, []), masks.get(key, [])
         if len(imgs) > 1 or len(msks) > 1:
-            problems.append((name, "ambiguous: several files share this name: "
-                             + ", ".join(p.name for p in imgs + msks)))
+            problems.append(
+                (name, "ambiguous: several files share this name: " + ", ".join(p.name for p in imgs + msks))
+            )
         elif not msks:
             problems.append((name, f"image without mask ({imgs[0].name})"))
         elif not imgs:
@@ -227,8 +261,7 @@ def _find_dir(parent: Path | None, name: str) -> Path | None:
     """Case-insensitive child lookup (datasets get re-zipped on case-insensitive systems)."""
     if parent is None or not parent.is_dir() or (parent / name).is_dir():
         return parent / name if parent is not None and (parent / name).is_dir() else None
-    return next((p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name.lower()),
-                None)
+    return next((p for p in parent.iterdir() if p.is_dir() and p.name.lower() == name.lower()), None)
 
 
 def _dirs(d: Path | None, sub: str, img: str, mask: str) -> tuple[Path, Path] | None:
@@ -249,8 +282,7 @@ def _as_subset(table: dict, root: Path):
 
 
 def _matches(table: dict, root: Path) -> bool:
-    return _as_subset(table, root) is not None or any(
-        _dirs(root, *e) is not None for es in table.values() for e in es)
+    return _as_subset(table, root) is not None or any(_dirs(root, *e) is not None for es in table.values() for e in es)
 
 
 def _resolve(table: dict, root: Path, split: str | None, layout: str):
@@ -267,8 +299,10 @@ def _resolve(table: dict, root: Path, split: str | None, layout: str):
     for sub, img, mask in table[split]:
         if (dirs := _dirs(root, sub, img, mask)) is None:
             have = [s for s, es in table.items() if all(_dirs(root, *e) for e in es)]
-            raise ValueError(f"{layout} split {split!r} needs {sub or '.'}/{{{img},{mask}}} under"
-                             f" {root}; splits present: {have or 'none'}")
+            raise ValueError(
+                f"{layout} split {split!r} needs {sub or '.'}/{{{img},{mask}}} under"
+                f" {root}; splits present: {have or 'none'}"
+            )
         out.append((sub.split("/")[-1], *dirs))
     return split, out
 
@@ -328,9 +362,10 @@ def open_dataset(spec: str | Path, split: str | None = None, *, verify: bool = T
     if layout == "generic":
         if (dirs := _generic_dirs(root if split is None else _find_dir(root, split))) is None:
             subs = sorted(p.name for p in root.iterdir() if p.is_dir() and _generic_dirs(p))
-            raise ValueError(f"generic layout needs {root}/{split + '/' if split else ''}"
-                             "images/ + masks/ (paired by file stem)"
-                             + (f"; splits present: {subs}" if subs else ""))
+            raise ValueError(
+                f"generic layout needs {root}/{split + '/' if split else ''}"
+                "images/ + masks/ (paired by file stem)" + (f"; splits present: {subs}" if subs else "")
+            )
         parts = [("", *dirs)]
     else:
         table = _TABLES[layout]
@@ -385,8 +420,12 @@ def _open_coco(root: Path, split: str | None, verify: bool) -> Dataset:
         if verify:
             err, size = check_file(path)
             if err or size != (info["width"], info["height"]):
-                problems.append((info["file_name"], err or f"size {size[0]}x{size[1]} differs from"
-                                 f" annotation {info['width']}x{info['height']}"))
+                problems.append(
+                    (
+                        info["file_name"],
+                        err or f"size {size[0]}x{size[1]} differs from annotation {info['width']}x{info['height']}",
+                    )
+                )
                 continue
         for a in anns:
             name, (x, y, w, h) = f"{path.stem}#{a['id']}", map(float, a["bbox"])
@@ -394,6 +433,7 @@ def _open_coco(root: Path, split: str | None, verify: bool) -> Dataset:
                 problems.append((name, f"degenerate bbox {a['bbox']}"))
                 continue
             meta = {"image_id": img_id, "ann_id": a["id"], "category_id": a["category_id"]}
-            samples.append(Sample(name, path, None, np.array([x, y, x + w, y + h]), meta,
-                                  partial(_coco_mask, coco, a["id"])))
+            samples.append(
+                Sample(name, path, None, np.array([x, y, x + w, y + h]), meta, partial(_coco_mask, coco, a["id"]))
+            )
     return Dataset(f"coco-{split}", "coco", root, split, samples, problems, skipped)

@@ -28,8 +28,7 @@ class Prompt:
     box: np.ndarray | None = None
 
     def as_kwargs(self) -> dict:
-        return {"point_coords": self.point_coords, "point_labels": self.point_labels,
-                "box": self.box}
+        return {"point_coords": self.point_coords, "point_labels": self.point_labels, "box": self.box}
 
 
 def prompt_rng(seed: int, name: str) -> np.random.Generator:
@@ -74,8 +73,7 @@ def _jitter_box(box: np.ndarray, frac: float, shape, rng: np.random.Generator) -
     out[[0, 2]] = np.clip(out[[0, 2]], 0, w - 1)
     out[[1, 3]] = np.clip(out[[1, 3]], 0, h - 1)
     # noise can cross the corners over; keep xyxy ordered
-    return np.array([min(out[0], out[2]), min(out[1], out[3]),
-                     max(out[0], out[2]), max(out[1], out[3])])
+    return np.array([min(out[0], out[2]), min(out[1], out[3]), max(out[0], out[2]), max(out[1], out[3])])
 
 
 def _random_pixels(region: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -85,8 +83,15 @@ def _random_pixels(region: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return np.stack([cols[pick], rows[pick]], axis=1).astype(np.float64)
 
 
-def sample_prompt(gt_mask: np.ndarray, kind: str, seed: int | np.random.Generator, *,
-                  box_jitter: float = 0.0, n_pos: int = 1, n_neg: int = 0) -> Prompt:
+def sample_prompt(
+    gt_mask: np.ndarray,
+    kind: str,
+    seed: int | np.random.Generator,
+    *,
+    box_jitter: float = 0.0,
+    n_pos: int = 1,
+    n_neg: int = 0,
+) -> Prompt:
     """A prompt for the object in gt_mask (bool (H, W); uint8 0..255 is binarised at >127).
 
     kind: "box" (tight box, jittered by box_jitter x side), "center" (distance-transform

@@ -30,8 +30,11 @@ class SynthDataset:
 
     def __init__(self, families: tuple[str, ...], n_per_family: int, size: int, split: str = "test", seed: int = 0):
         self.name, self.split, self.problems = f"synth-{split}@{size}", split, []
-        self.samples = [_SynthSample(f"{fam}_{split}_{i:04d}", fam, scene_seed(seed, split, i), size)
-                        for fam in families for i in range(n_per_family)]
+        self.samples = [
+            _SynthSample(f"{fam}_{split}_{i:04d}", fam, scene_seed(seed, split, i), size)
+            for fam in families
+            for i in range(n_per_family)
+        ]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,8 +43,14 @@ class SynthDataset:
         return self.samples[i]
 
     def summary(self) -> dict:
-        return {"name": self.name, "layout": "synth", "split": self.split, "samples": len(self), "problems": 0,
-                "problem_list": []}
+        return {
+            "name": self.name,
+            "layout": "synth",
+            "split": self.split,
+            "samples": len(self),
+            "problems": 0,
+            "problem_list": [],
+        }
 
 
 @dataclass
@@ -67,8 +76,10 @@ def open_eval_data(spec: str, split: str | None, size, n_per_family: int = 10):
     if layout != "synth":
         dataset = open_dataset(spec, split)
         if len(dataset) == 0:
-            raise ValueError(f"{spec}: no image/mask pairs found ({len(dataset.problems)} problems: "
-                             f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})")
+            raise ValueError(
+                f"{spec}: no image/mask pairs found ({len(dataset.problems)} problems: "
+                f"{'; '.join(f'{n}: {r}' for n, r in dataset.problems[:3])})"
+            )
         return dataset
     families = synth_families(rest)
     if not isinstance(size, int):

@@ -25,8 +25,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from basam.data.textures import (DETAILS, PHOTOS, Capsule, SceneObject, Star, Texture, extent, make_frame, object_layer,
-                       render_texture)
+from basam.data.textures import (
+    DETAILS,
+    PHOTOS,
+    Capsule,
+    SceneObject,
+    Star,
+    Texture,
+    extent,
+    make_frame,
+    object_layer,
+    render_texture,
+)
 
 FAMILIES = ("salient", "camouflaged", "thin", "lesion")
 
@@ -35,6 +45,7 @@ FAMILIES = ("salient", "camouflaged", "thin", "lesion")
 class Scene:
     """Resolution-independent scene: objects back to front, objects[target] is the one the prompt
     selects; overlays are drawn on top but are not objects (hairs over a lesion)."""
+
     family: str
     seed: int
     background: Texture
@@ -49,6 +60,7 @@ class RenderedScene:
     """image (H, W, 3) uint8; mask (H, W) bool = masks[target]; masks (K, H, W) bool, the visible
     part of each object (coverage >= 0.5 after occlusion); coverage (H, W) float32, the target's
     anti-aliased visible coverage."""
+
     image: np.ndarray
     mask: np.ndarray
     masks: np.ndarray
@@ -137,16 +149,35 @@ def _radius(parts) -> float:
 def _vivid(rng) -> Texture:
     h = rng.random()
     pattern = str(rng.choice(["fbm", "spots", "stripes", "tile"], p=[0.45, 0.2, 0.2, 0.15]))
-    return Texture((_hsv(h, _u(rng, .6, 1), _u(rng, .35, .95)), _hsv(h + _u(rng, -.12, .12), _u(rng, .3, 1), _u(rng, .3, 1))),
-                   _seed(rng), pattern, _logu(rng, 2, 12), _u(rng, .6, .8), _u(rng, 1.0, 3.0), _u(rng, 0, math.pi),
-                   photo=str(rng.choice(PHOTOS[:6])), grain=_u(rng, 0.01, 0.05),
-                   detail=str(rng.choice(DETAILS)), detail_amp=_u(rng, 0, 0.15))
+    return Texture(
+        (
+            _hsv(h, _u(rng, 0.6, 1), _u(rng, 0.35, 0.95)),
+            _hsv(h + _u(rng, -0.12, 0.12), _u(rng, 0.3, 1), _u(rng, 0.3, 1)),
+        ),
+        _seed(rng),
+        pattern,
+        _logu(rng, 2, 12),
+        _u(rng, 0.6, 0.8),
+        _u(rng, 1.0, 3.0),
+        _u(rng, 0, math.pi),
+        photo=str(rng.choice(PHOTOS[:6])),
+        grain=_u(rng, 0.01, 0.05),
+        detail=str(rng.choice(DETAILS)),
+        detail_amp=_u(rng, 0, 0.15),
+    )
 
 
 def _photo_bg(rng) -> Texture:
-    return Texture(seed=_seed(rng), pattern="photo", photo=str(rng.choice(PHOTOS)), zoom=_logu(rng, 1, 2.5),
-                   offset=(_u(rng, 0, 1), _u(rng, 0, 1)), grain=_u(rng, 0.02, 0.06),
-                   detail=str(rng.choice(DETAILS)), detail_amp=_u(rng, 0.05, 0.2))
+    return Texture(
+        seed=_seed(rng),
+        pattern="photo",
+        photo=str(rng.choice(PHOTOS)),
+        zoom=_logu(rng, 1, 2.5),
+        offset=(_u(rng, 0, 1), _u(rng, 0, 1)),
+        grain=_u(rng, 0.02, 0.06),
+        detail=str(rng.choice(DETAILS)),
+        detail_amp=_u(rng, 0.05, 0.2),
+    )
 
 
 def _salient(rng):
@@ -154,29 +185,57 @@ def _salient(rng):
     for i in range(n):
         r = _logu(rng, 0.07, 0.28) if i == 0 else _logu(rng, 0.02, 0.7 * objs[0][1].parts[0].radius)
         part = _blob(rng, r, 0.35, 0.3)
-        objs.append((i, SceneObject("object", _place(rng, _radius([part]), placed, i == 0), (part,),
-                                    _vivid(rng), rim=_u(rng, 0.15, 0.6))))
+        objs.append(
+            (
+                i,
+                SceneObject(
+                    "object", _place(rng, _radius([part]), placed, i == 0), (part,), _vivid(rng), rim=_u(rng, 0.15, 0.6)
+                ),
+            )
+        )
     return _photo_bg(rng), objs, ()
 
 
-_NATURAL = ((.36, .42, .2), (.58, .48, .32), (.42, .31, .2), (.47, .46, .43), (.24, .34, .19), (.72, .66, .53),
-            (.5, .38, .3), (.3, .33, .36))
+_NATURAL = (
+    (0.36, 0.42, 0.2),
+    (0.58, 0.48, 0.32),
+    (0.42, 0.31, 0.2),
+    (0.47, 0.46, 0.43),
+    (0.24, 0.34, 0.19),
+    (0.72, 0.66, 0.53),
+    (0.5, 0.38, 0.3),
+    (0.3, 0.33, 0.36),
+)
 
 
 def _camouflaged(rng):
     base = np.array(_NATURAL[int(rng.integers(len(_NATURAL)))]) * _u(rng, 0.8, 1.2)
-    cols = (tuple(base * _u(rng, .4, .7)), tuple(np.minimum(base * _u(rng, 1.2, 1.7), 1)))
-    bg = Texture(cols, _seed(rng), str(rng.choice(["fbm", "spots", "ridged"], p=[.6, .25, .15])), _logu(rng, 3, 14),
-                 _u(rng, .62, .8), _u(rng, 1.5, 3), grain=_u(rng, .03, .08), detail=str(rng.choice(DETAILS)),
-                 detail_amp=_u(rng, 0.1, 0.35))
+    cols = (tuple(base * _u(rng, 0.4, 0.7)), tuple(np.minimum(base * _u(rng, 1.2, 1.7), 1)))
+    bg = Texture(
+        cols,
+        _seed(rng),
+        str(rng.choice(["fbm", "spots", "ridged"], p=[0.6, 0.25, 0.15])),
+        _logu(rng, 3, 14),
+        _u(rng, 0.62, 0.8),
+        _u(rng, 1.5, 3),
+        grain=_u(rng, 0.03, 0.08),
+        detail=str(rng.choice(DETAILS)),
+        detail_amp=_u(rng, 0.1, 0.35),
+    )
     n, placed, objs = int(rng.integers(1, 4)), [], []
     for i in range(n):
         part = _blob(rng, _logu(rng, 0.07, 0.28) if i == 0 else _logu(rng, 0.04, 0.2), 0.4, 0.0, 2.2)
-        shift = rng.normal(0, 0.035, 3) + _u(rng, -0.06, 0.06)   # subtle colour cue, never zero
-        tex = replace(bg, seed=_seed(rng), freq=bg.freq * _u(rng, 0.7, 1.4), contrast=bg.contrast * _u(rng, .8, 1.2),
-                      colors=tuple(tuple(np.clip(np.array(c) + shift, 0, 1)) for c in cols))
-        objs.append((i, SceneObject("animal", _place(rng, _radius([part]), placed, i == 0), (part,), tex,
-                                    rim=_u(rng, 0, 0.15))))
+        shift = rng.normal(0, 0.035, 3) + _u(rng, -0.06, 0.06)  # subtle colour cue, never zero
+        tex = replace(
+            bg,
+            seed=_seed(rng),
+            freq=bg.freq * _u(rng, 0.7, 1.4),
+            contrast=bg.contrast * _u(rng, 0.8, 1.2),
+            colors=tuple(tuple(np.clip(np.array(c) + shift, 0, 1)) for c in cols),
+        )
+        objs.append(
+            (i, SceneObject("animal", _place(rng, _radius([part]), placed, i == 0), (part,), tex, rim=_u(rng, 0, 0.15)))
+        )
     return bg, objs, ()
 
 
@@ -198,8 +257,14 @@ def _tree(rng, size):
         kids = 3 if rng.random() < 0.25 else 2
         spread = _u(rng, 0.3, 0.8)
         for c in range(kids):
-            grow(x, y, ang + spread * (c - (kids - 1) / 2) + float(rng.normal(0, 0.1)),
-                 length * _u(rng, .55, .72), w * _u(rng, .5, .65), depth - 1)
+            grow(
+                x,
+                y,
+                ang + spread * (c - (kids - 1) / 2) + float(rng.normal(0, 0.1)),
+                length * _u(rng, 0.55, 0.72),
+                w * _u(rng, 0.5, 0.65),
+                depth - 1,
+            )
 
     grow(0.0, 0.0, -math.pi / 2 + float(rng.normal(0, 0.2)), size * 0.5, _u(rng, 0.022, 0.045), 5)
     e = np.array([extent(s) for s in segs])
@@ -208,10 +273,10 @@ def _tree(rng, size):
 
 
 def _grille(rng, r):
-    asp, bar = _logu(rng, .7, 1.4), _logu(rng, 0.008, 0.016)
-    ang = _u(rng, .1, .5) * (1 if rng.random() < .5 else -1)  # pixel-aligned bars: ties at any size
+    asp, bar = _logu(rng, 0.7, 1.4), _logu(rng, 0.008, 0.016)
+    ang = _u(rng, 0.1, 0.5) * (1 if rng.random() < 0.5 else -1)  # pixel-aligned bars: ties at any size
     rx, ry = r * asp, r / asp
-    m, k = max(2, round(1.6 * rx / _u(rng, .035, .08))), max(2, round(1.6 * ry / _u(rng, .035, .08)))
+    m, k = max(2, round(1.6 * rx / _u(rng, 0.035, 0.08))), max(2, round(1.6 * ry / _u(rng, 0.035, 0.08)))
     cw, ch = 1.6 * rx / m, 1.6 * ry / k
     hw, hh = (cw - bar) / 2, (ch - bar) / 2
     he = 2.0 if rng.random() < 0.3 else _u(rng, 4, 10)
@@ -219,13 +284,13 @@ def _grille(rng, r):
     holes = []
     for i in range(m):
         for j in range(k):
-            u, v = -0.8 * rx + (i + .5) * cw, -0.8 * ry + (j + .5) * ch
+            u, v = -0.8 * rx + (i + 0.5) * cw, -0.8 * ry + (j + 0.5) * ch
             holes.append(Star(c * u - s * v, s * u + c * v, math.sqrt(hw * hh), ang, math.sqrt(hw / hh), he))
     return (Star(0.0, 0.0, r, ang, asp, _u(rng, 6, 12), holes=tuple(holes)),)
 
 
 def _wheel(rng, r):
-    rw, sw, n, a0 = r * _u(rng, .08, .2), _logu(rng, 0.007, 0.014), int(rng.integers(5, 17)), _u(rng, 0, math.pi)
+    rw, sw, n, a0 = r * _u(rng, 0.08, 0.2), _logu(rng, 0.007, 0.014), int(rng.integers(5, 17)), _u(rng, 0, math.pi)
     parts = [Star(0.0, 0.0, r, holes=(Star(0.0, 0.0, r - rw),))]
     for i in range(n):
         a = a0 + 2 * math.pi * i / n
@@ -250,53 +315,101 @@ def _thin(rng):
         bg = _photo_bg(rng)
     else:
         h = rng.random()
-        bg = Texture((_hsv(h, _u(rng, 0, .3), _u(rng, .6, .85)), _hsv(h, _u(rng, 0, .2), _u(rng, .85, 1))), _seed(rng),
-                     "fbm", _logu(rng, 1.5, 4), 0.7, _u(rng, .5, 1.5), grain=_u(rng, 0.01, 0.04))
+        bg = Texture(
+            (_hsv(h, _u(rng, 0, 0.3), _u(rng, 0.6, 0.85)), _hsv(h, _u(rng, 0, 0.2), _u(rng, 0.85, 1))),
+            _seed(rng),
+            "fbm",
+            _logu(rng, 1.5, 4),
+            0.7,
+            _u(rng, 0.5, 1.5),
+            grain=_u(rng, 0.01, 0.04),
+        )
     objs, placed = [], []
     for _ in range(int(rng.integers(1, 5))):  # wires first: behind everything
-        ang, off, sag = _u(rng, 0, math.pi), _u(rng, -.35, .35), _u(rng, -.15, .15)
+        ang, off, sag = _u(rng, 0, math.pi), _u(rng, -0.35, 0.35), _u(rng, -0.15, 0.15)
         c, s = math.cos(ang), math.sin(ang)
-        pts = [(c * t - s * (off + sag * (1 - (t / .75) ** 2)), s * t + c * (off + sag * (1 - (t / .75) ** 2)))
-               for t in np.linspace(-.75, .75, 13)]
-        tex = Texture((_hsv(0, 0, _u(rng, 0, .2)), _hsv(0, 0, _u(rng, .1, .35))), _seed(rng), freq=30.0)
+        pts = [
+            (c * t - s * (off + sag * (1 - (t / 0.75) ** 2)), s * t + c * (off + sag * (1 - (t / 0.75) ** 2)))
+            for t in np.linspace(-0.75, 0.75, 13)
+        ]
+        tex = Texture((_hsv(0, 0, _u(rng, 0, 0.2)), _hsv(0, 0, _u(rng, 0.1, 0.35))), _seed(rng), freq=30.0)
         objs.append((None, SceneObject("wire", (0.5, 0.5), _polyline(pts, _logu(rng, 0.0012, 0.004)), tex)))
     kind = str(rng.choice(["tree", "grille", "wheel", "perforated"]))
     r = _logu(rng, 0.2, 0.35) if kind == "tree" else _logu(rng, 0.12, 0.3)
     parts = {"tree": _tree, "grille": _grille, "wheel": _wheel, "perforated": _perforated}[kind](rng, r)
     h = rng.random()
-    tex = Texture((_hsv(h, _u(rng, 0, 1), _u(rng, .02, .3)), _hsv(h, _u(rng, 0, 1), _u(rng, .2, .6))), _seed(rng),
-                  freq=_logu(rng, 4, 20), contrast=_u(rng, .5, 1.5), grain=0.03)
+    tex = Texture(
+        (_hsv(h, _u(rng, 0, 1), _u(rng, 0.02, 0.3)), _hsv(h, _u(rng, 0, 1), _u(rng, 0.2, 0.6))),
+        _seed(rng),
+        freq=_logu(rng, 4, 20),
+        contrast=_u(rng, 0.5, 1.5),
+        grain=0.03,
+    )
     rb = _radius(parts)
-    solids = [(0, SceneObject(kind, _place(rng, rb, placed, True), parts, tex, rim=_u(rng, 0, .3)))]
+    solids = [(0, SceneObject(kind, _place(rng, rb, placed, True), parts, tex, rim=_u(rng, 0, 0.3)))]
     for i in range(int(rng.integers(0, 3))):
         part = _blob(rng, _logu(rng, 0.02, 0.08), 0.3, 0.3)
         solids.append((i + 1, SceneObject("object", _place(rng, _radius([part]), placed), (part,), _vivid(rng))))
     return bg, objs + [solids[j] for j in rng.permutation(len(solids))], ()
 
 
-_SKIN = ((.96, .80, .69), (.92, .72, .60), (.85, .64, .50), (.76, .55, .42), (.62, .44, .32), (.45, .31, .22))
+_SKIN = (
+    (0.96, 0.80, 0.69),
+    (0.92, 0.72, 0.60),
+    (0.85, 0.64, 0.50),
+    (0.76, 0.55, 0.42),
+    (0.62, 0.44, 0.32),
+    (0.45, 0.31, 0.22),
+)
 
 
 def _lesion(rng):
     tone = np.array(_SKIN[int(rng.integers(len(_SKIN)))]) * _u(rng, 0.92, 1.05)
-    bg = Texture((tuple(np.clip(tone * (.9, .82, .82), 0, 1)), tuple(np.clip(tone * 1.05, 0, 1))), _seed(rng), "fbm",
-                 _logu(rng, 1.5, 5), 0.75, _u(rng, .6, 1.5), grain=_u(rng, 0.01, 0.04))
-    dark = np.array((_u(rng, .2, .45), _u(rng, .1, .25), _u(rng, .05, .18)))
+    bg = Texture(
+        (tuple(np.clip(tone * (0.9, 0.82, 0.82), 0, 1)), tuple(np.clip(tone * 1.05, 0, 1))),
+        _seed(rng),
+        "fbm",
+        _logu(rng, 1.5, 5),
+        0.75,
+        _u(rng, 0.6, 1.5),
+        grain=_u(rng, 0.01, 0.04),
+    )
+    dark = np.array((_u(rng, 0.2, 0.45), _u(rng, 0.1, 0.25), _u(rng, 0.05, 0.18)))
     objs, placed = [], []
     for i in range(1 + int(rng.integers(0, 4))):
         r = _logu(rng, 0.08, 0.3) if i == 0 else _logu(rng, 0.01, 0.04)
         part = _blob(rng, r, 0.3 if i == 0 else 0.1, 0.0, 1.4)
-        tex = Texture((tuple(dark * _u(rng, .4, .9)), tuple(np.clip(dark * _u(rng, 1.3, 2.2), 0, 1))), _seed(rng),
-                      str(rng.choice(["fbm", "ridged"])), _logu(rng, 6, 25), 0.7, _u(rng, .8, 2), grain=0.03)
+        tex = Texture(
+            (tuple(dark * _u(rng, 0.4, 0.9)), tuple(np.clip(dark * _u(rng, 1.3, 2.2), 0, 1))),
+            _seed(rng),
+            str(rng.choice(["fbm", "ridged"])),
+            _logu(rng, 6, 25),
+            0.7,
+            _u(rng, 0.8, 2),
+            grain=0.03,
+        )
         soft = _logu(rng, 0.002, 0.03) if i == 0 else _logu(rng, 0.001, 0.005)
-        objs.append((i, SceneObject("lesion" if i == 0 else "mole", _place(rng, _radius([part]), placed, i == 0),
-                                    (part,), tex, soft, -_u(rng, 0, 0.5))))
+        objs.append(
+            (
+                i,
+                SceneObject(
+                    "lesion" if i == 0 else "mole",
+                    _place(rng, _radius([part]), placed, i == 0),
+                    (part,),
+                    tex,
+                    soft,
+                    -_u(rng, 0, 0.5),
+                ),
+            )
+        )
     hairs = []
     for _ in range(int(rng.integers(0, 12)) if rng.random() < 0.6 else 0):
-        p0, a, ln, bend = rng.uniform(-.6, .6, 2), _u(rng, 0, 2 * math.pi), _u(rng, .1, .6), _u(rng, -.8, .8)
-        pts = [(float(p0[0] + ln * t * math.cos(a + bend * t)), float(p0[1] + ln * t * math.sin(a + bend * t)))
-               for t in np.linspace(0, 1, 8)]
-        tex = Texture(((.05, .03, .02), (.2, .12, .08)), _seed(rng))
+        p0, a, ln, bend = rng.uniform(-0.6, 0.6, 2), _u(rng, 0, 2 * math.pi), _u(rng, 0.1, 0.6), _u(rng, -0.8, 0.8)
+        pts = [
+            (float(p0[0] + ln * t * math.cos(a + bend * t)), float(p0[1] + ln * t * math.sin(a + bend * t)))
+            for t in np.linspace(0, 1, 8)
+        ]
+        tex = Texture(((0.05, 0.03, 0.02), (0.2, 0.12, 0.08)), _seed(rng))
         hairs.append(SceneObject("hair", (0.5, 0.5), _polyline(pts, _logu(rng, 0.0015, 0.004)), tex))
     vignette = _u(rng, 0.3, 0.9) if rng.random() < 0.35 else 0.0
     return bg, objs, tuple(hairs), vignette
@@ -309,8 +422,9 @@ def make_scene(seed: int, family: str) -> Scene:
     if int(seed) != seed or seed < 0:
         raise ValueError(f"scene seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng([int(seed), FAMILIES.index(family)])
-    bg, objs, overlays, *rest = {"salient": _salient, "camouflaged": _camouflaged, "thin": _thin,
-                                 "lesion": _lesion}[family](rng)
+    bg, objs, overlays, *rest = {"salient": _salient, "camouflaged": _camouflaged, "thin": _thin, "lesion": _lesion}[
+        family
+    ](rng)
     if family in ("salient", "camouflaged"):  # random depth order; the first generated is the target
         objs = [objs[j] for j in rng.permutation(len(objs))]
     target = next(k for k, (tag, _) in enumerate(objs) if tag == 0)
@@ -335,8 +449,9 @@ def _random_size(sseed: int, family: str) -> tuple[int, int]:
     return (long, short) if rng.random() < 0.5 else (short, long)
 
 
-def write_benchmark(out_dir, n_per_family: int, size=None, families=FAMILIES, seed: int = 0,
-                    split: str = "test") -> Path:
+def write_benchmark(
+    out_dir, n_per_family: int, size=None, families=FAMILIES, seed: int = 0, split: str = "test"
+) -> Path:
     """Render n_per_family scenes per family into the generic layout:
     out_dir/images/<family>_<split>_<index:04d>.png (RGB) and out_dir/masks/<same stem>.png (0/255
     uint8), plus out_dir/synth.json (per stem: family, scene seed, size, target object).
@@ -368,8 +483,13 @@ def write_benchmark(out_dir, n_per_family: int, size=None, families=FAMILIES, se
             stem = f"{family}_{split}_{i:04d}"
             Image.fromarray(r.image).save(out / "images" / f"{stem}.png", compress_level=3)
             Image.fromarray(r.mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png", compress_level=3)
-            index[stem] = {"family": family, "seed": sseed, "height": h, "width": w,
-                           "target": scene.objects[scene.target].name}
+            index[stem] = {
+                "family": family,
+                "seed": sseed,
+                "height": h,
+                "width": w,
+                "target": scene.objects[scene.target].name,
+            }
     manifest = out / "synth.json"
     old = json.loads(manifest.read_text()) if manifest.is_file() else {}
     manifest.write_text(json.dumps({**old, **index}, indent=1))

@@ -27,8 +27,18 @@ from PIL import Image
 from scipy import ndimage
 
 # Colour photos (and a few grey ones) used as backgrounds; all in skimage/data/ of the wheel.
-PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "hubble_deep_field.jpg",
-          "ihc.png", "motorcycle_left.png", "camera.png", "coins.png", "moon.png")
+PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "motorcycle_left.png",
+    "camera.png",
+    "coins.png",
+    "moon.png",
+)
 DETAILS = ("grass.png", "gravel.png", "brick.png", "moon.png")
 PATTERNS = ("fbm", "ridged", "spots", "stripes", "photo", "tile")
 _KMAX = 12  # octave cap: freq·2^11 cells per unit is finer than a pixel at 2048 px
@@ -36,6 +46,7 @@ _KMAX = 12  # octave cap: freq·2^11 cells per unit is finer than a pixel at 204
 
 class Frame(NamedTuple):
     """Pixel-centre scene coordinates of one render: xs (W,), ys (H,) float32."""
+
     H: int
     W: int
     L: int
@@ -90,9 +101,9 @@ def _perlin(u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
     ilo, jlo = int(i0.min()), int(j0.min())
     ang = _lattice(np.arange(ilo, int(i0.max()) + 2), np.arange(jlo, int(j0.max()) + 2), seed)
     ang *= np.float32(math.pi)
-    gx, gy = np.cos(ang), np.sin(ang)                  # (nj, ni) unit gradients
+    gx, gy = np.cos(ang), np.sin(ang)  # (nj, ni) unit gradients
     ci, cj = i0 - ilo, j0 - jlo
-    A = gx[:, ci] * ((1 - wx) * tx) + gx[:, ci + 1] * (wx * (tx - 1))   # (nj, w)
+    A = gx[:, ci] * ((1 - wx) * tx) + gx[:, ci + 1] * (wx * (tx - 1))  # (nj, w)
     B = gy[:, ci] * (1 - wx) + gy[:, ci + 1] * wx
     wy0, wy1 = (1 - wy)[:, None], wy[:, None]
     return A[cj] * wy0 + A[cj + 1] * wy1 + B[cj] * (wy0 * ty[:, None]) + B[cj + 1] * (wy1 * (ty - 1)[:, None])
@@ -104,21 +115,21 @@ def fbm(xs, ys, L: int, seed: int, freq: float, persistence: float) -> np.ndarra
     the octaves a render shows depend on its size but each octave's values do not. Normalised by
     the full series (not by the octaves shown) so coarse content is identical across sizes."""
     out = np.zeros((len(ys), len(xs)), np.float32)
-    norm = sum(persistence ** k for k in range(_KMAX))
+    norm = sum(persistence**k for k in range(_KMAX))
     for k in range(_KMAX):
-        f = freq * 2.0 ** k
+        f = freq * 2.0**k
         w = min(1.0, math.log2(L / f) - 1.0)
         if w <= 0:
             break
         n = _perlin(xs * np.float32(f), ys * np.float32(f), _mix32(seed, k))
-        out += np.float32(1.6 * w * persistence ** k / norm) * n  # 1.6: std of the sum ≈ 0.15
+        out += np.float32(1.6 * w * persistence**k / norm) * n  # 1.6: std of the sum ≈ 0.15
     return out
 
 
 # --- photos and detail tiles --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pyramid(name: str) -> tuple[np.ndarray, ...]:
     """A shipped skimage photo as float32 RGB in [0, 1]: (h, w, 3) levels, each 2x smaller,
     so downsampled renders read a prefiltered level instead of aliasing."""
@@ -133,7 +144,7 @@ def _pyramid(name: str) -> tuple[np.ndarray, ...]:
     return tuple(levels)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detail(name: str) -> np.ndarray:
     """High-pass luminance of a texture photo, (h, w) float32 in [-1, 1], zero mean: the fine
     structure only, so it modulates any colour without shifting it."""
@@ -156,7 +167,7 @@ def _bilinear(img: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
     x0 = np.minimum(px.astype(np.int64), w - 2 if w > 1 else 0)
     ty = (py - y0).astype(np.float32)[:, None, None]
     tx = (px - x0).astype(np.float32)[None, :, None]
-    lo, hi = int(y0.min()), int(y0.max()) + 2            # only the photo rows this crop needs
+    lo, hi = int(y0.min()), int(y0.max()) + 2  # only the photo rows this crop needs
     sub = img[lo:hi]
     A = sub[:, x0]
     A += (sub[:, np.minimum(x0 + 1, w - 1)] - A) * tx
@@ -171,11 +182,11 @@ def _photo_cover(name: str, zoom: float, offset, fr: Frame, rs: slice, cs: slice
     `zoom` >= 1 with the crop placed by offset in [0, 1]^2; -> (h, w, 3)."""
     levels = _pyramid(name)
     ph, pw = levels[0].shape[:2]
-    k = min(pw * fr.L / fr.W, ph * fr.L / fr.H) / zoom          # photo px per scene unit
+    k = min(pw * fr.L / fr.W, ph * fr.L / fr.H) / zoom  # photo px per scene unit
     cx = fr.W / fr.L * k / 2 + offset[0] * (pw - fr.W / fr.L * k)
     cy = fr.H / fr.L * k / 2 + offset[1] * (ph - fr.H / fr.L * k)
     lv = int(min(len(levels) - 1, max(0, math.floor(math.log2(max(k / fr.L, 1e-9))))))
-    s = 2.0 ** lv
+    s = 2.0**lv
     px = (cx + fr.xs[cs] * k) / s - 0.5
     py = (cy + fr.ys[rs] * k) / s - 0.5
     return _bilinear(levels[lv], py, px)
@@ -193,13 +204,14 @@ class Texture:
     colors[0] -> colors[1] (RGB in [0, 1]); photo patterns ignore colors. grain: amplitude of a
     second, fine, multiplicative fBm; detail/detail_amp: a high-pass texture tile multiplied in.
     """
+
     colors: tuple = ((0.2, 0.2, 0.2), (0.8, 0.8, 0.8))
     seed: int = 0
     pattern: str = "fbm"
-    freq: float = 4.0            # cells per scene unit of the coarsest octave (stripes: periods)
+    freq: float = 4.0  # cells per scene unit of the coarsest octave (stripes: periods)
     persistence: float = 0.7
     contrast: float = 2.0
-    angle: float = 0.0           # stripes
+    angle: float = 0.0  # stripes
     photo: str = ""
     zoom: float = 1.0
     offset: tuple = (0.5, 0.5)
@@ -223,9 +235,9 @@ def render_texture(tex: Texture, fr: Frame, rs: slice, cs: slice) -> np.ndarray:
         n = fbm(xs, ys, fr.L, tex.seed, tex.freq, tex.persistence)
         if p == "fbm":
             t = 0.5 + tex.contrast * n
-        elif p == "ridged":   # bright lines along the zero set of the noise, width set in units
+        elif p == "ridged":  # bright lines along the zero set of the noise, width set in units
             t = 1.0 - 4.0 * tex.contrast * np.abs(n)
-        elif p == "spots":    # near-binary blotches; the edge width is in units, not pixels
+        elif p == "spots":  # near-binary blotches; the edge width is in units, not pixels
             t = 0.5 + 8.0 * tex.contrast * n
         elif p == "stripes":
             c, s = math.cos(tex.angle), math.sin(tex.angle)
@@ -253,6 +265,7 @@ class Star:
     """Star-shaped primitive: superellipse (exponent) or regular polygon (sides >= 3), scaled by
     aspect, rotated by angle, radius modulated by (1 + Σ amp·cos(k·θ + phase)) for k, amp, phase in
     harmonics; holes (Stars) are subtracted. Units: scene units relative to the object anchor."""
+
     cx: float
     cy: float
     radius: float
@@ -267,6 +280,7 @@ class Star:
 @dataclass(frozen=True)
 class Capsule:
     """Segment (x0, y0)-(x1, y1) with round caps and a width in scene units."""
+
     x0: float
     y0: float
     x1: float
@@ -359,6 +373,7 @@ class SceneObject:
     """One object: union of parts (Stars, Capsules) placed at anchor, a fraction (x, y) of the
     image width and height. softness (scene units) blurs its drawn edge only (the mask keeps the
     coverage >= 0.5 boundary); rim darkens (or, < 0, lightens) it towards its edge."""
+
     name: str
     anchor: tuple
     parts: tuple

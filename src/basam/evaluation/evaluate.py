@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from basam.runtime import distributed
 from basam.data.datasets import Dataset, SampleError, binarize
-from basam.data.prompts import KINDS, sample_prompt, prompt_rng
+from basam.data.prompts import KINDS, prompt_rng, sample_prompt
 from basam.evaluation.metrics import SegMetrics
 from basam.inference.predictor import Predictor, check_batch_size
+from basam.runtime import distributed
 
 HEADLINE = ("mIoU", "mDice", "MAE", "Smeasure", "maxFm", "meanEm", "wFmeasure")
 
@@ -57,16 +57,31 @@ class EvalResult:
         return out
 
 
-def evaluate(predictor: Predictor, dataset: Dataset, settings: EvalSettings, rank: int = 0, world: int = 1,
-             progress: bool = True, batch_size: int = 1) -> EvalResult:
+def evaluate(
+    predictor: Predictor,
+    dataset: Dataset,
+    settings: EvalSettings,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+    batch_size: int = 1,
+) -> EvalResult:
     """Score this rank's share of `dataset`; with world > 1, call `merge_ranks` after."""
-    return evaluate_prompts(predictor, dataset, settings, [settings.prompt], rank, world, progress,
-                            batch_size)[settings.prompt]
+    return evaluate_prompts(predictor, dataset, settings, [settings.prompt], rank, world, progress, batch_size)[
+        settings.prompt
+    ]
 
 
-def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSettings, prompts: list[str],
-                     rank: int = 0, world: int = 1, progress: bool = True,
-                     batch_size: int = 1) -> dict[str, EvalResult]:
+def evaluate_prompts(
+    predictor: Predictor,
+    dataset: Dataset,
+    settings: EvalSettings,
+    prompts: list[str],
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+    batch_size: int = 1,
+) -> dict[str, EvalResult]:
     """`evaluate` for several prompt kinds at once → {kind: EvalResult}. Each image is encoded once
     and decoded once per kind: the encoder is nearly all the cost at high resolution. With
     batch_size > 1, that many samples are loaded at a time and those of the same model input size
@@ -78,8 +93,13 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
     mine = [i for i in indices if i % world == rank]
     per_kind = {kind: replace(settings, prompt=kind) for kind in prompts}
     results = {kind: EvalResult(SegMetrics(hce=settings.hce), {}, [], []) for kind in prompts}
-    bar = tqdm(total=len(mine), desc=f"{dataset.name} @ {predictor.resolution}", disable=not progress or rank != 0,
-               unit="img", leave=False)
+    bar = tqdm(
+        total=len(mine),
+        desc=f"{dataset.name} @ {predictor.resolution}",
+        disable=not progress or rank != 0,
+        unit="img",
+        leave=False,
+    )
     for first in range(0, len(mine), batch_size):
         loaded = []
         for i in mine[first : first + batch_size]:
@@ -100,8 +120,12 @@ def evaluate_prompts(predictor: Predictor, dataset: Dataset, settings: EvalSetti
                 start = time.perf_counter()
                 hq = {"hq_token_only": True} if settings.hq_token_only else {}
                 prob = predictor.predict_proba(**prompt.as_kwargs(), **hq)
-                row = {"index": i, "name": sample.name, **result.metrics.update(prob, gt, key=i),
-                       "seconds": round(encode_seconds + time.perf_counter() - start, 4)}
+                row = {
+                    "index": i,
+                    "name": sample.name,
+                    **result.metrics.update(prob, gt, key=i),
+                    "seconds": round(encode_seconds + time.perf_counter() - start, 4),
+                }
                 if settings.group_by_prefix:
                     result.groups.setdefault(_group(sample.name), SegMetrics(hce=settings.hce)).update(prob, gt, key=i)
                 result.rows.append(row)
@@ -137,8 +161,9 @@ def _encoded(predictor: Predictor, loaded: list[tuple], batch_size: int, results
 
 def merge_ranks(part: EvalResult) -> EvalResult | None:
     """Gather every rank's results on rank 0 (None on the others), in sample order."""
-    parts = distributed.gather_to_rank0((part.metrics.state(), {g: m.state() for g, m in part.groups.items()},
-                                         part.rows, part.problems))
+    parts = distributed.gather_to_rank0(
+        (part.metrics.state(), {g: m.state() for g, m in part.groups.items()}, part.rows, part.problems)
+    )
     if parts is None:
         return None
     if len(parts) == 1:
@@ -156,8 +181,14 @@ def prompt_for(sample, gt, settings: EvalSettings):
 
     if settings.prompt == "box" and sample.box is not None:  # COCO: the annotation's own box
         return Prompt(box=np.asarray(sample.box, dtype=np.float64))
-    return sample_prompt(binarize(gt), settings.prompt, prompt_rng(settings.seed, sample.name),
-                         box_jitter=settings.box_jitter, n_pos=settings.n_pos, n_neg=settings.n_neg)
+    return sample_prompt(
+        binarize(gt),
+        settings.prompt,
+        prompt_rng(settings.seed, sample.name),
+        box_jitter=settings.box_jitter,
+        n_pos=settings.n_pos,
+        n_neg=settings.n_neg,
+    )
 
 
 def _group(name: str) -> str:

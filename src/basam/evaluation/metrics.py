@@ -24,10 +24,15 @@ import py_sod_metrics as sod
 
 # name in state() -> (attribute of SegMetrics, attribute of the pysodmetrics object)
 _FIELDS = {
-    "maes": ("_mae", "maes"), "sms": ("_sm", "sms"), "weighted_fms": ("_wfm", "weighted_fms"),
-    "adaptive_ems": ("_em", "adaptive_ems"), "changeable_ems": ("_em", "changeable_ems"),
-    "adaptive_fms": ("_fm", "adaptive_fms"), "changeable_fms": ("_fm", "changeable_fms"),
-    "precisions": ("_fm", "precisions"), "recalls": ("_fm", "recalls"),
+    "maes": ("_mae", "maes"),
+    "sms": ("_sm", "sms"),
+    "weighted_fms": ("_wfm", "weighted_fms"),
+    "adaptive_ems": ("_em", "adaptive_ems"),
+    "changeable_ems": ("_em", "changeable_ems"),
+    "adaptive_fms": ("_fm", "adaptive_fms"),
+    "changeable_fms": ("_fm", "changeable_fms"),
+    "precisions": ("_fm", "precisions"),
+    "recalls": ("_fm", "recalls"),
     "hces": ("_hce", "hces"),
 }
 _CURVES = ("changeable_ems", "changeable_fms", "precisions", "recalls")
@@ -39,14 +44,18 @@ def _check(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if gt.ndim != 2:
         raise ValueError(f"gt must be (H, W), got shape {gt.shape}")
     if pred.shape != gt.shape:
-        raise ValueError(f"pred shape {pred.shape} != gt shape {gt.shape}: metrics are taken at "
-                         "the ground truth's original resolution; resize the prediction to it")
+        raise ValueError(
+            f"pred shape {pred.shape} != gt shape {gt.shape}: metrics are taken at "
+            "the ground truth's original resolution; resize the prediction to it"
+        )
     pred = pred.astype(np.float64)
     if not np.isfinite(pred).all():
         raise ValueError("pred must be a probability map in [0, 1]; it holds NaN or inf")
     if pred.size and (pred.min() < 0 or pred.max() > 1):
-        raise ValueError(f"pred must be a probability map in [0, 1], got range [{pred.min()}, "
-                         f"{pred.max()}] (apply a sigmoid to logits)")
+        raise ValueError(
+            f"pred must be a probability map in [0, 1], got range [{pred.min()}, "
+            f"{pred.max()}] (apply a sigmoid to logits)"
+        )
     if gt.dtype == bool:
         gt = gt.astype(np.uint8) * 255
     elif gt.dtype != np.uint8:
@@ -102,11 +111,16 @@ class SegMetrics:
         self.ious.append(iou)
         self.dices.append(dice)
         self.keys.append(key)
-        row = {"mae": float(self._mae.maes[-1]), "smeasure": float(self._sm.sms[-1]),
-               "wfmeasure": float(self._wfm.weighted_fms[-1]),
-               "adp_em": float(self._em.adaptive_ems[-1]),
-               "adp_fm": float(self._fm.adaptive_fms[-1]),
-               "max_fm": float(np.max(self._fm.changeable_fms[-1])), "iou": iou, "dice": dice}
+        row = {
+            "mae": float(self._mae.maes[-1]),
+            "smeasure": float(self._sm.sms[-1]),
+            "wfmeasure": float(self._wfm.weighted_fms[-1]),
+            "adp_em": float(self._em.adaptive_ems[-1]),
+            "adp_fm": float(self._fm.adaptive_fms[-1]),
+            "max_fm": float(np.max(self._fm.changeable_fms[-1])),
+            "iou": iou,
+            "dice": dice,
+        }
         if self._hce is not None:
             # HCE wants a binary prediction; 0/255 survives pysodmetrics' min-max unchanged
             self._hce.step(pred=binary.astype(np.uint8) * 255, gt=gt)
@@ -115,9 +129,12 @@ class SegMetrics:
 
     def state(self) -> dict:
         """Picklable per-image lists (numpy arrays, curves (n, 256)) for `merge`."""
-        out = {"hce": self.hce, "keys": list(self.keys),
-               "ious": np.asarray(self.ious, dtype=np.float64),
-               "dices": np.asarray(self.dices, dtype=np.float64)}
+        out = {
+            "hce": self.hce,
+            "keys": list(self.keys),
+            "ious": np.asarray(self.ious, dtype=np.float64),
+            "dices": np.asarray(self.dices, dtype=np.float64),
+        }
         for name, (owner, attr) in _FIELDS.items():
             if getattr(self, owner) is None:
                 continue
@@ -129,7 +146,7 @@ class SegMetrics:
         return out
 
     @classmethod
-    def merge(cls, states: list[dict]) -> "SegMetrics":
+    def merge(cls, states: list[dict]) -> SegMetrics:
         """One accumulator holding every image of `states` (from `state()` on each rank).
         Images are ordered by key when every image has one, else kept in the given order;
         float sums depend on order, so this is what makes the result exactly reproducible."""
@@ -161,19 +178,37 @@ class SegMetrics:
         """-> {count, MAE, Smeasure, wFmeasure, meanEm, maxEm, adpEm, meanFm, maxFm, adpFm,
         mIoU, mDice[, HCE]} as floats (NaN when no image was added). Fm is beta^2 = 0.3;
         mean/max are over the 256 thresholds of the dataset-mean curve, as in the SOD papers."""
-        keys = ["MAE", "Smeasure", "wFmeasure", "meanEm", "maxEm", "adpEm", "meanFm", "maxFm",
-                "adpFm", "mIoU", "mDice"] + (["HCE"] if self.hce else [])
+        keys = [
+            "MAE",
+            "Smeasure",
+            "wFmeasure",
+            "meanEm",
+            "maxEm",
+            "adpEm",
+            "meanFm",
+            "maxFm",
+            "adpFm",
+            "mIoU",
+            "mDice",
+        ] + (["HCE"] if self.hce else [])
         if len(self) == 0:
             return {"count": 0, **{k: math.nan for k in keys}}
         em = self._em.get_results()["em"]
         fm = self._fm.get_results()["fm"]
-        out = {"count": len(self), "MAE": self._mae.get_results()["mae"],
-               "Smeasure": self._sm.get_results()["sm"],
-               "wFmeasure": self._wfm.get_results()["wfm"],
-               "meanEm": em["curve"].mean(), "maxEm": em["curve"].max(), "adpEm": em["adp"],
-               "meanFm": fm["curve"].mean(), "maxFm": fm["curve"].max(), "adpFm": fm["adp"],
-               "mIoU": np.mean(np.asarray(self.ious, dtype=np.float64)),
-               "mDice": np.mean(np.asarray(self.dices, dtype=np.float64))}
+        out = {
+            "count": len(self),
+            "MAE": self._mae.get_results()["mae"],
+            "Smeasure": self._sm.get_results()["sm"],
+            "wFmeasure": self._wfm.get_results()["wfm"],
+            "meanEm": em["curve"].mean(),
+            "maxEm": em["curve"].max(),
+            "adpEm": em["adp"],
+            "meanFm": fm["curve"].mean(),
+            "maxFm": fm["curve"].max(),
+            "adpFm": fm["adp"],
+            "mIoU": np.mean(np.asarray(self.ious, dtype=np.float64)),
+            "mDice": np.mean(np.asarray(self.dices, dtype=np.float64)),
+        }
         if self._hce is not None:
             out["HCE"] = self._hce.get_results()["hce"]
         return {k: (v if k == "count" else float(v)) for k, v in out.items()}
@@ -183,8 +218,12 @@ class SegMetrics:
         if len(self) == 0:
             raise ValueError("no images added")
         fm = self._fm.get_results()
-        return {"precision": fm["pr"]["p"], "recall": fm["pr"]["r"], "fm": fm["fm"]["curve"],
-                "em": self._em.get_results()["em"]["curve"]}
+        return {
+            "precision": fm["pr"]["p"],
+            "recall": fm["pr"]["r"],
+            "fm": fm["fm"]["curve"],
+            "em": self._em.get_results()["em"]["curve"],
+        }
 
 
 def _plain(x):

@@ -50,16 +50,24 @@ def write_sweep(records: list[dict], out: Path, metric: str, title: str = "") ->
     presets = list(dict.fromkeys(r["preset"] for r in records))
     prompts = list(dict.fromkeys(r["prompt"] for r in records))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (preset, kind) in ((p, k) for k in prompts for p in presets):
-        ys = [next(r[metric] for r in records if r["preset"] == preset and r["prompt"] == kind
-                   and r["resolution"] == res) for res in resolutions]
+    for preset, kind in ((p, k) for k in prompts for p in presets):
+        ys = [
+            next(r[metric] for r in records if r["preset"] == preset and r["prompt"] == kind and r["resolution"] == res)
+            for res in resolutions
+        ]
         # Later presets are drawn thinner, so one that coincides with an earlier one (e.g. `auto`
         # and scaled windows above the training size) leaves the earlier visible around it.
         wider = len(presets) - 1 - presets.index(preset)
-        ax.plot(range(len(resolutions)), ys, marker="o", color=f"C{presets.index(preset)}",
-                linewidth=1.2 + 0.8 * wider, markersize=4 + 1.5 * wider,
-                linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],
-                label=_row_label({"preset": preset, "prompt": kind}, len(prompts) > 1))
+        ax.plot(
+            range(len(resolutions)),
+            ys,
+            marker="o",
+            color=f"C{presets.index(preset)}",
+            linewidth=1.2 + 0.8 * wider,
+            markersize=4 + 1.5 * wider,
+            linestyle=("-", "--", ":", "-.")[prompts.index(kind) % 4],
+            label=_row_label({"preset": preset, "prompt": kind}, len(prompts) > 1),
+        )
     ax.set_xticks(range(len(resolutions)), resolutions)
     ax.set_xlabel("input resolution (long side, px)")
     ax.set_ylabel(metric)

@@ -8,18 +8,31 @@ rewritten after each resolution, so a crash at the last size keeps the others on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from basam.config import AttentionConfig
 from basam.evaluation.evaluate import EvalSettings, evaluate_prompts, merge_ranks
-from basam.inference.predictor import Predictor
 from basam.evaluation.report import write_sweep
+from basam.inference.predictor import Predictor
 from basam.inference.transforms import AUTO_MAX_SIDE
 
-METRICS = ("count", "MAE", "Smeasure", "wFmeasure", "meanEm", "maxEm", "adpEm", "meanFm", "maxFm", "adpFm", "mIoU",
-           "mDice", "HCE")
+METRICS = (
+    "count",
+    "MAE",
+    "Smeasure",
+    "wFmeasure",
+    "meanEm",
+    "maxEm",
+    "adpEm",
+    "meanFm",
+    "maxFm",
+    "adpFm",
+    "mIoU",
+    "mDice",
+    "HCE",
+)
 
 
 @dataclass(frozen=True)
@@ -45,10 +58,23 @@ class Column:
     render_size: int | None = None
 
 
-def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str], open_data: Callable[[Column], object],
-              settings: EvalSettings, out: Path | None, metric: str = "mIoU", title: str = "", rank: int = 0,
-              world: int = 1, max_side: int = AUTO_MAX_SIDE, log: Callable[[str], None] = print,
-              progress: bool = True, batch_size: int = 1):
+def run_sweep(
+    model,
+    rows: list[Row],
+    columns: list[Column],
+    prompts: list[str],
+    open_data: Callable[[Column], object],
+    settings: EvalSettings,
+    out: Path | None,
+    metric: str = "mIoU",
+    title: str = "",
+    rank: int = 0,
+    world: int = 1,
+    max_side: int = AUTO_MAX_SIDE,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    batch_size: int = 1,
+):
     """Score every row × column × prompt kind → (records, problems). `model`: one model, or
     {name: model} with each row's `model` naming its own. Each image is encoded once per row and
     column and decoded once per prompt kind; up to `batch_size` images of the same input size per
@@ -70,10 +96,19 @@ def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str],
                 if result is None:
                     continue
                 problems.update(dict.fromkeys(result.problems))
-                records.append({"preset": row.label, "prompt": kind, "resolution": column.label,
-                                "model": row_model.cfg.name, "hq_token_only": row_settings.hq_token_only,
-                                "attention": row.attention.preset, "windows": row.windows,
-                                "policy": str(predictor.resolution), **result.summary()})
+                records.append(
+                    {
+                        "preset": row.label,
+                        "prompt": kind,
+                        "resolution": column.label,
+                        "model": row_model.cfg.name,
+                        "hq_token_only": row_settings.hq_token_only,
+                        "attention": row.attention.preset,
+                        "windows": row.windows,
+                        "policy": str(predictor.resolution),
+                        **result.summary(),
+                    }
+                )
                 log(f"{row.label:>18} {kind:>6} @ {column.label:>6}: {metric} {records[-1][metric]:.4f}")
         if rank == 0 and out is not None and records:
             write_sweep(_ordered(records, rows, prompts), out, metric, title)
@@ -82,15 +117,20 @@ def run_sweep(model, rows: list[Row], columns: list[Column], prompts: list[str],
 
 def _ordered(records: list[dict], rows: list[Row], prompts: list[str]) -> list[dict]:
     labels = [r.label for r in rows]
-    return sorted(records, key=lambda r: (prompts.index(r["prompt"]), labels.index(r["preset"])))  # columns stay in order
+    return sorted(
+        records, key=lambda r: (prompts.index(r["prompt"]), labels.index(r["preset"]))
+    )  # columns stay in order
 
 
-def sweep_rows(presets: list[str], windows: list[str], overrides: dict, saved: AttentionConfig | None = None) -> list[Row]:
+def sweep_rows(
+    presets: list[str], windows: list[str], overrides: dict, saved: AttentionConfig | None = None
+) -> list[Row]:
     """presets × windows, labelled by the preset (and the windows when there are several). The
     preset "checkpoint" is the checkpoint's own setting `saved`, its learned slopes included."""
     if "checkpoint" in presets and len(presets) > 1:
-        raise ValueError("--attn checkpoint stands alone: switching to another preset discards the checkpoint's "
-                         "learned slopes")
+        raise ValueError(
+            "--attn checkpoint stands alone: switching to another preset discards the checkpoint's learned slopes"
+        )
     rows = []
     for preset in presets:
         if preset == "checkpoint":
@@ -126,8 +166,10 @@ def saved_attention(checkpoint: str | None) -> AttentionConfig:
 
     saved = read_checkpoint(checkpoint)[1].get("attention") if checkpoint else None
     if saved is None:
-        raise ValueError("--attn checkpoint needs a --checkpoint that records its attention setting (a basam export "
-                         "or training checkpoint)")
+        raise ValueError(
+            "--attn checkpoint needs a --checkpoint that records its attention setting (a basam export "
+            "or training checkpoint)"
+        )
     return AttentionConfig.from_dict(saved)
 
 

@@ -102,14 +102,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                 saved = state.get("basam", {})
                 state = state["model"]
     except Exception as e:  # truncated, corrupt, not a checkpoint at all
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("trainable"), dict):  # basam train's step_*.pt, best.pt
         from basam.training.checkpoints import checkpoint_weights
 
         try:
             saved, state = state.get("basam", {}), checkpoint_weights(state, str(path), load_model)
         except (ValueError, KeyError) as e:
-            raise CheckpointError(str(e) if isinstance(e, ValueError) else f"{path}: not a basam training checkpoint ({e})") from None
+            raise CheckpointError(
+                str(e) if isinstance(e, ValueError) else f"{path}: not a basam training checkpoint ({e})"
+            ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     # DistributedDataParallel prefixes every key with "module."
@@ -124,19 +128,29 @@ def load_state(model: Sam | Sam2, state: dict[str, torch.Tensor], source: str = 
     if isinstance(model, Sam2):
         video = [k for k in state if k.startswith(VIDEO_ONLY_PREFIXES)]
         if video:
-            print(f"basam: {source}: leaving out {len(video)} video-only tensors (memory encoder and attention, "
-                  "object pointers, temporal encodings), unused for images", file=sys.stderr)
+            print(
+                f"basam: {source}: leaving out {len(video)} video-only tensors (memory encoder and attention, "
+                "object pointers, temporal encodings), unused for images",
+                file=sys.stderr,
+            )
             state = {k: v for k, v in state.items() if k not in video}
     if model.cfg.encoder == "tiny_vit":
         head = [k for k in state if k.startswith(_UNUSED_HEAD)]
         if head:
-            print(f"basam: {source}: ignoring TinyViT's classifier head ({len(head)} tensors: norm_head, head), "
-                  "unused by SAM", file=sys.stderr)
+            print(
+                f"basam: {source}: ignoring TinyViT's classifier head ({len(head)} tensors: norm_head, head), "
+                "unused by SAM",
+                file=sys.stderr,
+            )
             state = {k: v for k, v in state.items() if k not in head}
     missing = [k for k in own if k not in state and BASAM_PARAMETER not in k]
     unexpected = [k for k in state if k not in own and BASAM_PARAMETER not in k]
     dropped = [k for k in state if k not in own and BASAM_PARAMETER in k]
-    wrong = [f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         parts = [f"{source} does not fit model {model.cfg.name}"]
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
@@ -146,7 +160,10 @@ def load_state(model: Sam | Sam2, state: dict[str, torch.Tensor], source: str = 
         parts.append(f"the file looks like {guess}" if guess else "the file matches no known SAM size")
         raise CheckpointError("; ".join(parts))
     if dropped:
-        warnings.warn(f"{source}: ignoring {len(dropped)} BA-SAM parameters the chosen attention setting does not use", stacklevel=2)
+        warnings.warn(
+            f"{source}: ignoring {len(dropped)} BA-SAM parameters the chosen attention setting does not use",
+            stacklevel=2,
+        )
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
@@ -180,7 +197,10 @@ def _guess_size(state: dict[str, torch.Tensor]) -> str | None:
     depth = len({k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")})
     for name, cfg in MODEL_CONFIGS.items():
         if not cfg.hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (
-                pos.shape[3], depth, tuple(pos.shape[1:3])):
+            pos.shape[3],
+            depth,
+            tuple(pos.shape[1:3]),
+        ):
             return name
     return f"an unknown size (width {pos.shape[3]}, {depth} blocks, {pos.shape[1]}×{pos.shape[2]} grid)"
 
@@ -192,8 +212,10 @@ def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Pa
     from safetensors.torch import save_file
 
     if model.precision != "fp32":
-        raise ValueError(f"cannot save a model loaded with dtype {model.precision}: "
-                         "save the fp32 model and choose the dtype when loading")
+        raise ValueError(
+            f"cannot save a model loaded with dtype {model.precision}: "
+            "save the fp32 model and choose the dtype when loading"
+        )
     if format == "hf":
         from basam.formats.hf import save_hf
 

@@ -25,51 +25,58 @@ from pathlib import Path
 
 import torch
 
+from basam.config import MODEL_CONFIGS, ModelConfig, hq_config
 from basam.formats.errors import CheckpointError
 from basam.modeling.attention import BASAM_PARAMETER
-from basam.config import MODEL_CONFIGS, ModelConfig, hq_config
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
 HF_DEFAULT_DECODER_NORM_EPS = 1e-6  # SamMaskDecoderConfig's default
 
 # basam (official) name → HF name, applied in order; the first matching pattern wins.
-_RULES = [(re.compile(a), b) for a, b in (
-    (r"^image_encoder\.patch_embed\.proj\.", "vision_encoder.patch_embed.projection."),
-    (r"^image_encoder\.blocks\.(\d+)\.norm(\d)\.", r"vision_encoder.layers.\1.layer_norm\2."),
-    (r"^image_encoder\.blocks\.", "vision_encoder.layers."),
-    (r"^image_encoder\.neck\.0\.", "vision_encoder.neck.conv1."),
-    (r"^image_encoder\.neck\.1\.", "vision_encoder.neck.layer_norm1."),
-    (r"^image_encoder\.neck\.2\.", "vision_encoder.neck.conv2."),
-    (r"^image_encoder\.neck\.3\.", "vision_encoder.neck.layer_norm2."),
-    (r"^image_encoder\.", "vision_encoder."),
-    (r"^prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$", "shared_image_embedding.positional_embedding"),
-    (r"^prompt_encoder\.point_embeddings\.", "prompt_encoder.point_embed."),
-    (r"^prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
-    (r"^prompt_encoder\.mask_downscaling\.1\.", "prompt_encoder.mask_embed.layer_norm1."),
-    (r"^prompt_encoder\.mask_downscaling\.3\.", "prompt_encoder.mask_embed.conv2."),
-    (r"^prompt_encoder\.mask_downscaling\.4\.", "prompt_encoder.mask_embed.layer_norm2."),
-    (r"^prompt_encoder\.mask_downscaling\.6\.", "prompt_encoder.mask_embed.conv3."),
-    (r"^mask_decoder\.transformer\.layers\.(\d+)\.norm(\d)\.", r"mask_decoder.transformer.layers.\1.layer_norm\2."),
-    (r"^mask_decoder\.transformer\.norm_final_attn\.", "mask_decoder.transformer.layer_norm_final_attn."),
-    (r"^mask_decoder\.output_upscaling\.0\.", "mask_decoder.upscale_conv1."),
-    (r"^mask_decoder\.output_upscaling\.1\.", "mask_decoder.upscale_layer_norm."),
-    (r"^mask_decoder\.output_upscaling\.3\.", "mask_decoder.upscale_conv2."),
-    # HQ-SAM's decoder (SamHQModel)
-    (r"^mask_decoder\.hf_token\.", "mask_decoder.hq_token."),
-    (r"^mask_decoder\.compress_vit_feat\.0\.", "mask_decoder.compress_vit_conv1."),
-    (r"^mask_decoder\.compress_vit_feat\.1\.", "mask_decoder.compress_vit_norm."),
-    (r"^mask_decoder\.compress_vit_feat\.3\.", "mask_decoder.compress_vit_conv2."),
-    (r"^mask_decoder\.embedding_encoder\.0\.", "mask_decoder.encoder_conv1."),
-    (r"^mask_decoder\.embedding_encoder\.1\.", "mask_decoder.encoder_norm."),
-    (r"^mask_decoder\.embedding_encoder\.3\.", "mask_decoder.encoder_conv2."),
-    (r"^mask_decoder\.embedding_maskfeature\.0\.", "mask_decoder.mask_conv1."),
-    (r"^mask_decoder\.embedding_maskfeature\.1\.", "mask_decoder.mask_norm."),
-    (r"^mask_decoder\.embedding_maskfeature\.3\.", "mask_decoder.mask_conv2."),
-)]
+_RULES = [
+    (re.compile(a), b)
+    for a, b in (
+        (r"^image_encoder\.patch_embed\.proj\.", "vision_encoder.patch_embed.projection."),
+        (r"^image_encoder\.blocks\.(\d+)\.norm(\d)\.", r"vision_encoder.layers.\1.layer_norm\2."),
+        (r"^image_encoder\.blocks\.", "vision_encoder.layers."),
+        (r"^image_encoder\.neck\.0\.", "vision_encoder.neck.conv1."),
+        (r"^image_encoder\.neck\.1\.", "vision_encoder.neck.layer_norm1."),
+        (r"^image_encoder\.neck\.2\.", "vision_encoder.neck.conv2."),
+        (r"^image_encoder\.neck\.3\.", "vision_encoder.neck.layer_norm2."),
+        (r"^image_encoder\.", "vision_encoder."),
+        (
+            r"^prompt_encoder\.pe_layer\.positional_encoding_gaussian_matrix$",
+            "shared_image_embedding.positional_embedding",
+        ),
+        (r"^prompt_encoder\.point_embeddings\.", "prompt_encoder.point_embed."),
+        (r"^prompt_encoder\.mask_downscaling\.0\.", "prompt_encoder.mask_embed.conv1."),
+        (r"^prompt_encoder\.mask_downscaling\.1\.", "prompt_encoder.mask_embed.layer_norm1."),
+        (r"^prompt_encoder\.mask_downscaling\.3\.", "prompt_encoder.mask_embed.conv2."),
+        (r"^prompt_encoder\.mask_downscaling\.4\.", "prompt_encoder.mask_embed.layer_norm2."),
+        (r"^prompt_encoder\.mask_downscaling\.6\.", "prompt_encoder.mask_embed.conv3."),
+        (r"^mask_decoder\.transformer\.layers\.(\d+)\.norm(\d)\.", r"mask_decoder.transformer.layers.\1.layer_norm\2."),
+        (r"^mask_decoder\.transformer\.norm_final_attn\.", "mask_decoder.transformer.layer_norm_final_attn."),
+        (r"^mask_decoder\.output_upscaling\.0\.", "mask_decoder.upscale_conv1."),
+        (r"^mask_decoder\.output_upscaling\.1\.", "mask_decoder.upscale_layer_norm."),
+        (r"^mask_decoder\.output_upscaling\.3\.", "mask_decoder.upscale_conv2."),
+        # HQ-SAM's decoder (SamHQModel)
+        (r"^mask_decoder\.hf_token\.", "mask_decoder.hq_token."),
+        (r"^mask_decoder\.compress_vit_feat\.0\.", "mask_decoder.compress_vit_conv1."),
+        (r"^mask_decoder\.compress_vit_feat\.1\.", "mask_decoder.compress_vit_norm."),
+        (r"^mask_decoder\.compress_vit_feat\.3\.", "mask_decoder.compress_vit_conv2."),
+        (r"^mask_decoder\.embedding_encoder\.0\.", "mask_decoder.encoder_conv1."),
+        (r"^mask_decoder\.embedding_encoder\.1\.", "mask_decoder.encoder_norm."),
+        (r"^mask_decoder\.embedding_encoder\.3\.", "mask_decoder.encoder_conv2."),
+        (r"^mask_decoder\.embedding_maskfeature\.0\.", "mask_decoder.mask_conv1."),
+        (r"^mask_decoder\.embedding_maskfeature\.1\.", "mask_decoder.mask_norm."),
+        (r"^mask_decoder\.embedding_maskfeature\.3\.", "mask_decoder.mask_conv2."),
+    )
+]
 # HF ties the prompt encoder's copy of the Fourier matrix to this one; files may hold either name.
 _PE_ALIAS = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
 _HEAD_LAYER = re.compile(
-    r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head|hf_mlp))\.layers\.(\d+)\.(.*)$")
+    r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_prediction_head|hf_mlp))\.layers\.(\d+)\.(.*)$"
+)
 _HQ_MODEL_TYPE = "sam_hq"
 
 
@@ -93,18 +100,42 @@ def hf_name(name: str) -> str:
 # SamConfig's defaults (transformers writes them all out, but a hand-written config.json may not).
 _HF_DEFAULTS = {
     "vision_config": {
-        "hidden_size": 768, "output_channels": 256, "num_hidden_layers": 12, "num_attention_heads": 12,
-        "image_size": 1024, "patch_size": 16, "hidden_act": "gelu", "layer_norm_eps": 1e-6, "qkv_bias": True,
-        "mlp_ratio": 4.0, "use_abs_pos": True, "use_rel_pos": True, "window_size": 14,
-        "global_attn_indexes": [2, 5, 8, 11], "num_pos_feats": 128, "mlp_dim": None,
+        "hidden_size": 768,
+        "output_channels": 256,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 1024,
+        "patch_size": 16,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-6,
+        "qkv_bias": True,
+        "mlp_ratio": 4.0,
+        "use_abs_pos": True,
+        "use_rel_pos": True,
+        "window_size": 14,
+        "global_attn_indexes": [2, 5, 8, 11],
+        "num_pos_feats": 128,
+        "mlp_dim": None,
     },
     "prompt_encoder_config": {
-        "hidden_size": 256, "image_size": 1024, "patch_size": 16, "mask_input_channels": 16,
-        "num_point_embeddings": 4, "hidden_act": "gelu", "layer_norm_eps": 1e-6,
+        "hidden_size": 256,
+        "image_size": 1024,
+        "patch_size": 16,
+        "mask_input_channels": 16,
+        "num_point_embeddings": 4,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-6,
     },
     "mask_decoder_config": {
-        "hidden_size": 256, "hidden_act": "relu", "mlp_dim": 2048, "num_hidden_layers": 2, "num_attention_heads": 8,
-        "attention_downsample_rate": 2, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 256,
+        "hidden_size": 256,
+        "hidden_act": "relu",
+        "mlp_dim": 2048,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 8,
+        "attention_downsample_rate": 2,
+        "num_multimask_outputs": 3,
+        "iou_head_depth": 3,
+        "iou_head_hidden_dim": 256,
         "layer_norm_eps": HF_DEFAULT_DECODER_NORM_EPS,
     },
 }
@@ -115,7 +146,12 @@ def model_config_from_hf(config: dict, name: str | None = None) -> ModelConfig:
     architecture cannot run. `name` None: the name of the basam size with this architecture, else "hf"."""
     hq = config.get("model_type") == _HQ_MODEL_TYPE
     vision, prompt, decoder = ({**_HF_DEFAULTS[k], **(config.get(k) or {})} for k in _HF_DEFAULTS)
-    width, dim, image, patch = vision["hidden_size"], vision["output_channels"], vision["image_size"], vision["patch_size"]
+    width, dim, image, patch = (
+        vision["hidden_size"],
+        vision["output_channels"],
+        vision["image_size"],
+        vision["patch_size"],
+    )
     fixed = {  # what basam's modules hard-wire: the value each must have
         "vision_config.mlp_dim": (vision["mlp_dim"] or int(width * vision["mlp_ratio"]), 4 * width),
         "vision_config.qkv_bias": (vision["qkv_bias"], True),
@@ -161,7 +197,9 @@ def model_config_from_hf(config: dict, name: str | None = None) -> ModelConfig:
     )
     if name is None:  # a known architecture keeps its name (vit_b …), whatever its eps
         for known in (hq_config(c) if hq else c for c in MODEL_CONFIGS.values() if not c.hq):
-            if dataclasses.replace(known, decoder_norm_eps=cfg.decoder_norm_eps) == dataclasses.replace(cfg, name=known.name):
+            if dataclasses.replace(known, decoder_norm_eps=cfg.decoder_norm_eps) == dataclasses.replace(
+                cfg, name=known.name
+            ):
                 return dataclasses.replace(cfg, name=known.name)
     return cfg
 
@@ -170,28 +208,44 @@ def hf_config(cfg: ModelConfig) -> dict:
     """ModelConfig → the SamConfig (SamHQConfig for HQ-SAM) dict transformers reads (every size
     written out)."""
     if cfg.encoder != "vit":
-        raise ValueError(f"{cfg.name} has the {cfg.encoder} encoder, which a Hugging Face SamModel/SamHQModel "
-                         "cannot hold")
+        raise ValueError(
+            f"{cfg.name} has the {cfg.encoder} encoder, which a Hugging Face SamModel/SamHQModel cannot hold"
+        )
     kind = _HQ_MODEL_TYPE if cfg.hq else "sam"
     config = {
         "model_type": kind,
         "architectures": ["SamHQModel" if cfg.hq else "SamModel"],
         "vision_config": {
-            "model_type": f"{kind}_vision_model", "hidden_size": cfg.encoder_embed_dim,
-            "num_hidden_layers": cfg.encoder_depth, "num_attention_heads": cfg.encoder_num_heads,
-            "global_attn_indexes": list(cfg.encoder_global_attn_indexes), "window_size": cfg.window_size,
-            "image_size": cfg.img_size, "patch_size": cfg.patch_size, "output_channels": cfg.prompt_embed_dim,
-            "num_pos_feats": cfg.prompt_embed_dim // 2, "mlp_dim": 4 * cfg.encoder_embed_dim, "layer_norm_eps": 1e-6,
+            "model_type": f"{kind}_vision_model",
+            "hidden_size": cfg.encoder_embed_dim,
+            "num_hidden_layers": cfg.encoder_depth,
+            "num_attention_heads": cfg.encoder_num_heads,
+            "global_attn_indexes": list(cfg.encoder_global_attn_indexes),
+            "window_size": cfg.window_size,
+            "image_size": cfg.img_size,
+            "patch_size": cfg.patch_size,
+            "output_channels": cfg.prompt_embed_dim,
+            "num_pos_feats": cfg.prompt_embed_dim // 2,
+            "mlp_dim": 4 * cfg.encoder_embed_dim,
+            "layer_norm_eps": 1e-6,
         },
         "prompt_encoder_config": {
-            "model_type": f"{kind}_prompt_encoder", "hidden_size": cfg.prompt_embed_dim, "image_size": cfg.img_size,
-            "patch_size": cfg.patch_size, "image_embedding_size": cfg.img_size // cfg.patch_size,
-            "mask_input_channels": cfg.mask_in_chans, "layer_norm_eps": 1e-6,
+            "model_type": f"{kind}_prompt_encoder",
+            "hidden_size": cfg.prompt_embed_dim,
+            "image_size": cfg.img_size,
+            "patch_size": cfg.patch_size,
+            "image_embedding_size": cfg.img_size // cfg.patch_size,
+            "mask_input_channels": cfg.mask_in_chans,
+            "layer_norm_eps": 1e-6,
         },
         "mask_decoder_config": {
-            "model_type": f"{kind}_mask_decoder", "hidden_size": cfg.prompt_embed_dim, "mlp_dim": cfg.decoder_mlp_dim,
-            "num_hidden_layers": cfg.decoder_depth, "num_attention_heads": cfg.decoder_num_heads,
-            "iou_head_hidden_dim": cfg.iou_head_hidden_dim, "num_multimask_outputs": cfg.num_multimask_outputs,
+            "model_type": f"{kind}_mask_decoder",
+            "hidden_size": cfg.prompt_embed_dim,
+            "mlp_dim": cfg.decoder_mlp_dim,
+            "num_hidden_layers": cfg.decoder_depth,
+            "num_attention_heads": cfg.decoder_num_heads,
+            "iou_head_hidden_dim": cfg.iou_head_hidden_dim,
+            "num_multimask_outputs": cfg.num_multimask_outputs,
             "layer_norm_eps": cfg.decoder_norm_eps,
         },
     }
@@ -227,8 +281,10 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {config_file}: {e}") from None
     if config is not None and config.get("model_type") not in ("sam", _HQ_MODEL_TYPE):
-        raise CheckpointError(f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam') "
-                              f"or SamHQModel ('sam_hq')")
+        raise CheckpointError(
+            f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam') "
+            f"or SamHQModel ('sam_hq')"
+        )
     hf_state = _read_weights(path)
     basam = (config or {}).get("basam", {})
     try:
@@ -239,9 +295,11 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     if cfg.decoder_norm_eps != OFFICIAL_DECODER_NORM_EPS:
-        warnings.warn(f"{path}: mask decoder LayerNorm eps {cfg.decoder_norm_eps:g} as its config says (the official "
-                      f"SAM uses {OFFICIAL_DECODER_NORM_EPS:g}); basam follows the file, as transformers does",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: mask decoder LayerNorm eps {cfg.decoder_norm_eps:g} as its config says (the official "
+            f"SAM uses {OFFICIAL_DECODER_NORM_EPS:g}); basam follows the file, as transformers does",
+            stacklevel=2,
+        )
     names = _basam_names(cfg)
     state = {names.get(k, k): v for k, v in hf_state.items() if k != _PE_ALIAS[0] or _PE_ALIAS[1] not in hf_state}
     state.update({k: torch.tensor(v, dtype=torch.float32) for k, v in basam.get("parameters", {}).items()})
@@ -260,8 +318,10 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         candidates = [path / "model.safetensors", index, path / "pytorch_model.bin"]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise CheckpointError(f"{path} has a config.json but none of model.safetensors, "
-                                  f"model.safetensors.index.json, pytorch_model.bin")
+            raise CheckpointError(
+                f"{path} has a config.json but none of model.safetensors, "
+                f"model.safetensors.index.json, pytorch_model.bin"
+            )
     else:
         found = path
     try:
@@ -275,7 +335,9 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             return torch.load(found, map_location="cpu", weights_only=True)
         return load_file(str(found))
     except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {found}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {found}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
 
 
 def _guess_config(hf_state: dict[str, torch.Tensor]) -> ModelConfig:
@@ -285,8 +347,12 @@ def _guess_config(hf_state: dict[str, torch.Tensor]) -> ModelConfig:
     depth = len({k.split(".")[2] for k in hf_state if k.startswith("vision_encoder.layers.")})
     hq = "mask_decoder.hq_token.weight" in hf_state
     for cfg in MODEL_CONFIGS.values():
-        if pos is not None and cfg.hq == hq and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid) == (
-                pos.shape[3], depth, tuple(pos.shape[1:3])):
+        if (
+            pos is not None
+            and cfg.hq == hq
+            and (cfg.encoder_embed_dim, cfg.encoder_depth, cfg.train_grid)
+            == (pos.shape[3], depth, tuple(pos.shape[1:3]))
+        ):
             return dataclasses.replace(cfg, decoder_norm_eps=HF_DEFAULT_DECODER_NORM_EPS)
     raise ValueError("no config.json beside it, and its shapes match no known SAM size; put its config.json next to it")
 
@@ -317,14 +383,21 @@ def save_hf(model, folder: str | os.PathLike) -> Path:
     state = model.state_dict()
     foreign = [k for k in state if BASAM_PARAMETER not in k and (".adapter." in k or ".lora_" in k)]
     if foreign:
-        raise ValueError(f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a SamModel "
-                         f"has no place for; merge LoRA, or keep adapter models in basam's format")
+        raise ValueError(
+            f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a SamModel "
+            f"has no place for; merge LoRA, or keep adapter models in basam's format"
+        )
     tensors = {hf_name(k): v.detach().cpu().contiguous() for k, v in state.items() if BASAM_PARAMETER not in k}
     parameters = {k: v.detach().cpu().tolist() for k, v in state.items() if BASAM_PARAMETER in k}
-    config = {**hf_config(model.cfg), "basam": {
-        "note": "BA-SAM settings for basam; transformers ignores this section and runs plain SAM attention",
-        "model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict(), "parameters": parameters,
-    }}
+    config = {
+        **hf_config(model.cfg),
+        "basam": {
+            "note": "BA-SAM settings for basam; transformers ignores this section and runs plain SAM attention",
+            "model": model.cfg.to_dict(),
+            "attention": model.attn_cfg.to_dict(),
+            "parameters": parameters,
+        },
+    }
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "model.safetensors.tmp"), metadata={"format": "pt"})
     os.replace(folder / "model.safetensors.tmp", folder / "model.safetensors")

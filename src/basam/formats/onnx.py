@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from basam.inference.transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
 from basam.modeling.attention import DISTANCE_CACHE_ENTRIES
 from basam.modeling.sam import Sam
-from basam.inference.transforms import MAX_SIDE, MIN_SIDE, MULTIPLE
 
 OPSET = 17
 # protobuf refuses files over 2 GiB; above this many bytes of tensors (vit_h) they go to a side file.
@@ -42,14 +42,16 @@ EXTERNAL_DATA_BYTES = 1_500_000_000
 
 
 def parse_size(text: str | int) -> tuple[int, int]:
-    """"N" or "HxW" → (H, W), each a multiple of 16 in [64, 4096]."""
+    """ "N" or "HxW" → (H, W), each a multiple of 16 in [64, 4096]."""
     parts = str(text).lower().split("x")
     try:
         hw = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else None
     except ValueError:
         hw = None
     if hw is None or any(s % MULTIPLE or not MIN_SIDE <= s <= MAX_SIDE for s in hw):
-        raise ValueError(f"--resolution {text!r}: expected N or HxW, multiples of {MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}")
+        raise ValueError(
+            f"--resolution {text!r}: expected N or HxW, multiples of {MULTIPLE} from {MIN_SIDE} to {MAX_SIDE}"
+        )
     return hw
 
 
@@ -124,8 +126,9 @@ class HQDecoderGraph(DecoderGraph):
         super().__init__(model, input_hw, return_single_mask=True)
         self.hq_token_only, self.multimask = hq_token_only, multimask
 
-    def forward(self, image_embeddings, early_features, point_coords, point_labels, mask_input, has_mask_input,
-                orig_im_size):
+    def forward(
+        self, image_embeddings, early_features, point_coords, point_labels, mask_input, has_mask_input, orig_im_size
+    ):
         prompt, decoder = self.model.prompt_encoder, self.model.mask_decoder
         sparse = self.embed_points(point_coords, point_labels)
         no_mask = prompt.no_mask_embed.weight.reshape(1, -1, 1, 1)
@@ -154,24 +157,35 @@ def decoder_example_inputs(model: Sam, input_hw: tuple[int, int], num_points: in
     }
 
 
-def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_single_mask: bool = False,
-                external_data: bool | None = None, opset: int = OPSET, hq_token_only: bool = False,
-                multimask: bool = False) -> dict[str, Path]:
+def export_onnx(
+    model: Sam,
+    out: str | Path,
+    input_hw: tuple[int, int],
+    return_single_mask: bool = False,
+    external_data: bool | None = None,
+    opset: int = OPSET,
+    hq_token_only: bool = False,
+    multimask: bool = False,
+) -> dict[str, Path]:
     """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
     external_data None → only when the tensors would come near protobuf's 2 GiB limit.
     hq_token_only, multimask: HQ-SAM models only (module docstring)."""
     if getattr(model.cfg, "encoder", None) == "hiera":
-        raise ValueError(f"export-onnx does not export SAM 2 models ({model.cfg.name}): its encoder has three "
-                         "outputs and its decoder takes the high-resolution maps")
+        raise ValueError(
+            f"export-onnx does not export SAM 2 models ({model.cfg.name}): its encoder has three "
+            "outputs and its decoder takes the high-resolution maps"
+        )
     if (hq_token_only or multimask) and not model.is_hq:
         raise ValueError(f"hq_token_only and multimask are HQ-SAM export options; {model.cfg.name} is not HQ-SAM")
     model = model.cpu().eval()
     h, w = input_hw
     tokens = (h // model.cfg.patch_size) * (w // model.cfg.patch_size)
     if model.attn_cfg.bias and tokens * tokens > DISTANCE_CACHE_ENTRIES:
-        raise ValueError(f"the BA-SAM bias of a {h}x{w} input ({tokens} tokens) is built chunk by chunk, which the "
-                         f"ONNX export cannot hold; export at most {int(math.isqrt(DISTANCE_CACHE_ENTRIES))} tokens "
-                         f"(e.g. 1024x1024 with 16 px patches)")
+        raise ValueError(
+            f"the BA-SAM bias of a {h}x{w} input ({tokens} tokens) is built chunk by chunk, which the "
+            f"ONNX export cannot hold; export at most {int(math.isqrt(DISTANCE_CACHE_ENTRIES))} tokens "
+            f"(e.g. 1024x1024 with 16 px patches)"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     image = torch.zeros(1, 3, h, w)
@@ -188,8 +202,16 @@ def export_onnx(model: Sam, out: str | Path, input_hw: tuple[int, int], return_s
     decoder.eval()  # the export restores the wrapper's mode afterwards, and with it the model's
     inputs = decoder_example_inputs(model, input_hw)
     dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
-    _export(decoder, tuple(inputs.values()), paths["decoder"], list(inputs),
-            ["masks", "iou_predictions", "low_res_masks"], dynamic, opset, False)
+    _export(
+        decoder,
+        tuple(inputs.values()),
+        paths["decoder"],
+        list(inputs),
+        ["masks", "iou_predictions", "low_res_masks"],
+        dynamic,
+        opset,
+        False,
+    )
     return paths
 
 
@@ -199,15 +221,30 @@ def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int,
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on Python scalars, all intended here
         staged = Path(tmp) / path.name
-        torch.onnx.export(module, args, str(staged), input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            args,
+            str(staged),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
         proto = onnx.load(str(staged))
     data = path.with_name(path.name + ".data")
     data.unlink(missing_ok=True)
     if external is None:
         external = sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES
     if external:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data.name, size_threshold=1024)
+        onnx.save_model(
+            proto,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data.name,
+            size_threshold=1024,
+        )
     else:
         onnx.save_model(proto, str(path))

@@ -47,9 +47,9 @@ from basam.inference.amg_utils import (
     tile_boxes,
 )
 from basam.inference.checks import check_generator_options, check_number
-from basam.modeling.sam import Sam
 from basam.inference.predictor import ImageEmbedding, Predictor, check_batch_size
 from basam.inference.transforms import AUTO_MAX_SIDE, Resolution, masks_to_original, to_rgb_uint8
+from basam.modeling.sam import Sam
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 _TENSOR_FIELDS = ("boxes", "iou_preds", "points", "stability_score", "crop_boxes")
@@ -113,11 +113,19 @@ class AutomaticMaskGenerator:
         if pred_iou_thresh is None:  # SAM2AutomaticMaskGenerator's default for SAM 2, SamAutomaticMaskGenerator's else
             pred_iou_thresh = 0.8 if getattr(model.cfg, "encoder", None) == "hiera" else 0.88
         check_generator_options(
-            points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,
-            box_nms_thresh=box_nms_thresh, crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
-            crop_overlap_ratio=crop_overlap_ratio, crop_n_points_downscale_factor=crop_n_points_downscale_factor,
-            point_grids=point_grids, min_mask_region_area=min_mask_region_area)
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            stability_score_offset=stability_score_offset,
+            box_nms_thresh=box_nms_thresh,
+            crop_n_layers=crop_n_layers,
+            crop_nms_thresh=crop_nms_thresh,
+            crop_overlap_ratio=crop_overlap_ratio,
+            crop_n_points_downscale_factor=crop_n_points_downscale_factor,
+            point_grids=point_grids,
+            min_mask_region_area=min_mask_region_area,
+        )
         check_number("chunk_mb", chunk_mb, 0, math.inf)
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode {output_mode!r}: expected one of {', '.join(OUTPUT_MODES)}")
@@ -126,8 +134,10 @@ class AutomaticMaskGenerator:
         if tile_size is not None:
             tile_overlap = tile_size // 4 if tile_overlap is None else tile_overlap
             if tile_size < 64 or not 0 <= tile_overlap < tile_size:
-                raise ValueError(f"tile_size {tile_size} / tile_overlap {tile_overlap}: need tile_size ≥ 64 and "
-                                 f"0 ≤ tile_overlap < tile_size")
+                raise ValueError(
+                    f"tile_size {tile_size} / tile_overlap {tile_overlap}: need tile_size ≥ 64 and "
+                    f"0 ≤ tile_overlap < tile_size"
+                )
         if points_per_side is not None:
             point_grids = layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
         if len(point_grids) < crop_n_layers + 1:
@@ -172,13 +182,15 @@ class AutomaticMaskGenerator:
         """`generate` for several images → their records, in order; the crops of all of them go
         through the encoder `batch_size` at a time (those of one input size together)."""
         images = [to_rgb_uint8(image)[0] for image in images]
-        crops = [(n, box, layer) for n, image in enumerate(images)
-                 for box, layer in zip(*self.crop_boxes(image.shape[:2]))]
+        crops = [
+            (n, box, layer) for n, image in enumerate(images) for box, layer in zip(*self.crop_boxes(image.shape[:2]))
+        ]
         parts = [[] for _ in images]
         for start in range(0, len(crops), self.batch_size):
             group = crops[start : start + self.batch_size]
             embeddings = self.predictor.encode_images(
-                [images[n][y0:y1, x0:x1] for n, (x0, y0, x1, y1), _ in group], self.batch_size)
+                [images[n][y0:y1, x0:x1] for n, (x0, y0, x1, y1), _ in group], self.batch_size
+            )
             for (n, box, layer), embedding in zip(group, embeddings):
                 parts[n].append(self._process_crop(embedding, box, layer, images[n].shape[:2]))
         return [self._records(self._merge_crops(crop_parts)) for crop_parts in parts]
@@ -194,15 +206,17 @@ class AutomaticMaskGenerator:
                 segmentation = rle_to_mask(rle)
             else:
                 segmentation = {"size": rle["size"], "counts": [int(c) for c in rle["counts"]]}
-            records.append({
-                "segmentation": segmentation,
-                "area": rle_area(rle),
-                "bbox": _xywh(data["boxes"][i]),
-                "predicted_iou": data["iou_preds"][i].item(),
-                "point_coords": [data["points"][i].tolist()],
-                "stability_score": data["stability_score"][i].item(),
-                "crop_box": _xywh(data["crop_boxes"][i]),
-            })
+            records.append(
+                {
+                    "segmentation": segmentation,
+                    "area": rle_area(rle),
+                    "bbox": _xywh(data["boxes"][i]),
+                    "predicted_iou": data["iou_preds"][i].item(),
+                    "point_coords": [data["points"][i].tolist()],
+                    "stability_score": data["stability_score"][i].item(),
+                    "crop_box": _xywh(data["crop_boxes"][i]),
+                }
+            )
         return records
 
     def crop_boxes(self, image_hw: tuple[int, int]) -> tuple[list[list[int]], list[int]]:
@@ -225,8 +239,9 @@ class AutomaticMaskGenerator:
             data = _filter(data, box_nms(data["boxes"], 1 / ((x1 - x0) * (y1 - y0)), self.crop_nms_thresh))
         return data
 
-    def _process_crop(self, embedding: ImageEmbedding, crop_box: list[int], layer: int,
-                      image_hw: tuple[int, int]) -> dict:
+    def _process_crop(
+        self, embedding: ImageEmbedding, crop_box: list[int], layer: int, image_hw: tuple[int, int]
+    ) -> dict:
         x0, y0, x1, y1 = crop_box
         self.predictor.set_embedding(embedding)
         points = self.point_grids[layer] * np.array(embedding.orig_hw[::-1])[None]
@@ -266,8 +281,9 @@ class AutomaticMaskGenerator:
             out[k] = torch.cat(out[k]) if out[k] else _empty(k)
         return out
 
-    def _decode_points(self, points: np.ndarray, image_pe: torch.Tensor,
-                       hq_features: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    def _decode_points(
+        self, points: np.ndarray, image_pe: torch.Tensor, hq_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """Single foreground points (b, 2) in crop pixels -> which of them have a mask above the
         predicted-IoU threshold (b,) bool, and for those points only, low-res logits (b', M, h, w)
         and IoU predictions (b', M); M = 3 with multimask_output, else 1. The others' masks would be
@@ -283,8 +299,9 @@ class AutomaticMaskGenerator:
         decoder = pred.model.mask_decoder
         if self._image_side is None:  # the same image and dense (no-mask) embedding for every point
             self._image_side = decoder.prepare_image(pred.features, image_pe, dense[:1])
-        iou_preds, mask_tokens, keys = decoder.run_transformer(pred.features, image_pe, sparse, dense[:1],
-                                                               prepared=self._image_side)
+        iou_preds, mask_tokens, keys = decoder.run_transformer(
+            pred.features, image_pe, sparse, dense[:1], prepared=self._image_side
+        )
         if hq_features is not None:
             return self._decode_hq(iou_preds, mask_tokens, keys, hq_features)
         tokens = slice(1, None) if self.multimask_output else slice(0, 1)
@@ -295,37 +312,59 @@ class AutomaticMaskGenerator:
         low_res = decoder.upscale_masks(mask_tokens[rows], keys[rows], pred.features.shape[-2:], tokens)
         return rows.cpu(), low_res.float().cpu(), iou_preds[rows].float().cpu()
 
-    def _decode_hq(self, iou_preds: torch.Tensor, mask_tokens: torch.Tensor, keys: torch.Tensor,
-                   hq_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _decode_hq(
+        self, iou_preds: torch.Tensor, mask_tokens: torch.Tensor, keys: torch.Tensor, hq_features: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         """_decode_points for HQ-SAM: SAM's mask token the release pairs with the HQ one, chosen
         and thresholded on its predicted IoU before any mask is upscaled."""
         decoder = self.predictor.model.mask_decoder
         token, score = decoder.select_sam_mask(iou_preds, self.multimask_output)
         rows = score[:, 0] > self.pred_iou_thresh if self.pred_iou_thresh > 0 else torch.ones_like(score[:, 0]).bool()
-        low_res = decoder.hq_masks(mask_tokens[rows], keys[rows], self.predictor.features.shape[-2:], hq_features,
-                                   None if self.hq_token_only else token[rows])
+        low_res = decoder.hq_masks(
+            mask_tokens[rows],
+            keys[rows],
+            self.predictor.features.shape[-2:],
+            hq_features,
+            None if self.hq_token_only else token[rows],
+        )
         return rows.cpu(), low_res.float().cpu(), score[rows].float().cpu()
+
     def _decode_points_sam2(self, coords: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`_decode_points` for SAM 2 (coords (b, 1, 2) in model-input pixels): the decoder with the
         image's high-resolution maps; with use_m2m every mask decoded again from its own clamped
         low-res logits, single-mask output, before any filtering (as the release does)."""
         pred = self.predictor
-        low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, (coords, labels), None, None,
-                                               self.multimask_output, high_res_features=pred.high_res)
+        low_res, iou_preds = pred.model.decode(
+            pred.features,
+            pred.padded_hw,
+            (coords, labels),
+            None,
+            None,
+            self.multimask_output,
+            high_res_features=pred.high_res,
+        )
         if self.use_m2m:
             b, m = low_res.shape[:2]
             prior = low_res.clamp(-32.0, 32.0).flatten(0, 1)[:, None]
             points = (coords.repeat_interleave(m, 0), labels.repeat_interleave(m, 0))
-            low_res, iou_preds = pred.model.decode(pred.features, pred.padded_hw, points, None, prior, False,
-                                                   high_res_features=pred.high_res)
+            low_res, iou_preds = pred.model.decode(
+                pred.features, pred.padded_hw, points, None, prior, False, high_res_features=pred.high_res
+            )
             low_res, iou_preds = low_res.view(b, m, *low_res.shape[-2:]), iou_preds.view(b, m)
         rows = torch.ones(len(coords), dtype=torch.bool, device=iou_preds.device)
         if self.pred_iou_thresh > 0:
             rows = (iou_preds > self.pred_iou_thresh).any(1)
         return rows.cpu(), low_res[rows].float().cpu(), iou_preds[rows].float().cpu()
 
-    def _filter_and_encode(self, low_res: torch.Tensor, iou_preds: torch.Tensor, point_of: torch.Tensor,
-                           crop_box: list[int], image_hw: tuple[int, int], out: dict) -> None:
+    def _filter_and_encode(
+        self,
+        low_res: torch.Tensor,
+        iou_preds: torch.Tensor,
+        point_of: torch.Tensor,
+        crop_box: list[int],
+        image_hw: tuple[int, int],
+        out: dict,
+    ) -> None:
         """Masks (K, h, w) low-res logits: keep those that pass the predicted-IoU and stability
         thresholds and are not cut by the crop edge, appending their RLEs and fields to `out`.
         Where the crop's masks are one ×4 upsampling of the logits (the crop's long side is the
@@ -348,16 +387,21 @@ class AutomaticMaskGenerator:
                 inner, outer = cells.count_above(t + offset, t - offset)
             else:
                 # (K, W, H): the transposed logits upsample to the transposed masks, in RLE order
-                columns = masks_to_original(low_res[chunk][:, None].transpose(-1, -2), pred.padded_hw[::-1],
-                                            pred.resized_hw[::-1], pred.original_size[::-1])[:, 0]
+                columns = masks_to_original(
+                    low_res[chunk][:, None].transpose(-1, -2),
+                    pred.padded_hw[::-1],
+                    pred.resized_hw[::-1],
+                    pred.original_size[::-1],
+                )[:, 0]
                 inner, outer = (columns > t + offset).flatten(1).sum(1), (columns > t - offset).flatten(1).sum(1)
             stability = inner.double().div(outer.double()).float()
             passed = stability >= self.stability_score_thresh
             if self.stability_score_thresh <= 0:  # off, as SAM: even an empty mask's NaN score passes
                 passed = torch.ones_like(passed)
             if per_mask is None:
-                kept = cells if bool(passed.all()) else low_res_masks.LowResMasks(low_res[chunk][passed],
-                                                                                  pred.resized_hw)
+                kept = (
+                    cells if bool(passed.all()) else low_res_masks.LowResMasks(low_res[chunk][passed], pred.resized_hw)
+                )
                 mask_idx, col, row = kept.run_boundaries(t)
             else:
                 mask_idx, col, row = run_boundaries(columns[passed] > t)
@@ -367,8 +411,9 @@ class AutomaticMaskGenerator:
             chosen = chunk[passed][whole]
             on = whole[mask_idx]
             renumbered = whole.cumsum(0) - 1
-            out["rles"] += rles_from_boundaries(renumbered[mask_idx[on]], col[on], row[on], len(chosen), crop_box,
-                                                image_hw)
+            out["rles"] += rles_from_boundaries(
+                renumbered[mask_idx[on]], col[on], row[on], len(chosen), crop_box, image_hw
+            )
             out["boxes"].append(boxes[whole])
             out["iou_preds"].append(iou_preds[chosen])
             out["points"].append(point_of[chosen])

@@ -52,8 +52,11 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 def tile_boxes(hw: tuple[int, int], tile: int, overlap: int) -> list[list[int]]:
     """xyxy tiles of at most tile×tile px covering an (H, W) image, row by row."""
     h, w = hw
-    return [[x0, y0, min(x0 + tile, w), min(y0 + tile, h)]
-            for y0 in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
+    return [
+        [x0, y0, min(x0 + tile, w), min(y0 + tile, h)]
+        for y0 in tile_starts(h, tile, overlap)
+        for x0 in tile_starts(w, tile, overlap)
+    ]
 
 
 def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
@@ -66,6 +69,7 @@ def stability_score(logits: torch.Tensor, threshold: float, offset: float) -> to
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """(K, H, W) bool -> (K, 4) int64 xyxy (x1, y1 inclusive); an empty mask gives 0, 0, 0, 0."""
+
     def first_last(any_along: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.arange(any_along.shape[-1], device=any_along.device)
         last = torch.where(any_along, idx, -1).amax(-1)
@@ -148,16 +152,21 @@ def boxes_from_boundaries(mask_idx: torch.Tensor, col: torch.Tensor, row: torch.
     boxes = torch.zeros(k, 4, dtype=torch.int64, device=col.device)
     if len(mask_idx):
         starts, ends = slice(0, None, 2), slice(1, None, 2)  # boundaries pair up within each column
-        for j, (values, where, reduce) in enumerate([(col[starts], mask_idx[starts], "amin"),
-                                                      (row[starts], mask_idx[starts], "amin"),
-                                                      (col[starts], mask_idx[starts], "amax"),
-                                                      (row[ends] - 1, mask_idx[ends], "amax")]):
+        for j, (values, where, reduce) in enumerate(
+            [
+                (col[starts], mask_idx[starts], "amin"),
+                (row[starts], mask_idx[starts], "amin"),
+                (col[starts], mask_idx[starts], "amax"),
+                (row[ends] - 1, mask_idx[ends], "amax"),
+            ]
+        ):
             boxes[:, j].scatter_reduce_(0, where, values.long(), reduce, include_self=False)
     return boxes
 
 
-def rles_from_boundaries(mask_idx: torch.Tensor, col: torch.Tensor, row: torch.Tensor, k: int,
-                         crop_box: list[int], image_hw: tuple[int, int]) -> list[dict]:
+def rles_from_boundaries(
+    mask_idx: torch.Tensor, col: torch.Tensor, row: torch.Tensor, k: int, crop_box: list[int], image_hw: tuple[int, int]
+) -> list[dict]:
     """K masks of a crop given by their run boundaries (run_boundaries) -> their RLEs placed at
     crop_box in the (H, W) image (masks_to_rle)."""
     img_h, img_w = image_hw

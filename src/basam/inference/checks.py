@@ -57,8 +57,10 @@ def check_generator_options(point_grids=None, **options) -> None:
     if side is not None:
         for layer in range(1, layers + 1):
             if int(side / factor**layer) < 1:
-                raise ValueError(f"crop layer {layer} would have no points: points_per_side {side} / "
-                                 f"crop_n_points_downscale_factor {factor}**{layer} < 1; use fewer crop layers")
+                raise ValueError(
+                    f"crop layer {layer} would have no points: points_per_side {side} / "
+                    f"crop_n_points_downscale_factor {factor}**{layer} < 1; use fewer crop layers"
+                )
     for i, grid in enumerate(point_grids or []):
         grid = np.asarray(grid)
         if grid.ndim != 2 or grid.shape[1] != 2 or len(grid) == 0:
@@ -75,11 +77,14 @@ def check_prompt_arrays(point_coords, point_labels, box, mask_input) -> None:
         if coords.ndim != 2 or coords.shape[1] != 2:
             raise ValueError(f"point_coords of shape {coords.shape}: expected (N, 2) xy")
         if point_labels is not None and np.asarray(point_labels).shape != (len(coords),):
-            raise ValueError(f"point_labels of shape {np.asarray(point_labels).shape} for {len(coords)} points: "
-                             f"expected ({len(coords)},), one label per point")
+            raise ValueError(
+                f"point_labels of shape {np.asarray(point_labels).shape} for {len(coords)} points: "
+                f"expected ({len(coords)},), one label per point"
+            )
     if box is not None and np.asarray(box).shape not in ((4,), (1, 4)):
-        raise ValueError(f"box of shape {np.asarray(box).shape}: expected (4,) x0, y0, x1, y1 (one box; "
-                         f"predict_torch takes several)")
+        raise ValueError(
+            f"box of shape {np.asarray(box).shape}: expected (4,) x0, y0, x1, y1 (one box; predict_torch takes several)"
+        )
     if mask_input is not None:
         shape = np.asarray(mask_input).shape
         if not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)):

@@ -26,8 +26,9 @@ from basam.inference.amg_utils import nonzero
 FACTOR = 4  # SAM's low-res logits are a quarter of the padded input side
 
 
-def applies(low_hw: tuple[int, int], padded_hw: tuple[int, int], resized_hw: tuple[int, int],
-            orig_hw: tuple[int, int]) -> bool:
+def applies(
+    low_hw: tuple[int, int], padded_hw: tuple[int, int], resized_hw: tuple[int, int], orig_hw: tuple[int, int]
+) -> bool:
     """Whether SAM's postprocessing of (h, w) low-res logits is one ×4 upsampling and a cut."""
     return tuple(orig_hw) == tuple(resized_hw) and tuple(padded_hw) == (FACTOR * low_hw[0], FACTOR * low_hw[1])
 
@@ -120,9 +121,14 @@ class LowResMasks:
         lam = self.row_lam[0]
         first, last = lam[:1][None, :, None], lam[-1:][None, :, None]
         inner = lam[None, :, None]
-        values = torch.cat([(1 - last) * across[:, :1] + last * across[:, 1:2],
-                            (1 - inner) * across[:, 1:2] + inner * across[:, 2:3],
-                            (1 - first) * across[:, 2:3] + first * across[:, 3:]], 1)  # (U, f + 2, f)
+        values = torch.cat(
+            [
+                (1 - last) * across[:, :1] + last * across[:, 1:2],
+                (1 - inner) * across[:, 1:2] + inner * across[:, 2:3],
+                (1 - first) * across[:, 2:3] + first * across[:, 3:],
+            ],
+            1,
+        )  # (U, f + 2, f)
         above = (values > threshold) & ((rows >= 0) & (rows < h_kept))[:, :, None]
         change = above[:, 1:] != above[:, :-1]  # (U, f + 1, f): a boundary at rows[:, 1:]
         position = rows[:, 1:]

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from scipy.special import expit
 
 from basam.inference.checks import check_prompt_arrays, check_prompt_tensors
-from basam.modeling.sam import Sam
 from basam.inference.transforms import (
     AUTO_MAX_SIDE,
     Resolution,
@@ -25,6 +24,7 @@ from basam.inference.transforms import (
     parse_resolution,
     to_rgb_uint8,
 )
+from basam.modeling.sam import Sam
 
 POINT_LABELS = (-1, 0, 1)  # padding point, background, foreground: what the prompt encoder knows
 
@@ -60,8 +60,13 @@ class Predictor:
 
     mask_threshold = 0.0
 
-    def __init__(self, model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE,
-                 windows: str | None = None):
+    def __init__(
+        self,
+        model: Sam,
+        resolution: Resolution | None = None,
+        max_side: int = AUTO_MAX_SIDE,
+        windows: str | None = None,
+    ):
         """windows: "fixed" | "scaled" for this predictor's encodings; None → "scaled" under auto,
         else the model's setting. The model is never changed."""
         self.model = model.eval()
@@ -71,9 +76,13 @@ class Predictor:
         self.resolution = resolution
         self.max_side = max_side
         # SAM 2 resizes as its release does (float antialiased bilinear), at multiples of Hiera's stride.
-        self.transform = ResolutionTransform(self.resolution, model.cfg.img_size, max_side,
-                                             multiple=getattr(model.cfg, "input_multiple", 16),
-                                             float_resize=self.is_sam2)
+        self.transform = ResolutionTransform(
+            self.resolution,
+            model.cfg.img_size,
+            max_side,
+            multiple=getattr(model.cfg, "input_multiple", 16),
+            float_resize=self.is_sam2,
+        )
         if windows not in (None, "fixed", "scaled"):
             raise ValueError(f"windows={windows!r}: expected 'fixed' or 'scaled'")
         self.windows = windows or ("scaled" if parse_resolution(self.resolution) == "auto" else None)
@@ -183,8 +192,10 @@ class Predictor:
             resized_hw, padded_hw = self.transform.sizes(orig_hw)
             shape = tuple(image.shape)
             if len(shape) != 4 or shape[:2] != (1, 3) or shape[2:] != resized_hw:
-                raise ValueError(f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
-                                 f"original size {orig_hw} at resolution {self.resolution}, got {shape}")
+                raise ValueError(
+                    f"set_torch_image expects a (1, 3, {resized_hw[0]}, {resized_hw[1]}) image for an "
+                    f"original size {orig_hw} at resolution {self.resolution}, got {shape}"
+                )
             sizes.append((orig_hw, resized_hw, padded_hw))
             groups.setdefault(padded_hw, []).append(i)
         out = [None] * len(inputs)
@@ -240,8 +251,9 @@ class Predictor:
         if mask_input is not None:
             mask_input = np.asarray(mask_input, dtype=np.float32)
             masks = torch.as_tensor(mask_input, device=self.device).reshape(1, 1, *mask_input.shape[-2:])
-        out, scores, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits,
-                                                  hq_token_only)
+        out, scores, low_res = self.predict_torch(
+            coords, labels, boxes, masks, multimask_output, return_logits, hq_token_only
+        )
         # under bf16 autocast (the trainer's validation) the floats come back bf16; numpy has none
         floats = (t if t.dtype == torch.bool else t.float() for t in (out[0], scores[0], low_res[0]))
         return tuple(t.cpu().numpy() for t in floats)
@@ -276,11 +288,26 @@ class Predictor:
         if hq_token_only and not self.model.is_hq:
             raise ValueError(f"hq_token_only needs an HQ-SAM model; {self.model.cfg.name} has no HQ token")
         if self.is_sam2:
-            low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input,
-                                                multimask_output, high_res_features=self.high_res)
+            low_res, scores = self.model.decode(
+                self.features,
+                self.padded_hw,
+                points,
+                boxes,
+                mask_input,
+                multimask_output,
+                high_res_features=self.high_res,
+            )
         else:
-            low_res, scores = self.model.decode(self.features, self.padded_hw, points, boxes, mask_input,
-                                                multimask_output, self.early_features, hq_token_only)
+            low_res, scores = self.model.decode(
+                self.features,
+                self.padded_hw,
+                points,
+                boxes,
+                mask_input,
+                multimask_output,
+                self.early_features,
+                hq_token_only,
+            )
         masks = self.postprocess_masks(low_res)
         if self.is_sam2:  # SAM 2's predictor hands back clamped low-res logits (masks come from unclamped ones)
             low_res = low_res.clamp(-32.0, 32.0)
@@ -305,11 +332,15 @@ class Predictor:
             raise RuntimeError("call set_image(image) before predict(...)")
         missing = [name for name in ("features", "original_size", "input_size") if getattr(self, name) is None]
         if missing:
-            raise RuntimeError(f"is_image_set is True but {', '.join(missing)} not set: set_image(image), or set "
-                               f"features, original_size and input_size together")
+            raise RuntimeError(
+                f"is_image_set is True but {', '.join(missing)} not set: set_image(image), or set "
+                f"features, original_size and input_size together"
+            )
         if self.model.is_hq and self.early_features is None:
-            raise RuntimeError("HQ-SAM also needs this image's early encoder feature: after setting features by hand, "
-                               "set early_features too (the encoder's second output), or call set_image(image)")
+            raise RuntimeError(
+                "HQ-SAM also needs this image's early encoder feature: after setting features by hand, "
+                "set early_features too (the encoder's second output), or call set_image(image)"
+            )
 
     def _check_points(self, coords: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if labels is None:
@@ -317,8 +348,10 @@ class Predictor:
         coords = coords.to(self.device, torch.float32)
         labels = torch.as_tensor(labels, device=self.device)
         if coords.dim() != 3 or coords.shape[-1] != 2 or tuple(labels.shape) != tuple(coords.shape[:2]):
-            raise ValueError(f"point_coords (B, N, 2) and point_labels (B, N) expected, got {tuple(coords.shape)} "
-                             f"and {tuple(labels.shape)}: one label per point")
+            raise ValueError(
+                f"point_coords (B, N, 2) and point_labels (B, N) expected, got {tuple(coords.shape)} "
+                f"and {tuple(labels.shape)}: one label per point"
+            )
         if not torch.isfinite(coords).all():
             raise ValueError("point coordinates must be finite")
         if labels.is_floating_point() and (labels != labels.round()).any():
@@ -326,8 +359,9 @@ class Predictor:
         labels = labels.long()
         bad = ~torch.isin(labels, torch.tensor(POINT_LABELS, device=self.device))
         if bad.any():
-            raise ValueError(f"point label {labels[bad][0].item()}: labels must be 1 (foreground), 0 (background) "
-                             f"or -1 (padding)")
+            raise ValueError(
+                f"point label {labels[bad][0].item()}: labels must be 1 (foreground), 0 (background) or -1 (padding)"
+            )
         return coords, labels
 
     def _mask_to_grid(self, mask_input: torch.Tensor) -> torch.Tensor:

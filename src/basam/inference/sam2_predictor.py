@@ -27,9 +27,17 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 class SAM2ImagePredictor(Predictor):
     """sam_model: a SAM 2 model (basam.load_model("sam2.1_hiera_t", ...) or basam.build_sam2)."""
 
-    def __init__(self, sam_model, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
-                 max_sprinkle_area: float = 0.0, resolution=None, max_side: int = AUTO_MAX_SIDE,
-                 windows: str | None = None, **kwargs):
+    def __init__(
+        self,
+        sam_model,
+        mask_threshold: float = 0.0,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+        resolution=None,
+        max_side: int = AUTO_MAX_SIDE,
+        windows: str | None = None,
+        **kwargs,
+    ):
         if getattr(sam_model.cfg, "encoder", None) != "hiera":
             raise ValueError(f"SAM2ImagePredictor needs a SAM 2 model, got {sam_model.cfg.name}; use basam.Predictor")
         super().__init__(sam_model, resolution, max_side, windows)
@@ -74,16 +82,19 @@ class SAM2ImagePredictor(Predictor):
         embeddings = self._batch or ([self._current()] if self.is_image_set else None)
         if embeddings is None:
             return None
-        return {"image_embed": torch.cat([e.features for e in embeddings]),
-                "high_res_feats": [torch.cat(level) for level in zip(*(e.high_res for e in embeddings))]}
+        return {
+            "image_embed": torch.cat([e.features for e in embeddings]),
+            "high_res_feats": [torch.cat(level) for level in zip(*(e.high_res for e in embeddings))],
+        }
 
     @_features.setter
     def _features(self, value: torch.Tensor | None) -> None:
         self.__dict__["_embedding"] = value
 
     def _current(self) -> ImageEmbedding:
-        return ImageEmbedding(self.features, self.orig_hw, self.resized_hw, self.padded_hw, self.note,
-                              high_res=self.high_res)
+        return ImageEmbedding(
+            self.features, self.orig_hw, self.resized_hw, self.padded_hw, self.note, high_res=self.high_res
+        )
 
     def set_image_batch(self, image_list: list[np.ndarray], batch_size: int | None = None) -> None:
         """Encode several H×W×3 RGB arrays for `predict_batch`; images of one model-input size go
@@ -100,8 +111,16 @@ class SAM2ImagePredictor(Predictor):
         return self._features["image_embed"]
 
     @torch.no_grad()
-    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output: bool = True,
-                return_logits: bool = False, normalize_coords: bool = True):
+    def predict(
+        self,
+        point_coords=None,
+        point_labels=None,
+        box=None,
+        mask_input=None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ):
         """point_coords (N, 2) or (B, N, 2) xy, point_labels (N,) or (B, N), box (4,) or (B, 4) xyxy,
         in original pixels (normalize_coords=True) or as fractions of the width and height
         (normalize_coords=False); mask_input (1, h, w) or (B, 1, h, w) low-res logits. Returns masks
@@ -116,14 +135,18 @@ class SAM2ImagePredictor(Predictor):
                 raise ValueError("point_labels must be supplied if point_coords is supplied")
             xy = np.asarray(point_coords, dtype=np.float64) * unit
             xy = xy[None] if xy.ndim == 2 else xy
-            coords = torch.as_tensor(self.transform.apply_coords(xy, self.orig_hw), dtype=torch.float32,
-                                     device=self.device)
+            coords = torch.as_tensor(
+                self.transform.apply_coords(xy, self.orig_hw), dtype=torch.float32, device=self.device
+            )
             labels = torch.as_tensor(np.asarray(point_labels), device=self.device)
             labels = labels[None] if labels.dim() == 1 else labels
         if box is not None:
             corners = np.asarray(box, dtype=np.float64).reshape(-1, 2, 2) * unit
-            boxes = torch.as_tensor(self.transform.apply_boxes(corners.reshape(-1, 4), self.orig_hw),
-                                    dtype=torch.float32, device=self.device)
+            boxes = torch.as_tensor(
+                self.transform.apply_boxes(corners.reshape(-1, 4), self.orig_hw),
+                dtype=torch.float32,
+                device=self.device,
+            )
         if mask_input is not None:
             masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device)
             masks = masks[None] if masks.dim() == 3 else masks
@@ -131,8 +154,16 @@ class SAM2ImagePredictor(Predictor):
         single = out.shape[0] == 1
         return tuple((t[0] if single else t).float().cpu().numpy() for t in (out, scores, low_res))
 
-    def predict_batch(self, point_coords_batch=None, point_labels_batch=None, box_batch=None, mask_input_batch=None,
-                      multimask_output: bool = True, return_logits: bool = False, normalize_coords: bool = True):
+    def predict_batch(
+        self,
+        point_coords_batch=None,
+        point_labels_batch=None,
+        box_batch=None,
+        mask_input_batch=None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        normalize_coords: bool = True,
+    ):
         """`predict` for each image of `set_image_batch`, with the i-th entry of each list →
         lists of masks, IoU predictions and low-res logits."""
         if self._batch is None:
@@ -140,8 +171,10 @@ class SAM2ImagePredictor(Predictor):
         results = ([], [], [])
         for i, embedding in enumerate(self._batch):
             self.set_embedding(embedding)
-            picked = [None if items is None else items[i]
-                      for items in (point_coords_batch, point_labels_batch, box_batch, mask_input_batch)]
+            picked = [
+                None if items is None else items[i]
+                for items in (point_coords_batch, point_labels_batch, box_batch, mask_input_batch)
+            ]
             out = self.predict(*picked, multimask_output, return_logits, normalize_coords)
             for store, value in zip(results, out):
                 store.append(value)

@@ -16,8 +16,13 @@ class SamPredictor(Predictor):
     """`SamPredictor(sam_model)` as segment_anything's, plus basam's `resolution` (None: the model's
     pretraining side, as SAM; an int, "native" or "auto"), `max_side` and `windows` (see Predictor)."""
 
-    def __init__(self, sam_model: Sam, resolution: Resolution | None = None, max_side: int = AUTO_MAX_SIDE,
-                 windows: str | None = None) -> None:
+    def __init__(
+        self,
+        sam_model: Sam,
+        resolution: Resolution | None = None,
+        max_side: int = AUTO_MAX_SIDE,
+        windows: str | None = None,
+    ) -> None:
         super().__init__(sam_model, resolution=resolution, max_side=max_side, windows=windows)
 
 

@@ -41,9 +41,7 @@ def parse_resolution(resolution: Resolution) -> int | str:
         raise ValueError(f"resolution {resolution!r}: expected an integer like 1024, 'native' or 'auto'")
     value = int(value)
     if value % MULTIPLE or not MIN_SIDE <= value <= MAX_SIDE:
-        raise ValueError(
-            f"resolution {value}: must be a multiple of {MULTIPLE} between {MIN_SIDE} and {MAX_SIDE}"
-        )
+        raise ValueError(f"resolution {value}: must be a multiple of {MULTIPLE} between {MIN_SIDE} and {MAX_SIDE}")
     return value
 
 
@@ -57,9 +55,13 @@ def _round_to_multiple(x: int, multiple: int = MULTIPLE) -> int:
     return max(MIN_SIDE, int(x / multiple + 0.5) * multiple)
 
 
-def model_input_size(orig_hw: tuple[int, int], resolution: Resolution, train_side: int = 1024,
-                     max_side: int = AUTO_MAX_SIDE,
-                     multiple: int = MULTIPLE) -> tuple[tuple[int, int], tuple[int, int]]:
+def model_input_size(
+    orig_hw: tuple[int, int],
+    resolution: Resolution,
+    train_side: int = 1024,
+    max_side: int = AUTO_MAX_SIDE,
+    multiple: int = MULTIPLE,
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """Sizes (resized_hw, padded_hw) of the model input for an image of orig_hw under a policy.
 
     N (int): longest side resized to N, zero-padded to N×N (SAM's behaviour; N = 1024 is SAM).
@@ -85,14 +87,18 @@ def model_input_size(orig_hw: tuple[int, int], resolution: Resolution, train_sid
             policy = train_side
         else:
             scale = min(1.0, max_side / max(h, w))
-            size = (min(max_side, _round_to_multiple(h * scale, multiple)),
-                    min(max_side, _round_to_multiple(w * scale, multiple)))
+            size = (
+                min(max_side, _round_to_multiple(h * scale, multiple)),
+                min(max_side, _round_to_multiple(w * scale, multiple)),
+            )
             return size, size
     if policy == "native":
         size = (_round_to_multiple(h, multiple), _round_to_multiple(w, multiple))
         if max(size) > MAX_SIDE:
-            raise ValueError(f"image {w}x{h} is larger than {MAX_SIDE} px on a side; use --resolution {MAX_SIDE} "
-                             f"(or smaller) instead of native")
+            raise ValueError(
+                f"image {w}x{h} is larger than {MAX_SIDE} px on a side; use --resolution {MAX_SIDE} "
+                f"(or smaller) instead of native"
+            )
         return size, size
     return get_preprocess_shape(h, w, policy), (policy, policy)
 
@@ -177,8 +183,14 @@ class ResolutionTransform:
     """SAM's ResizeLongestSide under a resolution policy (`Predictor.transform`): the sizes of the
     model input for an original image, and the maps of images, points and boxes into it."""
 
-    def __init__(self, resolution: Resolution, train_side: int = 1024, max_side: int = AUTO_MAX_SIDE,
-                 multiple: int = MULTIPLE, float_resize: bool = False):
+    def __init__(
+        self,
+        resolution: Resolution,
+        train_side: int = 1024,
+        max_side: int = AUTO_MAX_SIDE,
+        multiple: int = MULTIPLE,
+        float_resize: bool = False,
+    ):
         """multiple: what the model input's sides must be multiples of; float_resize: resize images
         as SAM 2 does (antialiased bilinear on float values, `image_tensor`) instead of SAM's PIL
         bilinear on uint8."""
@@ -194,8 +206,10 @@ class ResolutionTransform:
         resolution has one."""
         policy = parse_resolution(self.resolution)
         if isinstance(policy, str):
-            raise AttributeError(f"resolution {policy!r} has no single target_length: the size depends on the "
-                                 f"image; use transform.sizes(original_size)")
+            raise AttributeError(
+                f"resolution {policy!r} has no single target_length: the size depends on the "
+                f"image; use transform.sizes(original_size)"
+            )
         return policy
 
     @property
@@ -289,9 +303,7 @@ def to_rgb_uint8(image) -> tuple[np.ndarray, str | None]:
         arr = arr[..., :3]
         notes.append("dropped alpha channel")
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ValueError(
-            f"image of shape {arr.shape}: expected HxW, HxWx1, HxWx3 or HxWx4 (channels last)"
-        )
+        raise ValueError(f"image of shape {arr.shape}: expected HxW, HxWx1, HxWx3 or HxWx4 (channels last)")
 
     kind = arr.dtype.kind
     if arr.dtype == np.uint8:
@@ -306,9 +318,7 @@ def to_rgb_uint8(image) -> tuple[np.ndarray, str | None]:
         if not np.isfinite(arr).all():
             raise ValueError("float image contains NaN or infinite values")
         if arr.min() < 0 or arr.max() > 1:
-            raise ValueError(
-                f"float image values must lie in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]"
-            )
+            raise ValueError(f"float image values must lie in [0, 1], got [{arr.min():.4g}, {arr.max():.4g}]")
         arr = np.round(arr.astype(np.float64) * 255).astype(np.uint8)
         notes.append("converted float to 8-bit")
     elif kind in "iu":

@@ -11,5 +11,13 @@ from basam.modeling.sam import Sam
 from basam.modeling.tiny_vit import TinyViT
 from basam.modeling.transformer import TwoWayTransformer
 
-__all__ = ["ImageEncoderViT", "MaskDecoder", "PromptEncoder", "Sam", "TinyViT", "TwoWayTransformer",
-           "window_partition", "window_unpartition"]
+__all__ = [
+    "ImageEncoderViT",
+    "MaskDecoder",
+    "PromptEncoder",
+    "Sam",
+    "TinyViT",
+    "TwoWayTransformer",
+    "window_partition",
+    "window_unpartition",
+]

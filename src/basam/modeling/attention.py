@@ -26,8 +26,8 @@ built per chunk from a cached distance table (kept only while that table itself 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +64,9 @@ def grid_diameter(grid_hw: tuple[int, int], distance: str) -> float:
     ]
 
 
-def token_distance(grid_hw: tuple[int, int], distance: str, rows: slice, device=None,
-                   out: torch.Tensor | None = None) -> torch.Tensor:
+def token_distance(
+    grid_hw: tuple[int, int], distance: str, rows: slice, device=None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Distances between query tokens `rows` and all keys of an H×W grid (row-major order).
     Returns (len(rows), H·W) float32, written into `out` when given. Built as
     (rows, H, 1) ⊕ (rows, 1, W), so the result is the only tensor of its size."""
@@ -107,8 +108,9 @@ DISTANCE_CACHE_ENTRIES = 16 * 2**20
 BASAM_PARAMETER = ".attn.mode."
 
 
-def excess_distance(grid_hw: tuple[int, int], distance: str, offset: float, rows: slice, device,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
+def excess_distance(
+    grid_hw: tuple[int, int], distance: str, offset: float, rows: slice, device, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """max(0, dist − offset) for query rows `rows` of the grid: (len(rows), H·W) float32.
     Cached per (grid, distance, offset, device) and shared by every block with those settings;
     beyond the cache, written into `out` when given."""
@@ -127,8 +129,15 @@ class BlockAttentionMode(nn.Module):
     nothing, so the state dict is exactly SAM's.
     """
 
-    def __init__(self, cfg: AttentionConfig, num_heads: int, head_dim: int, is_global: bool,
-                 attn_grid: tuple[int, int], train_grid: tuple[int, int]):
+    def __init__(
+        self,
+        cfg: AttentionConfig,
+        num_heads: int,
+        head_dim: int,
+        is_global: bool,
+        attn_grid: tuple[int, int],
+        train_grid: tuple[int, int],
+    ):
         """attn_grid: the grid this block attends over in pretraining (its window, or the whole
         pretraining grid in a global block); train_grid: the pretraining token grid (N_train)."""
         super().__init__()
@@ -197,14 +206,22 @@ def attend(
 
     inference = not (torch.is_grad_enabled() or torch.jit.is_tracing())
     kernel = fused_kernel()
-    if kernel is not None and inference and rel_pos is not None and pos_bias is None \
-            and q.dtype in (torch.float32, torch.bfloat16) and q.device.type == "cpu":
+    if (
+        kernel is not None
+        and inference
+        and rel_pos is not None
+        and pos_bias is None
+        and q.dtype in (torch.float32, torch.bfloat16)
+        and q.device.type == "cpu"
+    ):
         return _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slopes, offset)
     if chunk >= n or not inference:
         # Each chunk builds its own mask: autograd needs them (the slopes' gradient), the ONNX tracer
         # follows plain ops, and one chunk has nothing to reuse.
-        outputs = [F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=_new_mask(q.dtype, *terms(rows)),
-                                                  scale=scale) for rows in _chunks(n, chunk)]
+        outputs = [
+            F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=_new_mask(q.dtype, *terms(rows)), scale=scale)
+            for rows in _chunks(n, chunk)
+        ]
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     # Inference in several chunks: every chunk writes into one mask buffer (and one distance
     # buffer), and its result goes straight into the output. A fresh chunk mask (hundreds of MB at
@@ -239,8 +256,19 @@ def _attend_fused(kernel, q, k, v, grid_hw, mode, scale, rel_pos, gain, neg_slop
         rel_h, rel_w = rel_pos(rows)
         if gain is not None:
             rel_h, rel_w = gain * rel_h, gain * rel_w
-        kernel.relpos_attention(q[:, :, rows], k, v, rel_h.float().contiguous(), rel_w.float().contiguous(),
-                                out[:, :, rows], rows.start, scale, slopes, offset, _KERNEL_DISTANCES.index(mode.distance))
+        kernel.relpos_attention(
+            q[:, :, rows],
+            k,
+            v,
+            rel_h.float().contiguous(),
+            rel_w.float().contiguous(),
+            out[:, :, rows],
+            rows.start,
+            scale,
+            slopes,
+            offset,
+            _KERNEL_DISTANCES.index(mode.distance),
+        )
     return out.to(dtype)
 
 

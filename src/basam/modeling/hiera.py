@@ -70,8 +70,9 @@ class Hiera(nn.Module):
             dim_out = dim
             if i in q_pool_blocks:
                 dim_out, heads, stage = dim * 2, heads * 2, stage + 1
-            self.blocks.append(MultiScaleBlock(dim, dim_out, heads, window, i in q_pool_blocks,
-                                               (train_side, train_side), attn_cfg))
+            self.blocks.append(
+                MultiScaleBlock(dim, dim_out, heads, window, i in q_pool_blocks, (train_side, train_side), attn_cfg)
+            )
             dim = dim_out
         self.channel_list = [self.blocks[i].dim_out for i in self.stage_ends[::-1]]
         self.windows = attn_cfg.windows
@@ -122,15 +123,25 @@ class MultiScaleBlock(nn.Module):
     is halved (queries and the skip connection max-pooled 2×2) and the width changes to dim_out.
     window_size 0 means global attention, else the trained window, which a call may replace."""
 
-    def __init__(self, dim: int, dim_out: int, num_heads: int, window_size: int, q_pool: bool,
-                 train_grid: tuple[int, int], attn_cfg: AttentionConfig, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        num_heads: int,
+        window_size: int,
+        q_pool: bool,
+        train_grid: tuple[int, int],
+        attn_cfg: AttentionConfig,
+        mlp_ratio: float = 4.0,
+    ):
         super().__init__()
         self.dim, self.dim_out = dim, dim_out
         self.window_size, self.q_pool, self.train_grid = window_size, q_pool, train_grid
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         attn_grid = train_grid if window_size == 0 else (window_size, window_size)
-        self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool, window_size == 0, attn_grid, train_grid,
-                                        attn_cfg)
+        self.attn = MultiScaleAttention(
+            dim, dim_out, num_heads, q_pool, window_size == 0, attn_grid, train_grid, attn_cfg
+        )
         self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
         self.mlp = LayersMLP(dim_out, int(dim_out * mlp_ratio), nn.GELU)
         if dim != dim_out:
@@ -174,8 +185,17 @@ class MultiScaleAttention(nn.Module):
     """Multi-head self-attention over (B', h, w, C) tiles (windows, or the whole grid), with the
     queries optionally max-pooled 2×2 → (B', h', w', C_out). No relative positions: Hiera has none."""
 
-    def __init__(self, dim: int, dim_out: int, num_heads: int, q_pool: bool, is_global: bool,
-                 attn_grid: tuple[int, int], train_grid: tuple[int, int], attn_cfg: AttentionConfig):
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        num_heads: int,
+        q_pool: bool,
+        is_global: bool,
+        attn_grid: tuple[int, int],
+        train_grid: tuple[int, int],
+        attn_cfg: AttentionConfig,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim_out // num_heads
@@ -188,8 +208,9 @@ class MultiScaleAttention(nn.Module):
     def set_mode(self, attn_cfg: AttentionConfig) -> None:
         if self.q_pool:  # the bias needs queries and keys on one grid; pooled queries are not
             attn_cfg = dataclasses.replace(attn_cfg, bias=False)
-        self.mode = BlockAttentionMode(attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid,
-                                       self.train_grid)
+        self.mode = BlockAttentionMode(
+            attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid, self.train_grid
+        )
         self.mode.to(self.proj.weight.device)
 
     def forward(self, x: torch.Tensor, image_grid: tuple[int, int]) -> torch.Tensor:

@@ -10,14 +10,14 @@ their rel-pos tables are resized the same way; the window is chosen per call, ne
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.config import AttentionConfig, ModelConfig
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.modeling.common import LayerNorm2d, MLPBlock, linear
 from basam.modeling.official_args import apply_block_options, encoder_config
 
@@ -35,12 +35,16 @@ class ImageEncoderViT(nn.Module):
         super().__init__()
         block_options = None
         if cfg is not None and not isinstance(cfg, ModelConfig):
-            raise TypeError("ImageEncoderViT: give segment_anything's arguments by keyword (img_size=..., depth=..., ...)")
+            raise TypeError(
+                "ImageEncoderViT: give segment_anything's arguments by keyword (img_size=..., depth=..., ...)"
+            )
         if cfg is None:
             cfg, block_options = encoder_config(**official)
         elif official:
-            raise TypeError(f"ImageEncoderViT: give either cfg or segment_anything's keyword arguments, not both "
-                            f"({', '.join(official)})")
+            raise TypeError(
+                f"ImageEncoderViT: give either cfg or segment_anything's keyword arguments, not both "
+                f"({', '.join(official)})"
+            )
         attn_cfg = attn_cfg or AttentionConfig()
         self.cfg, self.attn_cfg = cfg, attn_cfg
         self.img_size = cfg.img_size  # the pretraining input side, as segment_anything's encoder names it
@@ -121,8 +125,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid_hw: tuple[int, int]) -> torch
     """(1, Ht, Wt, C) pretraining pos_embed → (1, Hg, Wg, C), bicubic."""
     if tuple(pos_embed.shape[1:3]) == tuple(grid_hw):
         return pos_embed
-    resized = F.interpolate(pos_embed.permute(0, 3, 1, 2).float(), size=tuple(grid_hw), mode="bicubic",
-                            align_corners=False)
+    resized = F.interpolate(
+        pos_embed.permute(0, 3, 1, 2).float(), size=tuple(grid_hw), mode="bicubic", align_corners=False
+    )
     return resized.permute(0, 2, 3, 1).to(pos_embed.dtype)
 
 
@@ -141,8 +146,15 @@ class Block(nn.Module):
     """Pre-norm transformer block on a (B, H, W, C) token grid; window_size 0 means global, else
     the trained window, which a call may replace (scaled windows)."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, train_grid: tuple[int, int],
-                 attn_cfg: AttentionConfig, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        train_grid: tuple[int, int],
+        attn_cfg: AttentionConfig,
+        mlp_ratio: float = 4.0,
+    ):
         super().__init__()
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -176,8 +188,15 @@ class Attention(nn.Module):
     token grid in a global block).
     """
 
-    def __init__(self, dim: int, num_heads: int, is_global: bool, attn_grid: tuple[int, int],
-                 train_grid: tuple[int, int], attn_cfg: AttentionConfig):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        is_global: bool,
+        attn_grid: tuple[int, int],
+        train_grid: tuple[int, int],
+        attn_cfg: AttentionConfig,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -191,8 +210,9 @@ class Attention(nn.Module):
         self.set_mode(attn_cfg)
 
     def set_mode(self, attn_cfg: AttentionConfig) -> None:
-        self.mode = BlockAttentionMode(attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid,
-                                       self.train_grid)
+        self.mode = BlockAttentionMode(
+            attn_cfg, self.num_heads, self.head_dim, self.is_global, self.attn_grid, self.train_grid
+        )
         self.mode.to(self.rel_pos_h.device)  # not qkv.weight: int8 makes it a method
 
     def forward(self, x: torch.Tensor, window: int = 0, image_grid: tuple[int, int] | None = None) -> torch.Tensor:
@@ -248,8 +268,9 @@ def rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
     return table[pos[:, None] - pos[None, :] + size - 1]
 
 
-def decomposed_rel_pos(q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: torch.Tensor,
-                       rel_pos_w: torch.Tensor) -> Callable[[slice], tuple[torch.Tensor, torch.Tensor]]:
+def decomposed_rel_pos(
+    q: torch.Tensor, grid_hw: tuple[int, int], rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor
+) -> Callable[[slice], tuple[torch.Tensor, torch.Tensor]]:
     """SAM's rel-pos logits (MViTv2), kept factored and made on demand for a range of query tokens:
     q (B, heads, N, d) → rows ↦ rel_h (B, heads, rows, H), rel_w (B, heads, rows, W); the full term
     is rel_h[..., :, None] + rel_w[..., None, :]. `attend` asks chunk by chunk, so that the whole
@@ -283,8 +304,9 @@ def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, t
     return x.reshape(-1, window, window, c), (hp, wp)
 
 
-def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int],
-                       hw: tuple[int, int]) -> torch.Tensor:
+def window_unpartition(
+    windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]
+) -> torch.Tensor:
     """Inverse of window_partition: (B·nW, window, window, C) → (B, H, W, C), with pad_hw the padded
     and hw the original grid; segment_anything's function of the same name and arguments."""
     window, grid_hw = window_size, hw
@@ -298,9 +320,9 @@ def window_unpartition(windows: torch.Tensor, window_size: int, pad_hw: tuple[in
 # segment_anything.modeling.image_encoder's helpers that basam does not have: one line naming what it has.
 _NOT_PROVIDED = {
     "get_rel_pos": "basam.modeling.image_encoder.rel_pos_table(size, table) gives the (size, size, d) "
-                   "embeddings of a square window, resized as SAM resizes them",
+    "embeddings of a square window, resized as SAM resizes them",
     "add_decomposed_rel_pos": "basam.modeling.image_encoder.decomposed_rel_pos(q, grid_hw, rel_pos_h, rel_pos_w) "
-                              "gives the factored term, chunk by chunk; Attention adds it",
+    "gives the factored term, chunk by chunk; Attention adds it",
 }
 
 

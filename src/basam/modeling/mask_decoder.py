@@ -128,11 +128,15 @@ class MaskDecoder(nn.Module):
         # usual single image but gives B² rows for B images; pair images and prompts one to one,
         # and keep a single image single (the transformer shares its projections).
         if image_embeddings.shape[0] not in (1, bs):
-            raise ValueError(
-                f"{image_embeddings.shape[0]} image embeddings for {bs} prompt sets: expected 1 or {bs}"
-            )
-        hs, keys = self.transformer(None, None, tokens, prepared=self.prepare_image(
-            image_embeddings, image_pe, dense_prompt_embeddings) if prepared is None else prepared)
+            raise ValueError(f"{image_embeddings.shape[0]} image embeddings for {bs} prompt sets: expected 1 or {bs}")
+        hs, keys = self.transformer(
+            None,
+            None,
+            tokens,
+            prepared=self.prepare_image(image_embeddings, image_pe, dense_prompt_embeddings)
+            if prepared is None
+            else prepared,
+        )
         iou_pred = self.iou_prediction_head(hs[:, 0, :])
         return iou_pred, hs[:, 1 : output_tokens.shape[0], :], keys
 
@@ -140,8 +144,9 @@ class MaskDecoder(nn.Module):
         """The learned output tokens (1 + T, C) put before the prompt tokens: IoU token, mask tokens."""
         return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
 
-    def prepare_image(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
-                      dense_prompt_embeddings: torch.Tensor) -> dict:
+    def prepare_image(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> dict:
         """What run_transformer computes from the image side alone (the transformer's `prepare`
         of image + dense embedding): with one image and one dense embedding (1, C, Hg, Wg) shared
         by every prompt group, as "segment everything" has, it is computed once per image."""

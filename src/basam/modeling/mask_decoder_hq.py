@@ -39,8 +39,9 @@ class MaskDecoderHQ(MaskDecoder):
         iou_head_hidden_dim: int = 256,
         activation: type[nn.Module] = nn.GELU,
     ) -> None:
-        super().__init__(transformer_dim, transformer, num_multimask_outputs, iou_head_depth, iou_head_hidden_dim,
-                         activation)
+        super().__init__(
+            transformer_dim, transformer, num_multimask_outputs, iou_head_depth, iou_head_hidden_dim, activation
+        )
         c = transformer_dim
         self.hf_token = nn.Embedding(1, c)
         self.hf_mlp = MLP(c, c, c // 8, 3)
@@ -77,9 +78,14 @@ class MaskDecoderHQ(MaskDecoder):
     def hq_features(self, image_embeddings: torch.Tensor, early_features: torch.Tensor) -> torch.Tensor:
         """image_embeddings (B, C, Hg, Wg) and early_features (B, C_vit, Hg, Wg) → (B, C/8, 4Hg, 4Wg);
         one per image, shared by all its prompts."""
-        if early_features.shape[0] != image_embeddings.shape[0] or early_features.shape[-2:] != image_embeddings.shape[-2:]:
-            raise ValueError(f"early feature {tuple(early_features.shape)} does not match the image embedding "
-                             f"{tuple(image_embeddings.shape)}")
+        if (
+            early_features.shape[0] != image_embeddings.shape[0]
+            or early_features.shape[-2:] != image_embeddings.shape[-2:]
+        ):
+            raise ValueError(
+                f"early feature {tuple(early_features.shape)} does not match the image embedding "
+                f"{tuple(image_embeddings.shape)}"
+            )
         dtype = self.compress_vit_feat[0].weight.dtype
         return self.embedding_encoder(image_embeddings) + self.compress_vit_feat(early_features.to(dtype))
 
@@ -129,7 +135,7 @@ class MaskDecoderHQ(MaskDecoder):
         upscaled_hq = self.embedding_maskfeature(upscaled) + hq_features
         _, c8, uh, uw = upscaled.shape
         hyper_hq = self.hf_mlp(mask_tokens_out[:, self.hq_token_index])  # B, C/8
-        masks = (hyper_hq[:, None] @ upscaled_hq.reshape(b, c8, uh * uw))
+        masks = hyper_hq[:, None] @ upscaled_hq.reshape(b, c8, uh * uw)
         if sam_token is not None:
             # every hypernetwork on its token (B×C, cheap), then each prompt's chosen one
             hyper = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)

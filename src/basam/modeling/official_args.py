@@ -15,9 +15,22 @@ from basam.config import MODEL_CONFIGS, ModelConfig
 
 # segment_anything.modeling.ImageEncoderViT's defaults
 ENCODER_DEFAULTS = dict(
-    img_size=1024, patch_size=16, in_chans=3, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0,
-    out_chans=256, qkv_bias=True, norm_layer=nn.LayerNorm, act_layer=nn.GELU, use_abs_pos=True,
-    use_rel_pos=False, rel_pos_zero_init=True, window_size=0, global_attn_indexes=(),
+    img_size=1024,
+    patch_size=16,
+    in_chans=3,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+    mlp_ratio=4.0,
+    out_chans=256,
+    qkv_bias=True,
+    norm_layer=nn.LayerNorm,
+    act_layer=nn.GELU,
+    use_abs_pos=True,
+    use_rel_pos=False,
+    rel_pos_zero_init=True,
+    window_size=0,
+    global_attn_indexes=(),
 )
 # the options basam's ViT has only one way of; (value it needs, why)
 _FIXED = {
@@ -33,17 +46,27 @@ def encoder_config(**kwargs) -> tuple[ModelConfig, dict]:
     per-block options to apply after building: norm_layer, act_layer, mlp_ratio, rel_pos_zero_init)."""
     unknown = sorted(set(kwargs) - set(ENCODER_DEFAULTS))
     if unknown:
-        raise TypeError(f"ImageEncoderViT got unexpected keyword argument(s) {', '.join(unknown)}; "
-                        f"it takes basam's (cfg, attn_cfg) or segment_anything's {', '.join(ENCODER_DEFAULTS)}")
+        raise TypeError(
+            f"ImageEncoderViT got unexpected keyword argument(s) {', '.join(unknown)}; "
+            f"it takes basam's (cfg, attn_cfg) or segment_anything's {', '.join(ENCODER_DEFAULTS)}"
+        )
     args = {**ENCODER_DEFAULTS, **kwargs}
     for name, (needed, why) in _FIXED.items():
         if args[name] != needed:
             raise ValueError(f"ImageEncoderViT {name}={args[name]!r} is not supported: {why}; pass {name}={needed!r}")
     if args["img_size"] % args["patch_size"]:
-        raise ValueError(f"ImageEncoderViT img_size={args['img_size']} is not a multiple of patch_size={args['patch_size']}")
+        raise ValueError(
+            f"ImageEncoderViT img_size={args['img_size']} is not a multiple of patch_size={args['patch_size']}"
+        )
     cfg = ModelConfig(
-        "custom", args["embed_dim"], args["depth"], args["num_heads"], tuple(args["global_attn_indexes"]),
-        window_size=args["window_size"], patch_size=args["patch_size"], img_size=args["img_size"],
+        "custom",
+        args["embed_dim"],
+        args["depth"],
+        args["num_heads"],
+        tuple(args["global_attn_indexes"]),
+        window_size=args["window_size"],
+        patch_size=args["patch_size"],
+        img_size=args["img_size"],
         prompt_embed_dim=args["out_chans"],
     )
     known = _known_name(cfg)
@@ -73,21 +96,25 @@ def config_from_parts(image_encoder: nn.Module, prompt_encoder: nn.Module, mask_
     """The ModelConfig of a SAM assembled from separately built parts (the official Sam(...) form)."""
     enc = getattr(image_encoder, "cfg", None)
     if enc is None:
-        raise TypeError(f"Sam(image_encoder=...) needs basam's ImageEncoderViT or TinyViT, got {type(image_encoder).__name__}")
+        raise TypeError(
+            f"Sam(image_encoder=...) needs basam's ImageEncoderViT or TinyViT, got {type(image_encoder).__name__}"
+        )
     transformer = mask_decoder.transformer
-    cfg = ModelConfig(**{
-        **enc.to_dict(),
-        "name": enc.name,
-        "prompt_embed_dim": prompt_encoder.embed_dim,
-        "mask_in_chans": prompt_encoder.mask_downscaling[3].out_channels,
-        "patch_size": prompt_encoder.patch_size,
-        "decoder_depth": len(transformer.layers),
-        "decoder_mlp_dim": transformer.mlp_dim,
-        "decoder_num_heads": transformer.num_heads,
-        "iou_head_hidden_dim": mask_decoder.iou_prediction_head.layers[0].out_features,
-        "num_multimask_outputs": mask_decoder.num_multimask_outputs,
-        "decoder_norm_eps": transformer.layers[0].norm1.eps if len(transformer.layers) else 1e-5,
-    })
+    cfg = ModelConfig(
+        **{
+            **enc.to_dict(),
+            "name": enc.name,
+            "prompt_embed_dim": prompt_encoder.embed_dim,
+            "mask_in_chans": prompt_encoder.mask_downscaling[3].out_channels,
+            "patch_size": prompt_encoder.patch_size,
+            "decoder_depth": len(transformer.layers),
+            "decoder_mlp_dim": transformer.mlp_dim,
+            "decoder_num_heads": transformer.num_heads,
+            "iou_head_hidden_dim": mask_decoder.iou_prediction_head.layers[0].out_features,
+            "num_multimask_outputs": mask_decoder.num_multimask_outputs,
+            "decoder_norm_eps": transformer.layers[0].norm1.eps if len(transformer.layers) else 1e-5,
+        }
+    )
     if cfg != MODEL_CONFIGS.get(cfg.name):  # a known encoder with another decoder
         cfg = ModelConfig(**{**cfg.to_dict(), "name": "custom"})
     return cfg
@@ -95,8 +122,16 @@ def config_from_parts(image_encoder: nn.Module, prompt_encoder: nn.Module, mask_
 
 def _known_name(cfg: ModelConfig) -> str | None:
     """The name of the built-in size whose encoder `cfg` has (decoder fields aside), or None."""
-    enc = ("encoder_embed_dim", "encoder_depth", "encoder_num_heads", "encoder_global_attn_indexes", "window_size",
-           "patch_size", "img_size", "encoder")
+    enc = (
+        "encoder_embed_dim",
+        "encoder_depth",
+        "encoder_num_heads",
+        "encoder_global_attn_indexes",
+        "window_size",
+        "patch_size",
+        "img_size",
+        "encoder",
+    )
     mine = {k: getattr(cfg, k) for k in enc}
     for name, known in MODEL_CONFIGS.items():
         if {k: getattr(known, k) for k in enc} == mine:

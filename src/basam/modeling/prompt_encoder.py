@@ -42,9 +42,7 @@ class PositionEmbeddingRandom(nn.Module):
         matrix = self.positional_encoding_gaussian_matrix
         ys = (torch.arange(h, device=matrix.device, dtype=matrix.dtype) + 0.5) / h
         xs = (torch.arange(w, device=matrix.device, dtype=matrix.dtype) + 0.5) / w
-        grid = torch.stack(
-            [xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)], dim=-1
-        )  # (h, w, 2) as xy
+        grid = torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)], dim=-1)  # (h, w, 2) as xy
         return self._pe_encoding(grid).permute(2, 0, 1)
 
     def forward_with_coords(self, coords_input: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -79,8 +77,10 @@ class PromptEncoder(nn.Module):
         ratio). Default: a 1024 px input (64×64 grid with 16 px patches), SAM's."""
         super().__init__()
         if not isinstance(mask_in_chans, int):
-            raise TypeError("PromptEncoder: give segment_anything's arguments by keyword (embed_dim=..., "
-                            "image_embedding_size=..., input_image_size=..., mask_in_chans=...)")
+            raise TypeError(
+                "PromptEncoder: give segment_anything's arguments by keyword (embed_dim=..., "
+                "image_embedding_size=..., input_image_size=..., mask_in_chans=...)"
+            )
         if input_image_size is not None and image_embedding_size is not None:
             patch_size = int(input_image_size[0]) // int(image_embedding_size[0])
         self.embed_dim = embed_dim
@@ -111,9 +111,7 @@ class PromptEncoder(nn.Module):
         """Token grid (Hg, Wg) of a padded model input of image_hw pixels."""
         h, w = int(image_hw[0]), int(image_hw[1])
         if h <= 0 or w <= 0 or h % self.patch_size or w % self.patch_size:
-            raise ValueError(
-                f"model input size {h}x{w} must be positive multiples of the patch size {self.patch_size}"
-            )
+            raise ValueError(f"model input size {h}x{w} must be positive multiples of the patch size {self.patch_size}")
         return h // self.patch_size, w // self.patch_size
 
     def get_dense_pe(self, grid_hw: tuple[int, int] | None = None) -> torch.Tensor:

@@ -28,22 +28,34 @@ class Sam(nn.Module):
     mask_threshold: float = 0.0
     image_format: str = "RGB"
 
-    def __init__(self, cfg: ModelConfig | None = None, attn_cfg: AttentionConfig | None = None, *parts: nn.Module,
-                 image_encoder: nn.Module | None = None, prompt_encoder: nn.Module | None = None,
-                 mask_decoder: nn.Module | None = None, pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD):
+    def __init__(
+        self,
+        cfg: ModelConfig | None = None,
+        attn_cfg: AttentionConfig | None = None,
+        *parts: nn.Module,
+        image_encoder: nn.Module | None = None,
+        prompt_encoder: nn.Module | None = None,
+        mask_decoder: nn.Module | None = None,
+        pixel_mean=PIXEL_MEAN,
+        pixel_std=PIXEL_STD,
+    ):
         super().__init__()
         if isinstance(cfg, nn.Module):  # segment_anything's positional form Sam(image_encoder, prompt_encoder, ...)
             given = (cfg, attn_cfg, *parts)
             if len(given) > 5:
                 raise TypeError(f"Sam takes at most 5 positional arguments, got {len(given)}")
             defaults = (None, None, mask_decoder, pixel_mean, pixel_std)
-            image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std = given + defaults[len(given):]
+            image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std = given + defaults[len(given) :]
             cfg = attn_cfg = None
         elif parts:
-            raise TypeError("Sam takes (cfg, attn_cfg) or segment_anything's (image_encoder, prompt_encoder, mask_decoder)")
+            raise TypeError(
+                "Sam takes (cfg, attn_cfg) or segment_anything's (image_encoder, prompt_encoder, mask_decoder)"
+            )
         if [tuple(map(float, v)) for v in (pixel_mean, pixel_std)] != [PIXEL_MEAN, PIXEL_STD]:
-            raise ValueError(f"Sam: pixel_mean {list(pixel_mean)} / pixel_std {list(pixel_std)} are not SAM's "
-                             f"{list(PIXEL_MEAN)} / {list(PIXEL_STD)}, the only normalisation basam's predictor applies")
+            raise ValueError(
+                f"Sam: pixel_mean {list(pixel_mean)} / pixel_std {list(pixel_std)} are not SAM's "
+                f"{list(PIXEL_MEAN)} / {list(PIXEL_STD)}, the only normalisation basam's predictor applies"
+            )
         if cfg is None:
             if None in (image_encoder, prompt_encoder, mask_decoder):
                 raise TypeError("Sam needs a ModelConfig, or all of image_encoder, prompt_encoder and mask_decoder")
@@ -56,12 +68,13 @@ class Sam(nn.Module):
         if image_encoder is None:
             encoder_class = TinyViT if cfg.encoder == "tiny_vit" else ImageEncoderViT
             image_encoder = encoder_class(cfg, self.attn_cfg)
-            prompt_encoder = PromptEncoder(dim, cfg.mask_in_chans, cfg.patch_size,
-                                           input_image_size=(cfg.img_size, cfg.img_size))
-            transformer = TwoWayTransformer(cfg.decoder_depth, dim, cfg.decoder_num_heads, cfg.decoder_mlp_dim,
-                                            norm_eps=cfg.decoder_norm_eps)
-            heads = {"num_multimask_outputs": cfg.num_multimask_outputs,
-                     "iou_head_hidden_dim": cfg.iou_head_hidden_dim}
+            prompt_encoder = PromptEncoder(
+                dim, cfg.mask_in_chans, cfg.patch_size, input_image_size=(cfg.img_size, cfg.img_size)
+            )
+            transformer = TwoWayTransformer(
+                cfg.decoder_depth, dim, cfg.decoder_num_heads, cfg.decoder_mlp_dim, norm_eps=cfg.decoder_norm_eps
+            )
+            heads = {"num_multimask_outputs": cfg.num_multimask_outputs, "iou_head_hidden_dim": cfg.iou_head_hidden_dim}
             if cfg.hq:
                 mask_decoder = MaskDecoderHQ(dim, transformer, image_encoder.early_dim, **heads)
             else:
@@ -142,15 +155,16 @@ class Sam(nn.Module):
         Called as segment_anything's Sam, `model(batched_input, multimask_output)` with a list of
         dicts, it returns what that does (see `forward_batched`)."""
         if isinstance(images, list):
-            return self.forward_batched(images, points if isinstance(points, bool) else multimask_output,
-                                        hq_token_only)
+            return self.forward_batched(images, points if isinstance(points, bool) else multimask_output, hq_token_only)
         embeddings, early = self.encode(images)
-        return self.decode(embeddings, tuple(images.shape[-2:]), points, boxes, mask_input, multimask_output,
-                           early, hq_token_only)
+        return self.decode(
+            embeddings, tuple(images.shape[-2:]), points, boxes, mask_input, multimask_output, early, hq_token_only
+        )
 
     @torch.no_grad()
-    def forward_batched(self, batched_input: list[dict], multimask_output: bool,
-                        hq_token_only: bool = False) -> list[dict]:
+    def forward_batched(
+        self, batched_input: list[dict], multimask_output: bool, hq_token_only: bool = False
+    ) -> list[dict]:
         """segment_anything's Sam.forward: per image a dict with "image" (3, h, w) 0..255 already
         resized (ResizeLongestSide), "original_size" (H, W) and optional "point_coords" (B, N, 2),
         "point_labels" (B, N), "boxes" (B, 4), "mask_inputs" (B, 1, h', w') in the resized frame →
@@ -160,9 +174,16 @@ class Sam(nn.Module):
         outputs = []
         for i, record in enumerate(batched_input):
             points = (record["point_coords"], record["point_labels"]) if "point_coords" in record else None
-            low_res, iou = self.decode(embeddings[i : i + 1], tuple(images.shape[-2:]), points, record.get("boxes"),
-                                       record.get("mask_inputs"), multimask_output,
-                                       None if early is None else early[i : i + 1], hq_token_only)
+            low_res, iou = self.decode(
+                embeddings[i : i + 1],
+                tuple(images.shape[-2:]),
+                points,
+                record.get("boxes"),
+                record.get("mask_inputs"),
+                multimask_output,
+                None if early is None else early[i : i + 1],
+                hq_token_only,
+            )
             masks = self.postprocess_masks(low_res, record["image"].shape[-2:], record["original_size"])
             outputs.append({"masks": masks > self.mask_threshold, "iou_predictions": iou, "low_res_logits": low_res})
         return outputs
@@ -177,8 +198,9 @@ class Sam(nn.Module):
         side = max(self.cfg.img_size, -(-max(h, w) // self.cfg.patch_size) * self.cfg.patch_size)
         return F.pad(x, (0, side - w, 0, side - h))
 
-    def postprocess_masks(self, masks: torch.Tensor, input_size: tuple[int, ...],
-                          original_size: tuple[int, ...]) -> torch.Tensor:
+    def postprocess_masks(
+        self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
+    ) -> torch.Tensor:
         """(B, M, h', w') low-res logits from the mask decoder → (B, M, H, W) logits at original_size:
         upsampled to the padded model input (img_size × img_size for SAM's 256 × 256 logits), cut to
         input_size (the resized image inside it), upsampled again; segment_anything's method."""

@@ -18,8 +18,15 @@ from basam.modeling.sam2_prompt_encoder import Sam2PromptEncoder
 
 # Released parameters the image path never reads (the video model's), by prefix.
 VIDEO_ONLY_PREFIXES = (
-    "memory_attention.", "memory_encoder.", "maskmem_tpos_enc", "no_mem_pos_enc", "obj_ptr_proj.",
-    "obj_ptr_tpos_proj.", "no_obj_ptr", "mask_downsample.", "no_obj_embed_spatial",
+    "memory_attention.",
+    "memory_encoder.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "obj_ptr_proj.",
+    "obj_ptr_tpos_proj.",
+    "no_obj_ptr",
+    "mask_downsample.",
+    "no_obj_embed_spatial",
 )
 
 
@@ -105,12 +112,13 @@ class Sam2(nn.Module):
     def forward(self, images, points=None, boxes=None, mask_input=None, multimask_output: bool = False):
         """Normalised images (B, 3, H, W) with one prompt set each → (B, M, H/4, W/4) logits and (B, M) IoUs."""
         embeddings, high_res = self.encode(images)
-        return self.decode(embeddings, tuple(images.shape[-2:]), points, boxes, mask_input, multimask_output,
-                           high_res)
+        return self.decode(embeddings, tuple(images.shape[-2:]), points, boxes, mask_input, multimask_output, high_res)
 
 
 def _check_attention(attn_cfg: AttentionConfig) -> AttentionConfig:
     if attn_cfg.official:
-        raise ValueError("the 'official' attention preset mirrors the released BA-SAM code for SAM's ViT (its "
-                         "rel-pos gain and tables); Hiera has no rel-pos terms: choose sam, nsf, bm or basam")
+        raise ValueError(
+            "the 'official' attention preset mirrors the released BA-SAM code for SAM's ViT (its "
+            "rel-pos gain and tables); Hiera has no rel-pos terms: choose sam, nsf, bm or basam"
+        )
     return attn_cfg

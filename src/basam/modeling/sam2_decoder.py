@@ -24,8 +24,14 @@ class Sam2MaskDecoder(nn.Module):
     def __init__(self, cfg: Sam2Config):
         super().__init__()
         dim = self.transformer_dim = cfg.prompt_embed_dim
-        self.transformer = TwoWayTransformer(cfg.decoder_depth, dim, cfg.decoder_num_heads, cfg.decoder_mlp_dim,
-                                             norm_eps=cfg.decoder_norm_eps, mlp_block=LayersMLP)
+        self.transformer = TwoWayTransformer(
+            cfg.decoder_depth,
+            dim,
+            cfg.decoder_num_heads,
+            cfg.decoder_mlp_dim,
+            norm_eps=cfg.decoder_norm_eps,
+            mlp_block=LayersMLP,
+        )
         self.num_multimask_outputs = cfg.num_multimask_outputs
         self.num_mask_tokens = cfg.num_multimask_outputs + 1
         self.iou_token = nn.Embedding(1, dim)
@@ -40,9 +46,7 @@ class Sam2MaskDecoder(nn.Module):
         )
         self.conv_s0 = nn.Conv2d(dim, dim // 8, kernel_size=1)
         self.conv_s1 = nn.Conv2d(dim, dim // 4, kernel_size=1)
-        self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
-        )
+        self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens))
         self.iou_prediction_head = MLP(dim, cfg.iou_head_hidden_dim, self.num_mask_tokens, 3, sigmoid_output=True)
         self.pred_obj_score_head = MLP(dim, dim, 1, 3)
         self.dynamic_multimask_via_stability = cfg.dynamic_multimask_via_stability
@@ -68,8 +72,9 @@ class Sam2MaskDecoder(nn.Module):
         (1 or B, C/8, 4Hg, 4Wg) and (1 or B, C/4, 2Hg, 2Wg). Returns mask logits (B, M, 4Hg, 4Wg),
         IoU predictions (B, M) and object-score logits (B, 1); M = num_multimask_outputs with
         multimask_output, else 1 (the stable single mask, or the best multimask one)."""
-        masks, iou_pred, obj_logits = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings,
-                                                         dense_prompt_embeddings, high_res_features)
+        masks, iou_pred, obj_logits = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features
+        )
         if multimask_output:
             return masks[:, 1:], iou_pred[:, 1:], obj_logits
         if self.dynamic_multimask_via_stability and not self.training:
@@ -77,8 +82,9 @@ class Sam2MaskDecoder(nn.Module):
             return masks, iou_pred, obj_logits
         return masks[:, :1], iou_pred[:, :1], obj_logits
 
-    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
-                      high_res_features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict_masks(
+        self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All mask tokens' logits (B, T, 4Hg, 4Wg), IoUs (B, T) and object-score logits (B, 1)."""
         bs = sparse_prompt_embeddings.shape[0]
         if image_embeddings.shape[0] not in (1, bs):
@@ -94,8 +100,9 @@ class Sam2MaskDecoder(nn.Module):
         feat_s0, feat_s1 = high_res_features
         upscaled = act1(norm1(deconv1(src) + feat_s1))
         upscaled = act2(deconv2(upscaled) + feat_s0)  # (B, C/8, 4Hg, 4Wg)
-        hyper_in = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-                               dim=1)  # (B, T, C/8)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )  # (B, T, C/8)
         _, c8, uh, uw = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(upscaled.shape[0], c8, uh * uw)).reshape(b, -1, uh, uw)
         return masks, self.iou_prediction_head(hs[:, 1]), self.pred_obj_score_head(hs[:, 0])
@@ -114,5 +121,7 @@ class Sam2MaskDecoder(nn.Module):
         rows = torch.arange(masks.shape[0], device=masks.device)
         best_masks, best_iou = masks[:, 1:][rows, best][:, None], iou_pred[:, 1:][rows, best][:, None]
         stable = self.stability_scores(masks[:, :1]) >= self.stability_thresh  # (B, 1)
-        return (torch.where(stable[..., None, None], masks[:, :1], best_masks),
-                torch.where(stable, iou_pred[:, :1], best_iou))
+        return (
+            torch.where(stable[..., None, None], masks[:, :1], best_masks),
+            torch.where(stable, iou_pred[:, :1], best_iou),
+        )

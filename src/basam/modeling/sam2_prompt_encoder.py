@@ -18,8 +18,9 @@ class Sam2PromptEncoder(PromptEncoder):
     """forward(points, boxes, masks, image_hw) as PromptEncoder; boxes (B, 4) xyxy become two
     labelled points ahead of the clicks, so the sparse output is (B, 2 + N + 1, C) with a box."""
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool,
-                      image_hw: tuple[int, int]) -> torch.Tensor:
+    def _embed_points(
+        self, points: torch.Tensor, labels: torch.Tensor, pad: bool, image_hw: tuple[int, int]
+    ) -> torch.Tensor:
         """(B, N, 2) xy pixels, (B, N) labels in {-1, 0, 1, 2, 3} -> (B, N or N+1, C)."""
         points = points + 0.5  # pixel index -> pixel centre
         if pad:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.config import AttentionConfig, ModelConfig
+from basam.modeling.attention import BlockAttentionMode, attend, scaled_window
 from basam.modeling.common import LayerNorm2d
 from basam.modeling.image_encoder import window_partition, window_unpartition
 
@@ -65,8 +65,18 @@ class TinyViT(nn.Module):
         for i in range(1, len(DEPTHS)):
             last = i == len(DEPTHS) - 1
             stride = 1 if i == len(DEPTHS) - 2 else 2  # merging into the last stage keeps the grid
-            self.layers.append(AttentionStage(EMBED_DIMS[i], DEPTHS[i], NUM_HEADS[i], WINDOW_SIZES[i], (grid, grid),
-                                              attn_cfg, out_dim=None if last else EMBED_DIMS[i + 1], merge_stride=stride))
+            self.layers.append(
+                AttentionStage(
+                    EMBED_DIMS[i],
+                    DEPTHS[i],
+                    NUM_HEADS[i],
+                    WINDOW_SIZES[i],
+                    (grid, grid),
+                    attn_cfg,
+                    out_dim=None if last else EMBED_DIMS[i + 1],
+                    merge_stride=stride,
+                )
+            )
             grid = -(-grid // stride)
         out = cfg.prompt_embed_dim
         self.neck = nn.Sequential(
@@ -198,8 +208,17 @@ class AttentionStage(nn.Module):
     """layers.1–3: TinyViT blocks on the (B, H, W, C) grid, then (except the last) merging.
     (B, C, H, W) in and out. `train_grid`: this stage's grid at the pretraining size."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window: int, train_grid: tuple[int, int],
-                 attn_cfg: AttentionConfig, out_dim: int | None, merge_stride: int):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window: int,
+        train_grid: tuple[int, int],
+        attn_cfg: AttentionConfig,
+        out_dim: int | None,
+        merge_stride: int,
+    ):
         super().__init__()
         self.train_grid = train_grid
         self.window_size = window
@@ -254,8 +273,9 @@ class WindowAttention(nn.Module):
         self.set_mode(attn_cfg)
 
     def set_mode(self, attn_cfg: AttentionConfig) -> None:
-        self.mode = BlockAttentionMode(attn_cfg, self.num_heads, self.head_dim, False, (self.window, self.window),
-                                       self.train_grid)
+        self.mode = BlockAttentionMode(
+            attn_cfg, self.num_heads, self.head_dim, False, (self.window, self.window), self.train_grid
+        )
         self.mode.to(self.attention_biases.device)
 
     def forward(self, x: torch.Tensor, image_grid: tuple[int, int]) -> torch.Tensor:

@@ -102,11 +102,20 @@ class TwoWayAttentionBlock(nn.Module):
         """The image-side projections of this layer's cross-attentions, for keys (1, Nk, C) that
         reach it unchanged whatever the prompts (the first layer's): computed once per image."""
         k = keys + key_pe
-        return {"k": self.cross_attn_token_to_image.heads("k", k), "v": self.cross_attn_token_to_image.heads("v", keys),
-                "q": self.cross_attn_image_to_token.heads("q", k)}
+        return {
+            "k": self.cross_attn_token_to_image.heads("k", k),
+            "v": self.cross_attn_token_to_image.heads("v", keys),
+            "q": self.cross_attn_image_to_token.heads("q", k),
+        }
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
-                image_side: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        query_pe: Tensor,
+        key_pe: Tensor,
+        image_side: dict[str, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """image_side: `image_side(keys, key_pe)` of these very keys, computed beforehand."""
         # In the first layer the queries *are* the prompt embeddings (which already carry their
         # positional encoding), so adding query_pe again and a residual would double-count it.
@@ -183,8 +192,13 @@ class TwoWayTransformer(nn.Module):
         first = self.layers[0].image_side(keys, key_pe) if keys.shape[0] == 1 and len(self.layers) else None
         return {"keys": keys, "key_pe": key_pe, "first_layer": first}
 
-    def forward(self, image_embedding: Tensor | None, image_pe: Tensor | None, point_embedding: Tensor,
-                prepared: dict | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        image_embedding: Tensor | None,
+        image_pe: Tensor | None,
+        point_embedding: Tensor,
+        prepared: dict | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """prepared: `prepare(image_embedding, image_pe)`, which then replaces the first two."""
         prepared = prepared or self.prepare(image_embedding, image_pe)
         keys, key_pe = prepared["keys"], prepared["key_pe"]
@@ -192,8 +206,9 @@ class TwoWayTransformer(nn.Module):
 
         for i, layer in enumerate(self.layers):
             image_side = prepared["first_layer"] if i == 0 else None
-            queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe,
-                                  image_side=image_side)
+            queries, keys = layer(
+                queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe, image_side=image_side
+            )
 
         q = queries + point_embedding
         k = keys + key_pe

@@ -102,11 +102,16 @@ def describe_cpu() -> str:
     and the instruction-set caps in force, if any."""
     flags = cpu_flags()
     extras = [f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni") if f in flags]
-    caps = [f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
-            if os.environ.get(v)]
+    caps = [
+        f"{v}={os.environ[v]}"
+        for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+        if os.environ.get(v)
+    ]
     capped = f", capped: {' '.join(caps)}" if caps else ""
-    return (f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(extras) or 'no bf16/vnni'}{capped}), "
-            f"{torch.get_num_threads()} threads")
+    return (
+        f"{torch.backends.cpu.get_cpu_capability()} ({', '.join(extras) or 'no bf16/vnni'}{capped}), "
+        f"{torch.get_num_threads()} threads"
+    )
 
 
 def auto_precision(device: torch.device) -> str:
@@ -134,8 +139,11 @@ def set_precision(model: nn.Module, dtype: str) -> str:
     encoder = model.image_encoder
     if dtype == "bf16":
         if device.type == "cpu" and not native_bf16():
-            print(f"basam: warning: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16; "
-                  "dtype bf16 is emulated and slower than fp32", file=sys.stderr)
+            print(
+                f"basam: warning: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16; "
+                "dtype bf16 is emulated and slower than fp32",
+                file=sys.stderr,
+            )
         encoder.to(torch.bfloat16)
         # bf16 inside, fp32 at the edges: on a real photo (sample.jpg) the default model's masks had
         # mean IoU 0.969 against fp32 with the image rounded to bf16, 0.991 with the first layer
@@ -153,4 +161,3 @@ def set_precision(model: nn.Module, dtype: str) -> str:
             quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8, mapping=mapping, inplace=True)
     model.precision = dtype
     return dtype
-

@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as coco_mask
 
-from basam.inference.amg import AutomaticMaskGenerator
 from basam.config import AttentionConfig
-from basam.modeling.sam import Sam
+from basam.inference.amg import AutomaticMaskGenerator
 from basam.inference.predictor import Predictor
 from basam.inference.transforms import AUTO_MAX_SIDE, parse_resolution, to_rgb_uint8
+from basam.modeling.sam import Sam
 from basam.serve.samples import SAMPLES, render_sample
 
 # Presets the page may switch between; `official` changes which weights are loaded, so it is only
@@ -112,14 +112,21 @@ class Engine:
     def info(self) -> dict:
         cfg = self.model.cfg
         return {
-            "model": cfg.name, "train_size": cfg.img_size, "attention": self.loaded_attn.preset,
-            "attention_choices": self.attention_choices(), "attention_loaded": self.loaded_attn.describe(),
+            "model": cfg.name,
+            "train_size": cfg.img_size,
+            "attention": self.loaded_attn.preset,
+            "attention_choices": self.attention_choices(),
+            "attention_loaded": self.loaded_attn.describe(),
             "resolution": self.default_resolution,
-            "resolution_choices": list(dict.fromkeys([self.default_resolution, str(cfg.img_size), "512", "1024",
-                                                      "2048", "native", "auto"])),
-            "windows": self.loaded_attn.windows, "window_choices": self.window_choices(),
-            "samples": list(SAMPLES), "max_upload_mb": self.settings.max_upload_mb,
-            "max_megapixels": self.settings.max_megapixels, "everything": True,
+            "resolution_choices": list(
+                dict.fromkeys([self.default_resolution, str(cfg.img_size), "512", "1024", "2048", "native", "auto"])
+            ),
+            "windows": self.loaded_attn.windows,
+            "window_choices": self.window_choices(),
+            "samples": list(SAMPLES),
+            "max_upload_mb": self.settings.max_upload_mb,
+            "max_megapixels": self.settings.max_megapixels,
+            "everything": True,
             "hq": self.model.is_hq,  # the page offers hq_token_only only then
         }
 
@@ -152,19 +159,27 @@ class Engine:
     def _image(self, image_id) -> np.ndarray:
         rgb = self.images.get(image_id) if isinstance(image_id, str) else None
         if rgb is None:
-            raise RequestError(404, f"unknown image id {image_id!r}: upload the image first (or again: the "
-                                    f"server keeps the last {self.settings.cached_images})")
+            raise RequestError(
+                404,
+                f"unknown image id {image_id!r}: upload the image first (or again: the "
+                f"server keeps the last {self.settings.cached_images})",
+            )
         return rgb
 
     def _decode(self, data: bytes) -> tuple[np.ndarray, str | None]:
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise RequestError(415, "not an image: Pillow reads no format in this upload (PNG, JPEG, TIFF, …)") from None
+            raise RequestError(
+                415, "not an image: Pillow reads no format in this upload (PNG, JPEG, TIFF, …)"
+            ) from None
         megapixels = im.width * im.height / 1e6
         if megapixels > self.settings.max_megapixels:
-            raise RequestError(413, f"image {im.width}×{im.height} has {megapixels:.1f} megapixels; this server "
-                                    f"takes at most {self.settings.max_megapixels:g} (--max-megapixels)")
+            raise RequestError(
+                413,
+                f"image {im.width}×{im.height} has {megapixels:.1f} megapixels; this server "
+                f"takes at most {self.settings.max_megapixels:g} (--max-megapixels)",
+            )
         try:
             im = ImageOps.exif_transpose(im)  # browsers show photos upright, so the model sees them so
             rgb, note = to_rgb_uint8(im)
@@ -193,8 +208,11 @@ class Engine:
         """Set the encoder's BA-SAM preset and windows before encoding. The decoder has neither, so
         cached encodings answer prompts whatever the encoder is set to now."""
         loaded = self.loaded_attn
-        cfg = loaded if (attention, windows) == (loaded.preset, loaded.windows) else AttentionConfig.from_preset(
-            attention, **{**self.attn_overrides, "windows": windows})
+        cfg = (
+            loaded
+            if (attention, windows) == (loaded.preset, loaded.windows)
+            else AttentionConfig.from_preset(attention, **{**self.attn_overrides, "windows": windows})
+        )
         if self.model.attn_cfg != cfg:
             self.model.set_attention(cfg)
 
@@ -235,12 +253,17 @@ class Engine:
         masks, scores, _ = predictor.predict(**prompt, multimask_output=multimask, hq_token_only=hq_token_only)
         decode_ms = (time.perf_counter() - start) * 1e3
         return {
-            **_summary(request, setting, predictor.padded_hw, predictor.windows), "resized_size": list(predictor.resized_hw),
-            "encode_ms": round(encode_ms, 1), "cached": encode_ms == 0.0, "note": predictor.note,
+            **_summary(request, setting, predictor.padded_hw, predictor.windows),
+            "resized_size": list(predictor.resized_hw),
+            "encode_ms": round(encode_ms, 1),
+            "cached": encode_ms == 0.0,
+            "note": predictor.note,
             "decode_ms": round(decode_ms, 1),
             "best": int(np.argmax(scores)),
-            "masks": [{"score": float(s), "area": int(m.sum()), "png": mask_png(m), "rle": coco_rle(m)}
-                      for m, s in zip(masks, scores)],
+            "masks": [
+                {"score": float(s), "area": int(m.sum()), "png": mask_png(m), "rle": coco_rle(m)}
+                for m, s in zip(masks, scores)
+            ],
         }
 
     def everything(self, request: dict) -> dict:
@@ -252,15 +275,23 @@ class Engine:
         request = _require_dict(request)
         rgb = self._image(request.get("image_id"))
         setting = self._setting(request)
-        options = {"points_per_side": _number(request, "points_per_side", 16, 1, 64, int),
-                   "pred_iou_thresh": _number(request, "pred_iou_thresh", 0.88, 0.0, 1.0, float),
-                   "stability_score_thresh": _number(request, "stability_score_thresh", 0.95, 0.0, 1.0, float)}
+        options = {
+            "points_per_side": _number(request, "points_per_side", 16, 1, 64, int),
+            "pred_iou_thresh": _number(request, "pred_iou_thresh", 0.88, 0.0, 1.0, float),
+            "stability_score_thresh": _number(request, "stability_score_thresh", 0.95, 0.0, 1.0, float),
+        }
         multimask, hq_token_only = _flag(request, "multimask"), self._hq_token_only(request)
         self._switch_attention(*setting[1:])
         start = time.perf_counter()
         try:
-            generator = AutomaticMaskGenerator(self.model, output_mode="coco_rle", resolution=setting[0],
-                                               multimask_output=multimask, hq_token_only=hq_token_only, **options)
+            generator = AutomaticMaskGenerator(
+                self.model,
+                output_mode="coco_rle",
+                resolution=setting[0],
+                multimask_output=multimask,
+                hq_token_only=hq_token_only,
+                **options,
+            )
             records = generator.generate(rgb)
         except ValueError as e:
             raise RequestError(400, str(e)) from None
@@ -274,17 +305,24 @@ class Engine:
         Image.fromarray(label_rgb).save(buf, format="PNG")
         padded_hw = generator.predictor.transform.sizes(rgb.shape[:2])[1]
         return {
-            **_summary(request, setting, padded_hw, generator.predictor.windows), "encode_ms": None, "generate_ms": round(generate_ms, 1),
-            "options": {**options, "multimask": multimask, "hq_token_only": hq_token_only}, "records": records,
+            **_summary(request, setting, padded_hw, generator.predictor.windows),
+            "encode_ms": None,
+            "generate_ms": round(generate_ms, 1),
+            "options": {**options, "multimask": multimask, "hq_token_only": hq_token_only},
+            "records": records,
             "labels_png": base64.b64encode(buf.getvalue()).decode("ascii"),
         }
 
 
 def _summary(request: dict, setting: tuple[str, str, str], padded_hw, predictor_windows: str | None) -> dict:
     """predictor_windows: the Predictor's own choice (scaled under auto), None → the setting's."""
-    return {"image_id": request["image_id"], "resolution": setting[0], "attention": setting[1],
-            "windows": predictor_windows or setting[2],
-            "input_size": list(padded_hw)}
+    return {
+        "image_id": request["image_id"],
+        "resolution": setting[0],
+        "attention": setting[1],
+        "windows": predictor_windows or setting[2],
+        "input_size": list(padded_hw),
+    }
 
 
 def _require_dict(request) -> dict:
@@ -302,16 +340,24 @@ def _flag(request: dict, name: str) -> bool:
 
 def _number(request: dict, name: str, default, low, high, kind):
     value = request.get(name, default)
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value))
-            or not low <= value <= high):
-        raise RequestError(400, f"{name} must be {'an integer' if kind is int else 'a number'} from {low} to {high}, "
-                                f"got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and value != int(value))
+        or not low <= value <= high
+    ):
+        raise RequestError(
+            400, f"{name} must be {'an integer' if kind is int else 'a number'} from {low} to {high}, got {value!r}"
+        )
     return kind(value)
 
 
 def _numbers(value, count: int, what: str) -> list[float]:
-    if (not isinstance(value, (list, tuple)) or len(value) != count
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != count
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise RequestError(400, f"{what} must be a list of {count} numbers, got {value!r}")
     if not all(math.isfinite(v) for v in value):
         raise RequestError(400, f"{what} {value!r} is not finite")

@@ -8,8 +8,8 @@ import io
 
 from PIL import Image
 
-from basam.formats.checkpoint import ASSETS
 from basam.data.synth import make_scene, render, scene_seed
+from basam.formats.checkpoint import ASSETS
 
 # name → (family, height, width) for synthetic scenes; None for the shipped photo
 SAMPLES = {
@@ -26,7 +26,7 @@ def sample_scene(name: str):
     return render(make_scene(scene_seed(0, "serve", 0), family), h, w)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def render_sample(name: str) -> bytes:
     """The sample's encoded file bytes (what an upload of it would send)."""
     if SAMPLES[name] is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -21,10 +21,17 @@ def build_model(cfg: TrainConfig, load_model: Callable[..., nn.Module]) -> nn.Mo
     base model through here while load_model itself reads training checkpoints."""
 
     torch.manual_seed(cfg.seed)  # random init (tiny without checkpoint, adapters, LoRA): the same on every rank
-    model = load_model(cfg.model, checkpoint=cfg.checkpoint, attn=cfg.attn, device="cpu",
-                       **({"bm_learnable": True} if cfg.learnable_slopes else {}), **cfg.attn_overrides)
-    tuning.configure(model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha,
-                     cfg.train_prompt_encoder)
+    model = load_model(
+        cfg.model,
+        checkpoint=cfg.checkpoint,
+        attn=cfg.attn,
+        device="cpu",
+        **({"bm_learnable": True} if cfg.learnable_slopes else {}),
+        **cfg.attn_overrides,
+    )
+    tuning.configure(
+        model, cfg.tune, cfg.learnable_slopes, cfg.adapter_dim, cfg.lora_rank, cfg.lora_alpha, cfg.train_prompt_encoder
+    )
     if model.attn_cfg.official:  # that preset never uses pos_embed; DDP refuses parameters without gradient
         model.image_encoder.pos_embed.requires_grad_(False)
     return model
@@ -38,8 +45,10 @@ def checkpoint_weights(ckpt: dict, source: str, load_model: Callable[..., nn.Mod
     base = ckpt.get("base") or {}
     cfg = TrainConfig(**{k: base.get(k, v) for k, v in ckpt["config"].items() if k in names})
     if cfg.checkpoint and not Path(cfg.checkpoint).is_file():
-        raise ValueError(f"{source} holds only the weights its run trained (--tune {cfg.tune}); the rest comes "
-                         f"from its base checkpoint {cfg.checkpoint}, which is missing")
+        raise ValueError(
+            f"{source} holds only the weights its run trained (--tune {cfg.tune}); the rest comes "
+            f"from its base checkpoint {cfg.checkpoint}, which is missing"
+        )
     with torch.random.fork_rng(devices=[]):
         model = build_model(cfg, load_model)
     load_trainable(model, ckpt, tuning.frozen_fingerprint(model), source)
@@ -50,8 +59,10 @@ def load_trainable(model: nn.Module, ckpt: dict, fingerprint: float, source: str
     """Put a checkpoint's trained weights into `model`, after checking that they go on the same
     frozen base (fingerprint) and the same set of trainable parameters."""
     if not math.isclose(ckpt["frozen_fingerprint"], fingerprint, rel_tol=1e-9):
-        raise ValueError(f"{source}: the frozen base weights differ from the ones its run trained on "
-                         "(another --checkpoint or --model?)")
+        raise ValueError(
+            f"{source}: the frozen base weights differ from the ones its run trained on "
+            "(another --checkpoint or --model?)"
+        )
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if set(ckpt["trainable"]) != set(named):
         raise ValueError(f"{source} was written by another --tune / --model setting than this run's")

@@ -11,7 +11,17 @@ VAL_COLUMNS = ("mIoU", "mDice", "MAE", "Smeasure", "wFmeasure", "maxFm", "meanEm
 VAL_METRICS = (*VAL_COLUMNS, "maxEm", "adpEm", "adpFm")  # SegMetrics.results(); any may pick the best
 LOWER_IS_BETTER = ("MAE",)
 # settings a resumed run may change without a note (they do not change the weights, or just extend the run)
-RESUME_MAY_CHANGE = ("resume", "out", "progress", "workers", "device", "steps", "val_every", "checkpoint_every", "keep_last")
+RESUME_MAY_CHANGE = (
+    "resume",
+    "out",
+    "progress",
+    "workers",
+    "device",
+    "steps",
+    "val_every",
+    "checkpoint_every",
+    "keep_last",
+)
 
 
 @dataclass
@@ -72,7 +82,12 @@ class TrainConfig:
 
     def __post_init__(self):
         def split(v):  # "a,b" or ["a,b", "c"] → ["a", "b", "c"]
-            return [t.strip() for item in ([v] if isinstance(v, (str, int)) else v) for t in str(item).split(",") if t.strip()]
+            return [
+                t.strip()
+                for item in ([v] if isinstance(v, (str, int)) else v)
+                for t in str(item).split(",")
+                if t.strip()
+            ]
 
         self.data, self.prompt = split(self.data), split(self.prompt)
         self.resolution = [_resolution(r) for r in split(self.resolution)]

@@ -16,17 +16,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from basam.inference.transforms import boxes_to_model, coords_to_model, model_input_size, normalize_and_pad, resize_image
 from basam.data.datasets import SampleError, open_dataset
 from basam.data.prompts import KINDS, sample_prompt
 from basam.data.synth import FAMILIES, make_scene, render, scene_seed
+from basam.inference.transforms import (
+    boxes_to_model,
+    coords_to_model,
+    model_input_size,
+    normalize_and_pad,
+    resize_image,
+)
 
 SYNTH_SEED = 0  # the benchmark's scene-set seed: train/val/test scenes are disjoint under it
 _ASPECTS = (1.0, 1.0, 4 / 3, 3 / 2, 16 / 9)
 
 
 def parse_data(specs: list[str] | str) -> list[tuple[str, float]]:
-    """"LAYOUT:PATH[@w][,LAYOUT:PATH[@w]…]" (or several strings) → [(spec, weight)].
+    """ "LAYOUT:PATH[@w][,LAYOUT:PATH[@w]…]" (or several strings) → [(spec, weight)].
 
     `synth:FAMILY[,FAMILY…]` takes the comma-separated family names that follow it
     (`synth:salient,thin,duts:/data/DUTS@2` is two sources); `synth:all` is every family.
@@ -46,7 +52,7 @@ def parse_data(specs: list[str] | str) -> list[tuple[str, float]]:
 
 
 def _split_weight(token: str) -> tuple[str, float | None]:
-    """"spec@2.5" → ("spec", 2.5); no "@NUMBER" suffix → (token, None)."""
+    """ "spec@2.5" → ("spec", 2.5); no "@NUMBER" suffix → (token, None)."""
     body, at, text = token.rpartition("@")
     try:
         weight = float(text) if at else None
@@ -113,8 +119,10 @@ class DatasetSource:
                 raise e from None
             self.dataset = whole
         if not len(self.dataset):
-            raise ValueError(f"dataset {spec} (split {split}) has no usable sample"
-                             + (f"; first problem: {self.dataset.problems[0]}" if self.dataset.problems else ""))
+            raise ValueError(
+                f"dataset {spec} (split {split}) has no usable sample"
+                + (f"; first problem: {self.dataset.problems[0]}" if self.dataset.problems else "")
+            )
         self.name, self.size = f"{self.dataset.name}", len(self.dataset)
 
     def load(self, index: int, long_side: int) -> tuple[str, np.ndarray, np.ndarray]:
@@ -131,7 +139,7 @@ class DatasetSource:
 
 def open_source(spec: str, split: str, flat_ok: bool = True):
     if spec.startswith("synth:"):
-        return SynthSource(spec[len("synth:"):], split)
+        return SynthSource(spec[len("synth:") :], split)
     return DatasetSource(spec, split, flat_ok)
 
 
@@ -160,9 +168,9 @@ def augment(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator, flip: b
         s = rng.uniform(min_scale, 1.0)
         ch, cw = max(16, int(round(h * s))), max(16, int(round(w * s)))
         y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-        crop = gt[y0:y0 + ch, x0:x0 + cw]
+        crop = gt[y0 : y0 + ch, x0 : x0 + cw]
         if (crop > 127).any() or not (gt > 127).any():
-            image, gt = image[y0:y0 + ch, x0:x0 + cw], crop
+            image, gt = image[y0 : y0 + ch, x0 : x0 + cw], crop
     return np.ascontiguousarray(image), np.ascontiguousarray(gt)
 
 
@@ -185,8 +193,9 @@ class Example:
     refine_u: torch.Tensor | None = None  # (K,) in [0, 1): where each refinement click falls
 
 
-def make_example(image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, rng, box_jitter: float,
-                 n_points: int, name: str = "") -> Example:
+def make_example(
+    image: np.ndarray, gt: np.ndarray, resolution: int, kind: str, rng, box_jitter: float, n_points: int, name: str = ""
+) -> Example:
     """Resize to SAM's policy (long side → resolution, pad to resolution²), sample the prompt on
     the ground truth and convert it to model-input pixels."""
     mask = gt > 127
@@ -214,9 +223,20 @@ class TrainData(torch.utils.data.Dataset):
     """Map-style dataset keyed by (step, position in the global batch): the whole data pipeline
     as one pure function, so DataLoader workers, ranks and resumes all agree."""
 
-    def __init__(self, specs: list[tuple[str, float]], resolutions: list[int], kinds: list[str], seed: int,
-                 flip: bool = True, min_scale: float = 0.6, box_jitter: float = 0.1, n_points: int = 3,
-                 global_batch: int = 1, any_object: float = 0.0, refine_iters: int = 0):
+    def __init__(
+        self,
+        specs: list[tuple[str, float]],
+        resolutions: list[int],
+        kinds: list[str],
+        seed: int,
+        flip: bool = True,
+        min_scale: float = 0.6,
+        box_jitter: float = 0.1,
+        n_points: int = 3,
+        global_batch: int = 1,
+        any_object: float = 0.0,
+        refine_iters: int = 0,
+    ):
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise ValueError(f"--prompt {','.join(kinds)}: expected some of {', '.join(KINDS)}")
@@ -249,8 +269,9 @@ class TrainData(torch.utils.data.Dataset):
             # Without a prompt SAM's answer is the scene's target, never another object. augment
             # draws the same numbers whatever the mask, so a fresh generator redoes the same flip
             # and crop on the target (a crop that would lose the target is skipped).
-            shown, gt = augment(image, masks[target], np.random.default_rng([self.seed, step, j, 1]),
-                                self.flip, self.min_scale)
+            shown, gt = augment(
+                image, masks[target], np.random.default_rng([self.seed, step, j, 1]), self.flip, self.min_scale
+            )
         example = make_example(shown, gt, res, kind, rng, self.box_jitter, self.n_points, name)
         if self.refine_iters:  # else collate gives the (B, 0) tensor of no clicks
             example.refine_u = torch.from_numpy(extra.random(self.refine_iters).astype(np.float32))
@@ -288,9 +309,13 @@ def collate(examples: list[Example]) -> dict:
             torch.stack([e.labels for e in sel]) if sel[0].labels is not None else None,
             torch.stack([e.box for e in sel]) if sel[0].box is not None else None,
         )
-    return {"images": torch.stack([e.image for e in examples]), "targets": torch.stack([e.target for e in examples]),
-            "valid": torch.stack([e.valid for e in examples]), "groups": groups,
-            "refine_u": torch.stack([torch.zeros(0) if e.refine_u is None else e.refine_u for e in examples])}
+    return {
+        "images": torch.stack([e.image for e in examples]),
+        "targets": torch.stack([e.target for e in examples]),
+        "valid": torch.stack([e.valid for e in examples]),
+        "groups": groups,
+        "refine_u": torch.stack([torch.zeros(0) if e.refine_u is None else e.refine_u for e in examples]),
+    }
 
 
 class ValidationSet:
@@ -323,8 +348,9 @@ class HeldOut:
         return self.image, self.gt
 
 
-def validation_set(specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str,
-                   seed: int, flat_ok: bool = False) -> ValidationSet:
+def validation_set(
+    specs: list[tuple[str, float]], split: str, size: int, resolution: int, kind: str, seed: int, flat_ok: bool = False
+) -> ValidationSet:
     """Up to `size` held-out samples, spread evenly over each source (synth: the first scenes of
     the split, families in turn); prompts as `basam eval --seed seed` gives them. flat_ok: a flat
     generic folder counts as the split (for --val-data given apart from --data)."""
@@ -348,7 +374,10 @@ def validate(model, val_set: ValidationSet, device, use_bf16: bool = False) -> d
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
         result = evaluate(Predictor(model, val_set.resolution), val_set, val_set.settings, progress=False)
     if result.problems:  # e.g. an empty ground truth, which no prompt can point at
-        warnings.warn(f"validation: {len(result.problems)} sample(s) not scored: "
-                      + "; ".join(f"{name}: {reason}" for name, reason in result.problems[:3]), stacklevel=2)
+        warnings.warn(
+            f"validation: {len(result.problems)} sample(s) not scored: "
+            + "; ".join(f"{name}: {reason}" for name, reason in result.problems[:3]),
+            stacklevel=2,
+        )
     model.train()
     return result.metrics.results()

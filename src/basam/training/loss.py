@@ -11,8 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def segmentation_loss(low_res: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                      pos_weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def segmentation_loss(
+    low_res: torch.Tensor,
+    iou_pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    pos_weight: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample BCE + Dice of the best of M masks + IoU-head MSE over all M.
 
     low_res (b, M, H/4, W/4) logits are upsampled (bilinear) to the model input; the losses are
@@ -25,7 +30,9 @@ def segmentation_loss(low_res: torch.Tensor, iou_pred: torch.Tensor, target: tor
     v, t = valid.float()[:, None], target[:, None].float()
     area = v.sum((2, 3)).clamp_min(1)
     pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
-    bce = (F.binary_cross_entropy_with_logits(logits, t.expand_as(logits), pos_weight=pw, reduction="none") * v).sum((2, 3)) / area
+    bce = (F.binary_cross_entropy_with_logits(logits, t.expand_as(logits), pos_weight=pw, reduction="none") * v).sum(
+        (2, 3)
+    ) / area
     prob = torch.sigmoid(logits) * v
     dice = 1 - (2 * (prob * t).sum((2, 3)) + 1) / (prob.sum((2, 3)) + t.sum((2, 3)) + 1)
     with torch.no_grad():
@@ -99,7 +106,9 @@ class TrainStep(nn.Module):
                 # SAM feeds back the logits of the output it would show: the one its IoU head ranks first
                 previous = low.gather(1, iou.argmax(1)[:, None, None, None].expand(-1, 1, *low.shape[-2:])).detach()
                 xy, lab = error_points(previous, t, v, refine_u[idx, i])
-                points, labels = (xy, lab) if points is None else (torch.cat([points, xy], 1), torch.cat([labels, lab], 1))
+                points, labels = (
+                    (xy, lab) if points is None else (torch.cat([points, xy], 1), torch.cat([labels, lab], 1))
+                )
                 low, iou = decode(idx, (points, labels), boxes, previous, multimask_output=False)
                 li, pi = segmentation_loss(low, iou, t, v, self.pos_weight)
                 sample_loss, p = sample_loss + li, p + pi

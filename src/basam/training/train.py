@@ -29,8 +29,9 @@ from basam.formats.checkpoint import load_model, save_model
 from basam.training import data as td
 from basam.training import tuning
 from basam.training.checkpoints import build_model, load_trainable
-from basam.training.config import RESUME_MAY_CHANGE, LOWER_IS_BETTER, VAL_COLUMNS, TrainConfig
+from basam.training.config import LOWER_IS_BETTER, RESUME_MAY_CHANGE, VAL_COLUMNS, TrainConfig
 from basam.training.loss import TrainStep
+
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over `warmup` steps, then cosine from 1 down to min_lr_ratio at `steps`."""
@@ -54,8 +55,12 @@ def atomic_save(obj, path: Path) -> None:
 
 def rng_state() -> dict:
     kind, key, *rest = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (kind, torch.from_numpy(key.copy()), *rest),
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(key.copy()), *rest),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -73,20 +78,41 @@ def train(cfg: TrainConfig) -> dict:
 
     world, rank, local = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
     if cfg.batch_size % world or (cfg.batch_size // world) % cfg.accum:
-        raise ValueError(f"--batch-size {cfg.batch_size} must split evenly over {world} process(es) × --accum {cfg.accum}")
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} must split evenly over {world} process(es) × --accum {cfg.accum}"
+        )
     out, ckpt_dir, master = Path(cfg.out), Path(cfg.out) / "checkpoints", rank == 0
     existing = sorted(ckpt_dir.glob("step_*.pt"))
     if cfg.resume and not existing:
         raise ValueError(f"--resume: no checkpoint in {ckpt_dir}")
     if not cfg.resume and existing:
-        raise ValueError(f"{out} already holds checkpoints; pass --resume to continue that run, or choose another --out")
-    data = td.TrainData(td.parse_data(cfg.data), cfg.resolution, cfg.prompt, cfg.seed, cfg.flip, cfg.min_scale,
-                        cfg.box_jitter, cfg.n_points, cfg.batch_size, cfg.any_object, cfg.refine_iters)
+        raise ValueError(
+            f"{out} already holds checkpoints; pass --resume to continue that run, or choose another --out"
+        )
+    data = td.TrainData(
+        td.parse_data(cfg.data),
+        cfg.resolution,
+        cfg.prompt,
+        cfg.seed,
+        cfg.flip,
+        cfg.min_scale,
+        cfg.box_jitter,
+        cfg.n_points,
+        cfg.batch_size,
+        cfg.any_object,
+        cfg.refine_iters,
+    )
     val_set = None
     if cfg.val_every and master:
-        val_set = td.validation_set(td.parse_data(cfg.val_data or cfg.data), cfg.val_split, cfg.val_size,
-                                    cfg.val_resolution or max(cfg.resolution), cfg.val_prompt, cfg.seed,
-                                    flat_ok=bool(cfg.val_data))
+        val_set = td.validation_set(
+            td.parse_data(cfg.val_data or cfg.data),
+            cfg.val_split,
+            cfg.val_size,
+            cfg.val_resolution or max(cfg.resolution),
+            cfg.val_prompt,
+            cfg.seed,
+            flat_ok=bool(cfg.val_data),
+        )
     device = torch.device(cfg.device)
     if world > 1:
         if device.type == "cuda":
@@ -100,8 +126,12 @@ def train(cfg: TrainConfig) -> dict:
     model.to(device).train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},  # matrices decay,
-         {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)  # biases, norms, slopes not
+        [
+            {"params": [p for _, p in named if p.ndim >= 2], "weight_decay": cfg.weight_decay},  # matrices decay,
+            {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )  # biases, norms, slopes not
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     start, best = 0, {"metric": cfg.best_metric, "value": None, "step": None}
     if cfg.resume:
@@ -120,17 +150,24 @@ def train(cfg: TrainConfig) -> dict:
 
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-        print(f"basam train: {cfg.model}, tune {cfg.tune}{' + slopes' if cfg.learnable_slopes else ''}, attention "
-              f"{model.attn_cfg.describe()}; trainable parameters {counts['trainable']:,} of {counts['total']:,} "
-              f"({100 * counts['trainable'] / counts['total']:.2f}%); {world} process(es); from step {start}")
+        print(
+            f"basam train: {cfg.model}, tune {cfg.tune}{' + slopes' if cfg.learnable_slopes else ''}, attention "
+            f"{model.attn_cfg.describe()}; trainable parameters {counts['trainable']:,} of {counts['total']:,} "
+            f"({100 * counts['trainable'] / counts['total']:.2f}%); {world} process(es); from step {start}"
+        )
 
     step_module = TrainStep(model, cfg.pos_weight, cfg.multimask, cfg.refine_iters)
     if world > 1:  # a trained prompt encoder has parts a batch may not use (box corners, mask_input)
-        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[local] if device.type == "cuda" else None,
-                                                          find_unused_parameters=cfg.train_prompt_encoder)
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module,
+            device_ids=[local] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.train_prompt_encoder,
+        )
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     sampler = td.StepBatches(start, cfg.steps, cfg.batch_size, rank, world, cfg.accum)
-    batches = iter(torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=td.collate, num_workers=cfg.workers))
+    batches = iter(
+        torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=td.collate, num_workers=cfg.workers)
+    )
     log, per_rank, last_loss, t0 = _Log(out, start, master), cfg.batch_size // world, float("nan"), time.time()
     if val_set is not None and start == 0:  # the validation curve starts at the model as loaded
         log.write({"step": 0, **_val_columns(td.validate(model, val_set, device, use_bf16))})
@@ -152,14 +189,22 @@ def train(cfg: TrainConfig) -> dict:
         if world > 1:
             dist.all_reduce(totals)
         totals /= cfg.batch_size
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for _, p in named], cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        )
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         done, last_loss = step + 1, float(totals[0])
-        row = {"step": done, "lr": lr, "grad_norm": float(grad_norm), "resolution": data.resolution(step),
-               "seconds": round(time.time() - t0, 3), **dict(zip(("loss", "bce", "dice", "iou_mse"), totals.tolist()))}
+        row = {
+            "step": done,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "resolution": data.resolution(step),
+            "seconds": round(time.time() - t0, 3),
+            **dict(zip(("loss", "bce", "dice", "iou_mse"), totals.tolist())),
+        }
         better = False
         if val_set is not None and (done % cfg.val_every == 0 or done == cfg.steps):
             metrics = td.validate(model, val_set, device, use_bf16)
@@ -170,11 +215,22 @@ def train(cfg: TrainConfig) -> dict:
         if master:
             log.write(row)  # before the checkpoint: a kill between the two must not lose the step's row
             due = done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            state = None if not (due or better) else {
-                "trainable": tuning.trainable_state(model), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "data": {"step": done}, "rng": rng_state(), "best": best,
-                "config": dataclasses.asdict(cfg), "frozen_fingerprint": fingerprint, "base": base,
-                "basam": {"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()}}
+            state = (
+                None
+                if not (due or better)
+                else {
+                    "trainable": tuning.trainable_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "data": {"step": done},
+                    "rng": rng_state(),
+                    "best": best,
+                    "config": dataclasses.asdict(cfg),
+                    "frozen_fingerprint": fingerprint,
+                    "base": base,
+                    "basam": {"model": model.cfg.to_dict(), "attention": model.attn_cfg.to_dict()},
+                }
+            )
             if due:
                 atomic_save(state, ckpt_dir / f"step_{done:07d}.pt")
                 for old in sorted(ckpt_dir.glob("step_*.pt"))[: -max(1, cfg.keep_last)]:
@@ -185,8 +241,16 @@ def train(cfg: TrainConfig) -> dict:
             bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
     bar.close()
     log.close()
-    summary = {"out": str(out), "steps": cfg.steps, "final_loss": last_loss, "parameters": counts, "best": best,
-               "world_size": world, "tune": cfg.tune, "learnable_slopes": cfg.learnable_slopes}
+    summary = {
+        "out": str(out),
+        "steps": cfg.steps,
+        "final_loss": last_loss,
+        "parameters": counts,
+        "best": best,
+        "world_size": world,
+        "tune": cfg.tune,
+        "learnable_slopes": cfg.learnable_slopes,
+    }
     if master:
         save_model(tuning.export_copy(model), out / "model.safetensors")
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -205,8 +269,18 @@ class _Log:
     """log.csv (rows after the resumed step are dropped: the resumed run rewrites them) and
     TensorBoard under tb/ when it is installed."""
 
-    COLUMNS = ("step", "loss", "bce", "dice", "iou_mse", "lr", "grad_norm", "resolution", "seconds",
-               *(f"val_{k}" for k in VAL_COLUMNS))
+    COLUMNS = (
+        "step",
+        "loss",
+        "bce",
+        "dice",
+        "iou_mse",
+        "lr",
+        "grad_norm",
+        "resolution",
+        "seconds",
+        *(f"val_{k}" for k in VAL_COLUMNS),
+    )
 
     def __init__(self, out: Path, start: int, master: bool):
         self.file = self.tb = None

@@ -114,8 +114,15 @@ def merge_lora(model: nn.Module) -> None:
                     del module._forward_hooks[key]
 
 
-def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapter_dim: int = 0,
-              lora_rank: int = 4, lora_alpha: float = 4.0, prompt_encoder: bool = False) -> dict[str, int]:
+def configure(
+    model: nn.Module,
+    mode: str,
+    learnable_slopes: bool = False,
+    adapter_dim: int = 0,
+    lora_rank: int = 4,
+    lora_alpha: float = 4.0,
+    prompt_encoder: bool = False,
+) -> dict[str, int]:
     """Add what `mode` needs and set requires_grad. → {"trainable": n, "total": n, "frozen": n}
     (parameter counts). adapter_dim 0 → a quarter of the encoder width (MSA's ratio)."""
     if mode not in TUNE_MODES:
@@ -131,8 +138,10 @@ def configure(model: nn.Module, mode: str, learnable_slopes: bool = False, adapt
     for name, p in model.named_parameters():
         p.requires_grad_(is_trainable(name, mode, learnable_slopes, prompt_encoder))
     if learnable_slopes and not any(BASAM_PARAMETER in n for n, _ in model.named_parameters()):
-        raise ValueError("--learnable-slopes needs an attention setting with BA-SAM parameters "
-                         "(--attn bm or basam, which have the bias slopes)")
+        raise ValueError(
+            "--learnable-slopes needs an attention setting with BA-SAM parameters "
+            "(--attn bm or basam, which have the bias slopes)"
+        )
     return count_parameters(model)
 
 

@@ -11,7 +11,8 @@ failing an assert.
 from __future__ import annotations
 
 import copy
-from typing import Any, Generator, ItemsView
+from collections.abc import Generator, ItemsView
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ class MaskData:
             else:
                 raise TypeError(f"MaskData field {key} has the unsupported type {type(value).__name__}")
 
-    def cat(self, new_stats: "MaskData") -> None:
+    def cat(self, new_stats: MaskData) -> None:
         """Append another MaskData's entries to every field (fields new here are copied)."""
         for key, value in new_stats.items():
             mine = self._stats.get(key)
@@ -84,11 +85,14 @@ class MaskData:
 
 def _check_kind(key: str, value: Any) -> None:
     if not isinstance(value, _KINDS):
-        raise TypeError(f"MaskData field {key}: expected a list, numpy array or torch tensor, got {type(value).__name__}")
+        raise TypeError(
+            f"MaskData field {key}: expected a list, numpy array or torch tensor, got {type(value).__name__}"
+        )
 
 
-def is_box_near_crop_edge(boxes: torch.Tensor, crop_box: list[int], orig_box: list[int],
-                          atol: float = 20.0) -> torch.Tensor:
+def is_box_near_crop_edge(
+    boxes: torch.Tensor, crop_box: list[int], orig_box: list[int], atol: float = 20.0
+) -> torch.Tensor:
     """(K, 4) xyxy boxes in the crop's frame → (K,) bool: within atol of a crop edge that is not an
     edge of the original image (orig_box)."""
     return amg_utils.near_crop_edge(uncrop_boxes_xyxy(boxes, crop_box), crop_box, orig_box, atol)
@@ -132,8 +136,9 @@ def area_from_rle(rle: dict[str, Any]) -> int:
 def calculate_stability_score(masks: torch.Tensor, mask_threshold: float, threshold_offset: float) -> torch.Tensor:
     """(..., H, W) logits → (...) IoU of the masks thresholded at mask_threshold ± threshold_offset."""
     lead = masks.shape[:-2]
-    return amg_utils.stability_score(masks.reshape(-1, *masks.shape[-2:]), mask_threshold,
-                                     threshold_offset).reshape(lead)
+    return amg_utils.stability_score(masks.reshape(-1, *masks.shape[-2:]), mask_threshold, threshold_offset).reshape(
+        lead
+    )
 
 
 def build_point_grid(n_per_side: int) -> np.ndarray:
@@ -146,8 +151,9 @@ def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer:
     return amg_utils.layer_point_grids(n_per_side, n_layers, scale_per_layer)
 
 
-def generate_crop_boxes(im_size: tuple[int, ...], n_layers: int,
-                        overlap_ratio: float) -> tuple[list[list[int]], list[int]]:
+def generate_crop_boxes(
+    im_size: tuple[int, ...], n_layers: int, overlap_ratio: float
+) -> tuple[list[list[int]], list[int]]:
     """xyxy crop boxes of an (H, W) image (the whole image, then (2**i)**2 boxes for layer i) and their layers."""
     return amg_utils.crop_boxes(tuple(im_size[:2]), n_layers, overlap_ratio)
 

@@ -24,8 +24,13 @@ class SamOnnxModel(DecoderGraph):
     return_extra_metrics=False); use_stability_score replaces the predicted IoUs by the low-res
     masks' stability scores (offset 1.0)."""
 
-    def __init__(self, model: Sam, return_single_mask: bool, use_stability_score: bool = False,
-                 return_extra_metrics: bool = False) -> None:
+    def __init__(
+        self,
+        model: Sam,
+        return_single_mask: bool,
+        use_stability_score: bool = False,
+        return_extra_metrics: bool = False,
+    ) -> None:
         side = model.image_encoder.img_size
         super().__init__(model, (side, side), return_single_mask)
         self.mask_decoder = model.mask_decoder

@@ -47,14 +47,19 @@ def _build():
 
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
-        raise KernelBuildError(f"cannot build the fused attention kernel: no C++ compiler ({compiler} not found; "
-                               "install g++ or set CXX)")
+        raise KernelBuildError(
+            f"cannot build the fused attention kernel: no C++ compiler ({compiler} not found; install g++ or set CXX)"
+        )
     if not cpp_extension.is_ninja_available():
-        raise KernelBuildError("cannot build the fused attention kernel: ninja not found (apt-get install "
-                               "ninja-build, or pip install ninja in an activated environment)")
+        raise KernelBuildError(
+            "cannot build the fused attention kernel: ninja not found (apt-get install "
+            "ninja-build, or pip install ninja in an activated environment)"
+        )
     capability = torch.backends.cpu.get_cpu_capability()
-    isa = {"AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mavx2"],
-           "AVX2": ["-mavx2", "-mfma"]}.get(capability, [])
+    isa = {
+        "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mavx2"],
+        "AVX2": ["-mavx2", "-mfma"],
+    }.get(capability, [])
     defines = [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"] if isa else []
     try:
         return cpp_extension.load(
