@@ -56,13 +56,13 @@ def require_browser():
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def server(free_port):
+def start_server(free_port, *args):
+    """`basam serve ARGS` on a free loopback port; → (url, process) once /api/info answers."""
     require_browser()
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "basam.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "basam.cli", "serve", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -73,12 +73,17 @@ def server(free_port):
     while True:
         try:
             urllib.request.urlopen(url + "/api/info", timeout=2).read()
-            break
+            return url, proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"basam serve did not come up on {url}: {proc.communicate()[0]}")
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server(free_port):
+    url, proc = start_server(free_port)
     yield url
     proc.terminate()
     proc.wait(timeout=10)
@@ -236,3 +241,18 @@ def test_click_box_and_everything_in_chromium(server, page, tmp_path):
     )
     page.wait_for_selector("body[data-state='ready']")
     assert page.is_hidden("#error") and "dropped.png: 512×384" in page.inner_text("#status")
+
+
+def test_the_hq_option_shows_only_for_an_hq_model(server, page, free_port):
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-state='idle']")
+    assert page.locator("#hq-tools").is_hidden()  # the embedded model is plain SAM
+    url, proc = start_server(free_port, "--model", "hq_vit_tiny")  # random weights: only the page is looked at
+    try:
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-state='idle']")
+        assert page.locator("#hq-tools").is_visible()
+        assert not page.locator("#hq-token-only").is_checked()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
