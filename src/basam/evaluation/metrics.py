@@ -73,6 +73,10 @@ def iou_dice(pred_bin: np.ndarray, gt_bin: np.ndarray) -> tuple[float, float]:
     return inter / union, 2.0 * inter / total
 
 
+# The scores of every evaluation, in report order (HCE is added for DIS5K).
+SCORES = ("MAE", "Smeasure", "wFmeasure", "meanEm", "maxEm", "adpEm", "meanFm", "maxFm", "adpFm", "mIoU", "mDice")
+
+
 class SegMetrics:
     """Accumulates per-image metrics; `results()` gives the dataset summary.
 
@@ -178,19 +182,7 @@ class SegMetrics:
         """-> {count, MAE, Smeasure, wFmeasure, meanEm, maxEm, adpEm, meanFm, maxFm, adpFm,
         mIoU, mDice[, HCE]} as floats (NaN when no image was added). Fm is beta^2 = 0.3;
         mean/max are over the 256 thresholds of the dataset-mean curve, as in the SOD papers."""
-        keys = [
-            "MAE",
-            "Smeasure",
-            "wFmeasure",
-            "meanEm",
-            "maxEm",
-            "adpEm",
-            "meanFm",
-            "maxFm",
-            "adpFm",
-            "mIoU",
-            "mDice",
-        ] + (["HCE"] if self.hce else [])
+        keys = [*SCORES, *(["HCE"] if self.hce else [])]
         if len(self) == 0:
             return {"count": 0, **{k: math.nan for k in keys}}
         em = self._em.get_results()["em"]

@@ -14,25 +14,12 @@ from pathlib import Path
 
 from basam.config import AttentionConfig
 from basam.evaluation.evaluate import EvalSettings, evaluate_prompts, merge_ranks
+from basam.evaluation.metrics import SCORES
 from basam.evaluation.report import write_sweep
 from basam.inference.predictor import Predictor
 from basam.inference.transforms import AUTO_MAX_SIDE
 
-METRICS = (
-    "count",
-    "MAE",
-    "Smeasure",
-    "wFmeasure",
-    "meanEm",
-    "maxEm",
-    "adpEm",
-    "meanFm",
-    "maxFm",
-    "adpFm",
-    "mIoU",
-    "mDice",
-    "HCE",
-)
+METRICS = ("count", *SCORES, "HCE")
 
 
 @dataclass(frozen=True)
