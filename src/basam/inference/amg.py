@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from basam.inference import low_res_masks
 from basam.inference.amg_utils import (
@@ -369,7 +370,8 @@ class AutomaticMaskGenerator:
         thresholds and are not cut by the crop edge, appending their RLEs and fields to `out`.
         Where the crop's masks are one ×4 upsampling of the logits (the crop's long side is the
         model input side), counts and run boundaries come from the low-res logits (low_res_masks);
-        otherwise the masks are upsampled, column by column, a few at a time."""
+        otherwise the masks are upsampled as the predictor upsamples them (SAM 2: in one step), column by
+        column, a few at a time."""
         pred = self.predictor
         keep = torch.arange(len(low_res))
         if self.pred_iou_thresh > 0:
@@ -386,13 +388,7 @@ class AutomaticMaskGenerator:
                 cells = low_res_masks.LowResMasks(low_res[chunk], pred.resized_hw)
                 inner, outer = cells.count_above(t + offset, t - offset)
             else:
-                # (K, W, H): the transposed logits upsample to the transposed masks, in RLE order
-                columns = masks_to_original(
-                    low_res[chunk][:, None].transpose(-1, -2),
-                    pred.padded_hw[::-1],
-                    pred.resized_hw[::-1],
-                    pred.original_size[::-1],
-                )[:, 0]
+                columns = _upsampled_columns(pred, low_res[chunk])
                 inner, outer = (columns > t + offset).flatten(1).sum(1), (columns > t - offset).flatten(1).sum(1)
             stability = inner.double().div(outer.double()).float()
             passed = stability >= self.stability_score_thresh
@@ -439,6 +435,19 @@ class AutomaticMaskGenerator:
         data["rles"] = new_rles
         data["boxes"] = torch.where(torch.tensor(unchanged)[:, None] == 0, boxes, data["boxes"])
         return _filter(data, keep)
+
+
+def _upsampled_columns(pred: Predictor, low_res: torch.Tensor) -> torch.Tensor:
+    """(K, h, w) low-res logits -> (K, W, H) logits at the crop's size, transposed: the transposed
+    logits upsample to the transposed masks, in RLE order. As the predictor's postprocess_masks:
+    under "square" (SAM 2) one bilinear step to the crop, else ×4 to the padded input, the cut and
+    a second resize (SAM's). The two differ by up to a few tenths of a logit on a non-square crop."""
+    columns = low_res[:, None].transpose(-1, -2)
+    if pred.transform.square:
+        out = F.interpolate(columns, tuple(pred.original_size[::-1]), mode="bilinear", align_corners=False)
+    else:
+        out = masks_to_original(columns, pred.padded_hw[::-1], pred.resized_hw[::-1], pred.original_size[::-1])
+    return out[:, 0]
 
 
 def _empty(field: str) -> torch.Tensor:
