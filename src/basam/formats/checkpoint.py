@@ -240,6 +240,8 @@ def _model_config(model_type: str, saved: dict, checkpoint) -> ModelConfig | Sam
         named = MODEL_CONFIGS.get(model_type) or SAM2_CONFIGS.get(model_type)
         hq = [hq_config(named).name] if isinstance(named, ModelConfig) else []
         allowed = () if named is None else (named.name, *hq)
+        if isinstance(named, Sam2Config) and Sam2Config.from_dict({**saved["model"], "name": named.name}) == named:
+            return named  # SAM 2 and 2.1 share the image path: either name opens the other's folder
         if named is not None and cfg.name not in allowed:  # vit_b opens an hq_vit_b export
             raise CheckpointError(f"{checkpoint} holds a {cfg.name} model, not {model_type}")
         return cfg

@@ -27,6 +27,7 @@ import torch
 
 from basam.config import MODEL_CONFIGS, ModelConfig, hq_config
 from basam.formats.errors import CheckpointError
+from basam.formats.hf_sam2 import HF_SAM2_MODEL_TYPE, read_hf_sam2, save_hf_sam2
 from basam.modeling.attention import BASAM_PARAMETER
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
@@ -280,12 +281,14 @@ def read_hf_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         config = json.loads(config_file.read_text()) if config_file.is_file() else None
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {config_file}: {e}") from None
-    if config is not None and config.get("model_type") not in ("sam", _HQ_MODEL_TYPE):
+    if config is not None and config.get("model_type") not in ("sam", _HQ_MODEL_TYPE, HF_SAM2_MODEL_TYPE):
         raise CheckpointError(
-            f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam') "
-            f"or SamHQModel ('sam_hq')"
+            f"{config_file} describes a {config.get('model_type')!r} model, not a SamModel ('sam'), "
+            f"SamHQModel ('sam_hq') or Sam2Model ('sam2')"
         )
     hf_state = _read_weights(path)
+    if config is not None and config["model_type"] == HF_SAM2_MODEL_TYPE:
+        return read_hf_sam2(hf_state, config, path)
     basam = (config or {}).get("basam", {})
     try:
         if config is not None:
@@ -374,9 +377,12 @@ def _basam_names(cfg: ModelConfig) -> dict[str, str]:
 
 def save_hf(model, folder: str | os.PathLike) -> Path:
     """Write `folder`/config.json and model.safetensors that transformers.SamModel.from_pretrained
-    (SamHQModel for HQ-SAM) opens; BA-SAM's settings and parameters go in config.json's "basam" section."""
+    (SamHQModel for HQ-SAM, Sam2Model for SAM 2: basam.formats.hf_sam2) opens; BA-SAM's settings
+    and parameters go in config.json's "basam" section."""
     from safetensors.torch import save_file
 
+    if model.cfg.encoder == "hiera":
+        return save_hf_sam2(model, folder)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file; the Hugging Face format is a folder")
