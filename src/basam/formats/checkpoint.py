@@ -45,7 +45,8 @@ def load_model(
         SAM 2: "sam2.1_hiera_t|s|b+|l" | "sam2_hiera_t|s|b+|l" (the released config paths, e.g.
         "configs/sam2.1/sam2.1_hiera_t.yaml", and checkpoint stems, e.g. "sam2.1_hiera_tiny", name them too).
     checkpoint: None → random init (the embedded weights for "default"); an official .pth or SAM 2
-        .pt, a safetensors file, a basam export, or a Hugging Face SamModel folder or weights file.
+        .pt, a safetensors file, a basam export, or a Hugging Face SamModel folder or weights file
+        (SamHQModel, and Sam2Model folders for SAM 2).
     attn: a preset name, an AttentionConfig, or None → the setting saved in the checkpoint (basam
         exports) or plain SAM. Keyword overrides change single fields (bm_distance="manhattan").
     dtype: the image encoder's precision, "fp32" | "bf16" | "int8" | "auto" (basam.runtime.precision);
@@ -208,7 +209,7 @@ def _guess_size(state: dict[str, torch.Tensor]) -> str | None:
 def save_model(model: Sam, path: str | os.PathLike, format: str = "basam") -> Path:
     """Write a safetensors file whose metadata holds the model and attention configs, so that
     `load_model` can rebuild it without being told the size. format="hf": a folder that
-    transformers.SamModel.from_pretrained opens (basam.formats.hf)."""
+    transformers.SamModel.from_pretrained opens (basam.formats.hf; Sam2Model for SAM 2: basam.formats.hf_sam2)."""
     from safetensors.torch import save_file
 
     if model.precision != "fp32":
