@@ -1,6 +1,6 @@
 """Every command with a SAM 2 model (`--model sam2_tiny`, the released sizes' layout at test size,
 random weights): predict, amg, eval, sweep, serve's engine and train with decoder tuning run and
-write what they say; export-onnx refuses SAM 2 in one line."""
+write what they say; export-onnx refuses a size Hiera cannot take in one line."""
 
 import json
 
@@ -184,7 +184,8 @@ def test_train_decoder_tuning(tmp_path, capsys):
     assert "built for SAM's ViT blocks" in capsys.readouterr().err
 
 
-def test_export_onnx_refuses_sam2(tmp_path, capsys):
-    assert main(["export-onnx", "--model", "sam2_tiny", "--resolution", "256", "--out", str(tmp_path)]) == 2
+def test_export_onnx_refuses_sides_not_multiples_of_32(tmp_path, capsys):
+    assert main(["export-onnx", "--model", "sam2_tiny", "--resolution", "272", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "does not export SAM 2 models" in err[0]
+    assert len(err) == 1 and "need sides that are multiples of 32" in err[0]
+    assert not (tmp_path / "o").exists()

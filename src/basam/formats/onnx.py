@@ -17,6 +17,9 @@ The model input of an H×W export is the image scaled to fit inside H×W with it
 (side lengths rounded half up), padded at the bottom and right: for a square N this is SAM's
 resize-longest-side-to-N, and point coordinates are scaled by the same factor.
 
+SAM 2 models: encoder.onnx has three outputs and decoder.onnx takes the two high-resolution maps
+after image_embeddings (basam.formats.onnx_sam2); input sides are multiples of 32.
+
 Exported through the TorchScript-based `torch.onnx.export(dynamo=False)`: the dynamo exporter of
 torch 2.13 fails on the encoder's attention (a view it cannot decompose).
 """
@@ -39,6 +42,7 @@ from basam.modeling.sam import Sam
 OPSET = 17
 # protobuf refuses files over 2 GiB; above this many bytes of tensors (vit_h) they go to a side file.
 EXTERNAL_DATA_BYTES = 1_500_000_000
+SAM2_MULTIPLE = 32  # Hiera pools the stride-4 grid three times
 
 
 def parse_size(text: str | int) -> tuple[int, int]:
@@ -170,10 +174,11 @@ def export_onnx(
     """Write out/encoder.onnx and out/decoder.onnx for an input_hw = (H, W) model input.
     external_data None → only when the tensors would come near protobuf's 2 GiB limit.
     hq_token_only, multimask: HQ-SAM models only (module docstring)."""
-    if getattr(model.cfg, "encoder", None) == "hiera":
+    sam2 = getattr(model.cfg, "encoder", None) == "hiera"
+    if sam2 and any(s % SAM2_MULTIPLE for s in input_hw):
         raise ValueError(
-            f"export-onnx does not export SAM 2 models ({model.cfg.name}): its encoder has three "
-            "outputs and its decoder takes the high-resolution maps"
+            f"--resolution {input_hw[0]}x{input_hw[1]}: SAM 2 models ({model.cfg.name}) need sides that are "
+            f"multiples of {SAM2_MULTIPLE}"
         )
     if (hq_token_only or multimask) and not model.is_hq:
         raise ValueError(f"hq_token_only and multimask are HQ-SAM export options; {model.cfg.name} is not HQ-SAM")
@@ -193,6 +198,9 @@ def export_onnx(
         with torch.no_grad():
             model.image_encoder(image)  # fills the distance cache: the trace then reads it as a constant
     paths = {"encoder": out / "encoder.onnx", "decoder": out / "decoder.onnx"}
+    if sam2:
+        _export_sam2(model, paths, input_hw, return_single_mask, opset, external_data)
+        return paths
     encoder_outputs = ["image_embeddings", "early_features"] if model.is_hq else ["image_embeddings"]
     _export(model.image_encoder, (image,), paths["encoder"], ["image"], encoder_outputs, {}, opset, external_data)
     if model.is_hq:
@@ -213,6 +221,25 @@ def export_onnx(
         False,
     )
     return paths
+
+
+def _export_sam2(model, paths: dict[str, Path], input_hw, return_single_mask: bool, opset: int, external) -> None:
+    from basam.formats.onnx_sam2 import (
+        DECODER_INPUTS,
+        ENCODER_OUTPUTS,
+        Sam2DecoderGraph,
+        Sam2EncoderGraph,
+        sam2_decoder_example_inputs,
+    )
+
+    image = torch.zeros(1, 3, *input_hw)
+    _export(Sam2EncoderGraph(model).eval(), (image,), paths["encoder"], ["image"], ENCODER_OUTPUTS, {}, opset, external)
+    decoder = Sam2DecoderGraph(model, input_hw, return_single_mask).eval()
+    inputs = sam2_decoder_example_inputs(model, input_hw)
+    assert list(inputs) == DECODER_INPUTS
+    dynamic = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    outputs = ["masks", "iou_predictions", "low_res_masks"]
+    _export(decoder, tuple(inputs.values()), paths["decoder"], DECODER_INPUTS, outputs, dynamic, opset, False)
 
 
 def _export(module, args, path: Path, inputs, outputs, dynamic_axes, opset: int, external: bool | None) -> None:
