@@ -25,7 +25,6 @@ OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 def session(path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    options.log_severity_level = 3  # ORT's shape-merge notes on the traced encoder are not errors
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -131,3 +130,10 @@ def test_docs_onnxruntime_example_runs(tmp_path, monkeypatch, sam2_tiny):
     assert namespace["mask"].shape == masks[0].shape
     assert masks[0].any() and iou(namespace["mask"], masks[0]) >= 0.99
     assert abs(namespace["score"] - scores[0]) <= 1e-4
+
+
+def test_bias_beyond_the_cached_size_is_refused(tmp_path, sam2_tiny):
+    """A bias preset above 4096 stride-16 tokens says so in one error, as for SAM."""
+    with pytest.raises(ValueError, match="ONNX export cannot hold"):
+        export_onnx(sam2_tiny, tmp_path / "o", (1056, 1056))
+    assert not (tmp_path / "o").exists()

@@ -100,7 +100,8 @@ class Hiera(nn.Module):
             period = scaled_window(period, grid_hw, self.blocks[0].train_grid)
             if period != window_embed.shape[-1]:
                 window_embed = F.interpolate(window_embed, size=(period, period), mode="bicubic")
-        tiles = window_embed.tile(1, 1, -(-h // period), -(-w // period))[..., :h, :w]
+        # repeat, not tile (the same on 4-d): torch's ONNX export of tile adds a dead branch that ONNX Runtime warns of
+        tiles = window_embed.repeat(1, 1, -(-h // period), -(-w // period))[..., :h, :w]
         return (background + tiles).permute(0, 2, 3, 1).to(self.pos_embed.dtype)
 
     def forward(self, x: torch.Tensor, windows: str | None = None) -> list[torch.Tensor]:
