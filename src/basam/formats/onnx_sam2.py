@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from basam.formats.onnx import DecoderGraph
+from basam.formats.onnx_graphs import DecoderGraph
 from basam.modeling.sam2 import Sam2
 
 LOW_RES_CLAMP = 32.0  # SAM2ImagePredictor clamps the low-res logits it returns to ±32

@@ -1,7 +1,7 @@
 """segment_anything.utils.onnx.SamOnnxModel: the prompt encoder, mask decoder and mask
 post-processing of a SAM model as one traceable module, for the official decoder export
 (`torch.onnx.export(SamOnnxModel(sam, return_single_mask=True), ...)`), on basam's
-formats.onnx.DecoderGraph at the model's pretraining side (img_size × img_size input).
+formats.onnx_graphs.DecoderGraph at the model's pretraining side (img_size × img_size input).
 
 Inputs and outputs are the official ones: image_embeddings (1, C, Hg, Wg), point_coords (1, N, 2) xy
 in resized-image pixels, point_labels (1, N) (1 fg, 0 bg, 2/3 box corners, -1 padding), mask_input
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from basam.formats.onnx import DecoderGraph
+from basam.formats.onnx_graphs import DecoderGraph
 from basam.modeling.sam import Sam
 from basam.utils.amg import calculate_stability_score
 
