@@ -27,7 +27,7 @@ import torch
 
 from basam.config import MODEL_CONFIGS, ModelConfig, hq_config
 from basam.formats.errors import CheckpointError
-from basam.formats.hf_sam2 import HF_SAM2_MODEL_TYPE, read_hf_sam2, save_hf_sam2
+from basam.formats.hf_sam2 import HF_SAM2_MODEL_TYPE, exportable_state, read_hf_sam2, save_hf_sam2
 from basam.modeling.attention import BASAM_PARAMETER
 
 OFFICIAL_DECODER_NORM_EPS = 1e-5
@@ -384,15 +384,7 @@ def save_hf(model, folder: str | os.PathLike) -> Path:
     if model.cfg.encoder == "hiera":
         return save_hf_sam2(model, folder)
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out {folder} is a file; the Hugging Face format is a folder")
-    state = model.state_dict()
-    foreign = [k for k in state if BASAM_PARAMETER not in k and (".adapter." in k or ".lora_" in k)]
-    if foreign:
-        raise ValueError(
-            f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a SamModel "
-            f"has no place for; merge LoRA, or keep adapter models in basam's format"
-        )
+    state = exportable_state(model, folder, "SamModel")
     tensors = {hf_name(k): v.detach().cpu().contiguous() for k, v in state.items() if BASAM_PARAMETER not in k}
     parameters = {k: v.detach().cpu().tolist() for k, v in state.items() if BASAM_PARAMETER in k}
     config = {

@@ -248,20 +248,27 @@ def _basam_names(cfg: Sam2Config) -> dict[str, str]:
     return mapping
 
 
-def save_hf_sam2(model, folder: str | os.PathLike) -> Path:
-    """Write `folder`/config.json and model.safetensors that transformers.Sam2Model.from_pretrained opens."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
+def exportable_state(model, folder: Path, hf_class: str) -> dict[str, torch.Tensor]:
+    """The model's state dict, once `folder` and the model are known to fit a Hugging Face folder of
+    `hf_class` (SamModel, SamHQModel, Sam2Model): folder is not a file, no adapter or LoRA tensors."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file; the Hugging Face format is a folder")
     state = model.state_dict()
     foreign = [k for k in state if BASAM_PARAMETER not in k and (".adapter." in k or ".lora_" in k)]
     if foreign:
         raise ValueError(
-            f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a Sam2Model "
+            f"the model carries {len(foreign)} adapter/LoRA tensors ({foreign[0]}, …) that a {hf_class} "
             f"has no place for; merge LoRA, or keep adapter models in basam's format"
         )
+    return state
+
+
+def save_hf_sam2(model, folder: str | os.PathLike) -> Path:
+    """Write `folder`/config.json and model.safetensors that transformers.Sam2Model.from_pretrained opens."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = exportable_state(model, folder, "Sam2Model")
     kept = {k: v for k, v in state.items() if BASAM_PARAMETER not in k}
     points = [kept.pop(f"{_POINT_PREFIX}{i}.weight") for i in range(4)]
     tensors = {hf_sam2_name(k): v.detach().cpu().contiguous() for k, v in kept.items()}
